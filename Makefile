@@ -1,0 +1,33 @@
+# Two commands: `make run` (set up, start the app) and `make test` (set up, pass every test).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test prepare bench clean
+
+run: $(VENV)/.runtime
+	$(PY) -m streamlit run app.py
+
+test: $(VENV)/.dev
+	bash .ci/ensure-chromium
+	$(PY) -m pytest
+
+prepare: $(VENV)/.runtime
+	$(PY) -m kdviz prepare
+
+bench: $(VENV)/.dev
+	for script in bench/bench_*.py; do $(PY) $$script || exit 1; done
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.runtime: requirements.txt | $(VENV)/bin/python
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(VENV)/bin/python
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $(VENV)/.runtime $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis screenshots

@@ -1,0 +1,271 @@
+"""Command line: `python -m kdviz prepare | distill | list`, on the same engine and presets as the app."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+
+
+class CliError(Exception):
+    """A one-line, user-facing error; main() prints it and exits non-zero."""
+
+    def __init__(self, message: str, code: int = EXIT_BAD_INPUT):
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        command = " ".join(self.prog.split()[1:])
+        raise CliError(f"{message} (see `python -m kdviz {command + ' ' if command else ''}--help`)")
+
+
+# ---- progress ---------------------------------------------------------------------------------------------------
+
+class ProgressBar:
+    """A one-line progress bar on stderr: redrawn in place on a terminal, a line per 10% otherwise (logs, CI)."""
+
+    def __init__(self, label: str, stream=None, width: int = 30):
+        self.label, self.stream, self.width = label, stream or sys.stderr, width
+        self.started = time.monotonic()
+        self.interactive = self.stream.isatty()
+        self.last_draw, self.last_decile = 0.0, -1
+        self.done, self.total, self.detail = 0, 1, ""
+
+    def update(self, done: int | None = None, total: int | None = None, detail: str | None = None) -> None:
+        self.done = self.done if done is None else done
+        self.total = self.total if total is None else max(total, 1)
+        self.detail = self.detail if detail is None else detail
+        fraction = min(self.done / self.total, 1.0)
+        now = time.monotonic()
+        if self.interactive and now - self.last_draw >= 0.1:
+            self.last_draw = now
+            self._draw(fraction, "\r")
+        elif not self.interactive and int(fraction * 10) > self.last_decile:
+            self.last_decile = int(fraction * 10)
+            self._draw(fraction, "\n")
+
+    def _draw(self, fraction: float, end: str) -> None:
+        elapsed = time.monotonic() - self.started
+        eta = f"≈{elapsed / fraction - elapsed:.0f}s left" if 0 < fraction < 1 else ""
+        bar = "█" * int(fraction * self.width) + "·" * (self.width - int(fraction * self.width))
+        line = f"{self.label:<12} {bar} {fraction:4.0%} {elapsed:5.1f}s {eta:<12} {self.detail}"
+        print(line.ljust(100), end=end, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.interactive:
+            self._draw(min(self.done / self.total, 1.0), "\n")
+        elif self.last_decile < 10:
+            self._draw(1.0, "\n")
+
+
+def consume(events, label: str):
+    """Drive an event stream with a progress bar; return its Finished event; raise CliError on divergence."""
+    from kdviz.engine import Diverged, EpochEnd, Finished, Notice, Started, StepLosses
+
+    bar, finished = ProgressBar(label), None
+    for event in events:
+        if isinstance(event, Started):
+            bar.update(0, event.total_steps)
+        elif isinstance(event, StepLosses):
+            bar.update(event.step)
+        elif isinstance(event, EpochEnd) and event.epoch > 0:
+            shown = {k: v for k, v in event.accuracy.items() if k != "teacher" or len(event.accuracy) == 1}
+            bar.update(detail=f"epoch {event.epoch}: " + " ".join(f"{k} {v:.1%}" for k, v in shown.items()))
+        elif isinstance(event, Notice):
+            print(f"note: {event.message}", file=sys.stderr)
+        elif isinstance(event, Diverged):
+            if bar.interactive:
+                print(file=sys.stderr)
+            raise CliError(f"{label}: {event.message}", EXIT_FAILED)
+        elif isinstance(event, Finished):
+            finished = event
+    if finished.summary.get("cached"):
+        print(f"{label:<12} cached ({finished.summary['teacher']['accuracy']:.2%} test accuracy)", file=sys.stderr)
+    else:
+        bar.close()
+    return finished
+
+
+# ---- commands ---------------------------------------------------------------------------------------------------
+
+def cmd_prepare(args) -> int:
+    from kdviz.engine import resolve_device
+    from kdviz.models import ModelSpec
+    from kdviz.presets import teachers_to_prepare
+    from kdviz.teachers import prepare_teacher, teacher_path
+
+    resolve_device(args.device)
+    for config in teachers_to_prepare():
+        from kdviz.data import load_dataset
+
+        dataset = load_dataset(config.dataset)
+        name = ModelSpec.describe(config.model, dataset.input_shape, dataset.num_classes)
+        finished = consume(prepare_teacher(config, args.device), f"teacher {config.dataset}")
+        if finished.status != "completed":
+            raise CliError(f"training the {config.dataset} teacher ended: {finished.status}", EXIT_FAILED)
+        facts = finished.summary["teacher"]
+        print(f"{config.dataset}: {name}, {facts['accuracy']:.2%} test accuracy, {facts['params']:,} parameters "
+              f"→ {teacher_path(config)}")
+    return 0
+
+
+OVERRIDES = [  # (flag, config field, type, help): every engine option is settable and overrides the preset
+    ("--dataset", "teacher_dataset", str, "dataset name (see `python -m kdviz list`)"),
+    ("--teacher", "teacher_arch", str, "teacher architecture"),
+    ("--teacher-width", "teacher_width", int, "teacher width"),
+    ("--teacher-depth", "teacher_depth", int, "teacher depth"),
+    ("--teacher-epochs", "teacher_epochs", int, "teacher training epochs"),
+    ("--teacher-augment", "teacher_augment", int, "teacher jitter in pixels"),
+    ("--student", "student_arch", str, "student architecture"),
+    ("--student-width", "student_width", int, "student width"),
+    ("--student-depth", "student_depth", int, "student depth"),
+    ("--temperature", "temperature", float, "distillation temperature T > 0"),
+    ("--alpha", "alpha", float, "weight of the soft (KD) term, in [0, 1]"),
+    ("--epochs", "epochs", int, "student training epochs"),
+    ("--batch-size", "batch_size", int, "student batch size"),
+    ("--lr", "learning_rate", float, "student learning rate (Adam)"),
+    ("--augment", "augment", int, "student jitter in pixels (0: off; then teacher logits are cached)"),
+    ("--train-subset", "train_subset", int, "train the students on this many images (0: all)"),
+    ("--device", "device", str, "auto, cpu, cuda or mps"),
+]
+
+
+def build_config(args):
+    """The preset's DistillConfig with every flag the user gave applied on top."""
+    from kdviz.engine import check_config
+    from kdviz.presets import get_preset, with_overrides
+
+    config = get_preset(args.preset)
+    given = {field: getattr(args, field) for _, field, _, _ in OVERRIDES if getattr(args, field) is not None}
+    for role, current in (("teacher", config.teacher.model), ("student", config.student)):
+        spec = {knob: given.pop(f"{role}_{knob}") for knob in ("arch", "width", "depth") if f"{role}_{knob}" in given}
+        if spec:
+            given["teacher_model" if role == "teacher" else "student"] = dataclasses.replace(current, **spec)
+    return check_config(with_overrides(config, **given))
+
+
+def cmd_distill(args) -> int:
+    from kdviz.engine import distill
+    from kdviz.teachers import prepare_teacher
+
+    config = build_config(args)
+    seeds = args.seeds if args.seeds else [config.seed]
+    teacher_finished = consume(prepare_teacher(config.teacher, config.device), "teacher")
+    teacher = teacher_finished.models["teacher"]
+    runs = []
+    for seed in seeds:
+        finished = consume(distill(dataclasses.replace(config, seed=seed), teacher), f"seed {seed}")
+        runs.append({"seed": seed, "status": finished.status,
+                     "hard": finished.summary["hard"], "kd": finished.summary["kd"],
+                     "seconds": finished.summary["seconds"], "device": finished.summary["device"]})
+    result = {"config": {**dataclasses.asdict(config), "seeds": seeds},
+              "teacher": teacher_finished.summary["teacher"], "runs": runs,
+              "summary": summarize(runs, teacher_finished.summary["n_test"])}
+    print(format_case_study(result, args.preset))
+    if args.json:
+        from kdviz.paths import atomic_write_text
+
+        atomic_write_text(Path(args.json), json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def summarize(runs: list[dict], n_test: int) -> dict:
+    hard = [run["hard"]["accuracy"] for run in runs]
+    kd = [run["kd"]["accuracy"] for run in runs]
+    std = lambda values: statistics.stdev(values) if len(values) > 1 else 0.0  # noqa: E731
+    hard_errors, kd_errors = statistics.mean(1 - a for a in hard) * n_test, statistics.mean(1 - a for a in kd) * n_test
+    return {"hard_mean": statistics.mean(hard), "hard_std": std(hard), "kd_mean": statistics.mean(kd),
+            "kd_std": std(kd), "kd_wins": sum(k > h for h, k in zip(hard, kd)), "n_seeds": len(runs),
+            "hard_errors_mean": hard_errors, "kd_errors_mean": kd_errors, "n_test": n_test,
+            "relative_error_reduction": (hard_errors - kd_errors) / hard_errors if hard_errors else 0.0}
+
+
+def format_case_study(result: dict, preset: str) -> str:
+    """The lecture's case-study table: teacher / hard-label student / KD student."""
+    teacher, summary, runs = result["teacher"], result["summary"], result["runs"]
+    student = runs[0]["hard"]
+    n_test, n = summary["n_test"], summary["n_seeds"]
+    spread = (lambda std: f" ± {std:.2%}") if n > 1 else (lambda std: "")
+    rows = [
+        ("teacher", teacher["params"], teacher["size_bytes"], f"{teacher['accuracy']:.2%}", f"{teacher['errors']}"),
+        ("hard-label student", student["params"], student["size_bytes"],
+         f"{summary['hard_mean']:.2%}{spread(summary['hard_std'])}", f"{summary['hard_errors_mean']:.1f}"),
+        ("KD student", student["params"], student["size_bytes"],
+         f"{summary['kd_mean']:.2%}{spread(summary['kd_std'])}", f"{summary['kd_errors_mean']:.1f}"),
+    ]
+    header = f"{'model':<20}{'parameters':>12}{'size (MB)':>11}{'test accuracy':>22}{f'errors / {n_test}':>15}"
+    lines = [f"preset {preset}, {n} seed{'s' * (n > 1)}: {', '.join(str(r['seed']) for r in runs)}", header,
+             "-" * len(header)]
+    lines += [f"{name:<20}{params:>12,}{size / 1e6:>11.2f}{acc:>22}{errors:>15}" for name, params, size, acc, errors
+              in rows]
+    if n > 1:
+        lines.append("per seed (hard → KD): " + "; ".join(
+            f"{r['seed']}: {r['hard']['accuracy']:.2%} → {r['kd']['accuracy']:.2%}" for r in runs))
+    change = summary["kd_mean"] - summary["hard_mean"]
+    verdict = "KD helped" if change > 0 else "KD did NOT help on this setting"
+    lines.append(f"{verdict}: {change * 100:+.2f} points, {summary['relative_error_reduction']:+.0%} relative error "
+                 f"reduction, KD better on {summary['kd_wins']} of {n} seeds; student is "
+                 f"{teacher['params'] / student['params']:.1f}× smaller than the teacher")
+    return "\n".join(lines)
+
+
+def cmd_list(args) -> int:
+    from kdviz.data import list_datasets
+    from kdviz.models import list_models
+    from kdviz.presets import PRESETS
+
+    print("datasets:")
+    for info in list_datasets():
+        print(f"  {info.name:<16} {info.description}")
+    print("models:")
+    for info in list_models():
+        print(f"  {info.name:<16} {info.description}")
+    print("presets:")
+    for name, (description, _) in PRESETS.items():
+        print(f"  {name:<16} {description}")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="kdviz", description="Knowledge distillation (Hinton et al. 2015) from the command line.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    prepare = commands.add_parser("prepare", help="train and cache the offline presets' teachers")
+    prepare.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    prepare.set_defaults(run=cmd_prepare)
+    run = commands.add_parser("distill", help="train hard-label and KD students side by side; print the table")
+    run.add_argument("--preset", default="lecture", help="lecture, quick or cifar10-lecture; flags override it")
+    run.add_argument("--seeds", "--seed", type=int, nargs="+", help="one or more seeds (default: the preset's)")
+    run.add_argument("--json", help="also write the results as JSON to this path")
+    for flag, field, kind, text in OVERRIDES:
+        run.add_argument(flag, dest=field, type=kind, default=None, help=text)
+    run.set_defaults(run=cmd_distill)
+    listing = commands.add_parser("list", help="list datasets, models and presets")
+    listing.set_defaults(run=cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = make_parser().parse_args(argv)
+        return args.run(args)
+    except CliError as error:
+        print(f"kdviz: error: {error}", file=sys.stderr)
+        return error.code
+    except ValueError as error:  # the library's validation: the message names the bad value
+        print(f"kdviz: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("\nkdviz: stopped", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 — a CLI user gets one line, never a traceback
+        print(f"kdviz: error: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_FAILED

@@ -1,0 +1,53 @@
+"""Home: knowledge distillation in a few sentences, a map of the app, the device and the default teacher's state."""
+import streamlit as st
+
+from kdviz import ui
+
+st.title("🎓 kdviz: knowledge distillation you can see and change")
+st.markdown(
+    """
+A large, accurate **teacher** network has learnt more than which class is right: it also knows that a husky looks
+more like a cat than like a ship. **Knowledge distillation** (Hinton, Vinyals & Dean, 2015) trains a small
+**student** to imitate the teacher's **soft labels**, the softmax of its logits at a **temperature** T,
+instead of only the one-hot hard labels. A higher T softens the distribution so that these small
+probabilities, the "dark knowledge", become visible and carry weight in the student's loss:
+"""
+)
+st.latex(r"q_i = \frac{\exp(z_i/T)}{\sum_j \exp(z_j/T)}, \qquad "
+         r"\mathcal{L} = \alpha\, T^2\, \mathrm{KL}\big(p^{T}_{\text{teacher}} \,\|\, q^{T}_{\text{student}}\big)"
+         r" + (1-\alpha)\, \mathrm{CE}\big(y, q^{1}_{\text{student}}\big)")
+st.markdown("In the lecture's case study a ResNet-50 student trained this way reaches 77.75% top-1 on ImageNet "
+            "instead of 76.32% with hard labels, close to its ResNet-152 teacher at half the size.")
+
+st.subheader("What you can do here")
+for plan in ui.PAGES[1:]:
+    if plan.built:
+        st.page_link(plan.path, label=f"**{plan.title}**: {plan.blurb}", icon=plan.icon)
+    else:
+        st.markdown(f"{plan.icon} **{plan.title}** (not built yet): {plan.blurb}")
+
+
+@st.fragment(run_every=1.0)
+def machine_status() -> None:
+    """Device and default-teacher state; polls the background training until the teacher is ready."""
+    from kdviz.engine import available_devices, resolve_device  # torch: imported after the text above is shown
+
+    st.markdown(f"**Device:** `{resolve_device('auto')}` (available here: {', '.join(available_devices())})")
+    task = ui.default_teacher_task()
+    for notice in task.notices:
+        st.warning(notice)
+    if task.state in ("pending", "running"):
+        epoch = task.last_epoch
+        detail = f", epoch {epoch.epoch}: {epoch.accuracy['teacher']:.1%} test accuracy" if epoch else ""
+        st.progress(task.progress(), text=f"Training the default teacher once (then it is cached){detail}…")
+    elif task.state == "completed":
+        facts = task.finished.summary["teacher"]
+        st.success(f"Default teacher ready: MLP 784-1200-1200-10 on mnist5k, {facts['accuracy']:.1%} test accuracy, "
+                   f"{facts['params']:,} parameters ({facts['size_bytes'] / 1e6:.1f} MB).", icon="✅")
+    else:
+        st.error(f"The default teacher could not be prepared ({task.error or task.state}). "
+                 "Run `python -m kdviz prepare` in a terminal to see why.")
+
+
+st.subheader("This machine")
+machine_status()
