@@ -1,0 +1,104 @@
+"""Runs on disk: KDVIZ_HOME/runs/<id>/ holds config.json, status.json, events.jsonl and students.pt."""
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+from kdviz.paths import atomic_write_text, runs_dir
+
+LIVE_STATES = ("queued", "running", "paused")
+FINAL_STATES = ("completed", "cancelled", "diverged", "failed", "interrupted")
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def is_valid_run_id(run_id: str) -> bool:
+    """Run ids come from URLs: only our own shape is accepted, so no path can escape the runs folder."""
+    parts = str(run_id).split("-")
+    return (len(parts) == 3 and parts[0].isdigit() and len(parts[0]) == 8 and parts[1].isdigit()
+            and len(parts[1]) == 6 and len(parts[2]) == 6 and all(c in "0123456789abcdef" for c in parts[2]))
+
+
+class RunStore:
+    """Reads and writes run folders; every JSON write is atomic, the event log is append-only JSON lines."""
+
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root) if root is not None else runs_dir()
+
+    def folder(self, run_id: str) -> Path:
+        if not is_valid_run_id(run_id):
+            raise ValueError(f"not a run id: {run_id!r}")
+        return self.root / run_id
+
+    def create(self, run_id: str, record: dict) -> None:
+        folder = self.folder(run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / "config.json", json.dumps(record, indent=2))
+        self.write_status(run_id, {"state": "queued"})
+
+    def write_status(self, run_id: str, status: dict) -> None:
+        folder = self.folder(run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / "status.json", json.dumps({**status, "updated": time.time()}, indent=2))
+
+    def append_events(self, run_id: str, events: list[dict]) -> None:
+        with open(self.folder(run_id) / "events.jsonl", "a", encoding="utf-8") as handle:
+            handle.write("".join(json.dumps(event) + "\n" for event in events))
+            handle.flush()
+
+    def rewrite_events(self, run_id: str, events: list[dict]) -> None:
+        text = "".join(json.dumps(event) + "\n" for event in events)
+        atomic_write_text(self.folder(run_id) / "events.jsonl", text)
+
+    def read_json(self, run_id: str, name: str) -> dict | None:
+        try:
+            return json.loads((self.folder(run_id) / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def read_events(self, run_id: str) -> list[dict]:
+        """The event log; a line torn by a crash mid-write is skipped, everything before it is kept."""
+        try:
+            lines = (self.folder(run_id) / "events.jsonl").read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return []
+        events = []
+        for line in lines:
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue
+        return events
+
+    def run_ids(self) -> list[str]:
+        """Every run on disk, newest first."""
+        if not self.root.is_dir():
+            return []
+        ids = [p.name for p in self.root.iterdir() if p.is_dir() and is_valid_run_id(p.name)]
+        return sorted(ids, reverse=True)
+
+    def mark_interrupted(self) -> list[str]:
+        """After a server restart, runs that were live belong to a dead process: keep their data, say so."""
+        marked = []
+        for run_id in self.run_ids():
+            status = self.read_json(run_id, "status.json") or {}
+            if status.get("state") in LIVE_STATES:
+                self.write_status(run_id, {**status, "state": "interrupted",
+                                           "message": "the server stopped during this run; what it measured is kept"})
+                marked.append(run_id)
+        return marked
+
+    def delete(self, run_id: str) -> None:
+        shutil.rmtree(self.folder(run_id), ignore_errors=True)
+
+    def students_path(self, run_id: str) -> Path:
+        return self.folder(run_id) / "students.pt"
+
+    def exists(self, run_id: str) -> bool:
+        return is_valid_run_id(run_id) and (self.root / run_id / "config.json").is_file()
+
