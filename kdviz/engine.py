@@ -56,6 +56,17 @@ class DistillConfig:
         return self.teacher.dataset
 
 
+def config_from_dict(data: dict) -> DistillConfig:
+    """Rebuild a DistillConfig from dataclasses.asdict() output (a saved run, a shared link, a JSON file)."""
+    try:
+        teacher = dict(data["teacher"])
+        teacher["model"] = ModelSpec(**teacher["model"])
+        rest = {k: v for k, v in data.items() if k not in ("teacher", "student")}
+        return DistillConfig(teacher=TeacherConfig(**teacher), student=ModelSpec(**data["student"]), **rest)
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"not a distillation config ({error})") from None
+
+
 def _check_training(epochs, batch_size, learning_rate, augment) -> None:
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")

@@ -102,3 +102,20 @@ class RunStore:
     def exists(self, run_id: str) -> bool:
         return is_valid_run_id(run_id) and (self.root / run_id / "config.json").is_file()
 
+    def load_students(self, run_id: str):
+        """The trained hard-label and KD students of a completed run: (DistillConfig, {"hard": model, "kd": model})."""
+        import torch
+
+        from kdviz.data import load_dataset
+        from kdviz.engine import config_from_dict
+        from kdviz.models import create_model
+
+        record = torch.load(self.students_path(run_id), map_location="cpu", weights_only=True)
+        config = config_from_dict(record["config"])
+        dataset = load_dataset(config.dataset)
+        models = {}
+        for name in ("hard", "kd"):
+            model = create_model(config.student, dataset.input_shape, dataset.num_classes)
+            model.load_state_dict(record[f"{name}_state_dict"])
+            models[name] = model.eval()
+        return config, models
