@@ -55,3 +55,20 @@ def _default_teacher_task():
 
 def default_teacher_task():
     return _default_teacher_task()
+
+
+@st.cache_resource(show_spinner=False)
+def run_manager():
+    """The process-wide run manager: runs outlive page switches, slider moves and browser reloads."""
+    from kdviz.jobs import RunManager
+
+    return RunManager()
+
+
+def owner_id() -> str:
+    """A per-browser-session id: a run is controlled by the session that started it, others may only view it."""
+    import secrets
+
+    if "owner_id" not in st.session_state:
+        st.session_state["owner_id"] = secrets.token_hex(8)
+    return st.session_state["owner_id"]
