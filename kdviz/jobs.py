@@ -93,6 +93,7 @@ class Run:
                  config_object=None):
         self.id, self.config, self.owner, self.created = run_id, config, owner, created
         self.config_object = config_object  # the DistillConfig itself, for runs started by this process
+        self.tags: dict = {}  # e.g. {"sweep": id, "parameter": "temperature", "value": 4.0}
         self.state = state
         self.message = ""
         self.summary: dict | None = None
@@ -139,7 +140,7 @@ class RunManager:
             worker.start()
 
     # -- asking for runs --
-    def submit(self, config, owner: str) -> str:
+    def submit(self, config, owner: str, tags: dict | None = None) -> str:
         import dataclasses
 
         from kdviz.engine import check_config
@@ -153,7 +154,8 @@ class RunManager:
             if mine >= self.max_queued_per_owner:
                 raise QueueFull(f"you already have {mine} runs waiting (at most {self.max_queued_per_owner})")
             run = Run(new_run_id(), dataclasses.asdict(config), owner, time.time(), config_object=config)
-            self.store.create(run.id, {"config": run.config, "owner": owner, "created": run.created})
+            run.tags = dict(tags or {})
+            self.store.create(run.id, self._record(run))
             self._runs[run.id] = run
             self._queue.append(run.id)
             self._wakeup.notify()
@@ -222,6 +224,7 @@ class RunManager:
         run = Run(run_id, record.get("config", {}), record.get("owner", ""), record.get("created", 0.0),
                   status.get("state", "interrupted"))
         run.message, run.summary = status.get("message", ""), status.get("summary")
+        run.tags = record.get("tags", {})
         run.started_at, run.finished_at = status.get("started_at"), status.get("finished_at")
         run.events = self.store.read_events(run_id)
         return run
@@ -265,7 +268,7 @@ class RunManager:
 
         finished, pending = None, []
         for event in events:
-            record = {"phase": phase, **event_to_dict(event)}
+            record = {"phase": phase, "t": round(time.time(), 3), **event_to_dict(event)}
             run.events.append(record)
             pending.append(record)
             if isinstance(event, Finished):
@@ -291,11 +294,15 @@ class RunManager:
 
     def _rebuild(self, run: Run) -> None:
         try:
-            self.store.create(run.id, {"config": run.config, "owner": run.owner, "created": run.created})
+            self.store.create(run.id, self._record(run))
             self.store.rewrite_events(run.id, list(run.events))
             self._save_status(run)
         except OSError:
             run.message = "the run's folder cannot be written; its data is kept in memory only"
+
+    @staticmethod
+    def _record(run: Run) -> dict:
+        return {"config": run.config, "owner": run.owner, "created": run.created, "tags": run.tags}
 
     def _save_status(self, run: Run) -> None:
         try:

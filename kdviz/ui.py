@@ -16,11 +16,11 @@ class PagePlan:
 PAGES = [
     PagePlan("pages/home.py", "Home", "🏠", "What knowledge distillation is, and what this app shows.", True),
     PagePlan("pages/soft_labels.py", "Soft labels & temperature", "🌡️",
-             "Edit logits, move the temperature, watch softmax, KL, T²·KL and the gradient change.", False),
+             "Edit logits, move the temperature, watch softmax, KL, T²·KL and the gradient change.", True),
     PagePlan("pages/image_explorer.py", "Image explorer", "🖼️",
              "Real images, a trained teacher's and student's logits, and the teacher's dark knowledge.", False),
     PagePlan("pages/live_distillation.py", "Live distillation", "🏃",
-             "Run teacher → student in front of the class: hard-label vs KD student, live.", False),
+             "Run teacher → student in front of the class: hard-label vs KD student, live.", True),
     PagePlan("pages/why_it_works.py", "Why it works", "💡",
              "Gradient variance, the missing-class experiment, student size.", False),
     PagePlan("pages/ensembles.py", "Ensembles", "👥", "Distil many teachers into one student.", False),
@@ -66,9 +66,399 @@ def run_manager():
 
 
 def owner_id() -> str:
-    """A per-browser-session id: a run is controlled by the session that started it, others may only view it."""
+    """A per-browser id: a run is controlled (and listed) by the browser that started it; others may only view it.
+
+    It lives in the session and in the URL (?owner=), so a reload or a bookmark keeps the user's runs and controls.
+    """
     import secrets
 
     if "owner_id" not in st.session_state:
-        st.session_state["owner_id"] = secrets.token_hex(8)
+        given = str(st.query_params.get("owner", ""))
+        valid = len(given) == 16 and all(c in "0123456789abcdef" for c in given)
+        st.session_state["owner_id"] = given if valid else secrets.token_hex(8)
+    if st.query_params.get("owner") != st.session_state["owner_id"]:
+        st.query_params["owner"] = st.session_state["owner_id"]
     return st.session_state["owner_id"]
+
+
+# ---- the soft-labels page: its state (session + URL), its inputs, the dataset-image source ------------------------
+SOFT_LABELS_STATE = "soft_labels.state"
+LECTURE_CSS = """<style>
+.stMainBlockContainer p, .stMainBlockContainer li, .stMainBlockContainer label p { font-size: 1.3rem; }
+.stMainBlockContainer h1 { font-size: 3.2rem; }
+[data-testid="stMetricValue"] { font-size: 2.6rem; }
+[data-testid="stMetricLabel"] p { font-size: 1.2rem; }
+</style>"""
+
+
+def lecture_style() -> None:
+    """In lecture mode, enlarge the page's text for the back row (charts are enlarged by charts.style)."""
+    if lecture_mode():
+        st.html(LECTURE_CSS)
+
+
+def seed(key: str, value) -> None:
+    """Give a widget its value from our own state unless it already has one (never pass value= as well)."""
+    if key not in st.session_state:
+        st.session_state[key] = value
+
+
+def sync_query_params(query: dict[str, str]) -> None:
+    """Write the page's state into the URL, so that a lecturer can copy the link; only when it changed."""
+    if st.query_params.to_dict() != query:
+        st.query_params.from_dict(query)
+
+
+def soft_labels_state():
+    """(state, notices): the page's state, parsed once per session from the URL (with a notice per bad value)."""
+    from kdviz import soft_labels
+
+    if SOFT_LABELS_STATE not in st.session_state:
+        state, notices = soft_labels.parse_query(st.query_params.to_dict())
+        st.session_state[SOFT_LABELS_STATE] = state
+        return state, notices
+    return st.session_state[SOFT_LABELS_STATE], []
+
+
+def update_soft_labels_state(**changes):
+    """Replace fields of the page's state, keep it for the session and mirror it in the URL."""
+    import dataclasses
+
+    from kdviz import soft_labels
+
+    state = dataclasses.replace(st.session_state[SOFT_LABELS_STATE], **changes)
+    st.session_state[SOFT_LABELS_STATE] = state
+    sync_query_params(soft_labels.to_query(state))
+    return state
+
+
+def custom_logits_editor(state):
+    """The editable logits table and the true class; returns the last valid Logits, with an error next to the table."""
+    import dataclasses
+
+    from kdviz import soft_labels
+
+    if "sl.table_rows" not in st.session_state:  # the editor's base rows: fixed while the user edits them
+        st.session_state["sl.table_rows"] = soft_labels.table_rows(state.custom)
+        st.session_state["sl.table_version"] = st.session_state.get("sl.table_version", 0) + 1
+    text = st.column_config.TextColumn
+    rows = st.data_editor(
+        st.session_state["sl.table_rows"], num_rows="dynamic", hide_index=True, width="stretch",
+        key=f"sl.table.{st.session_state['sl.table_version']}",
+        column_config={"class": text("class", help="A unique name without commas", max_chars=24),
+                       "teacher logit": text("teacher logit", help="A number between -1e6 and 1e6, e.g. -3.5"),
+                       "student logit": text("student logit", help="A number between -1e6 and 1e6, e.g. 2")})
+    label_name = state.custom.classes[state.custom.label]
+    try:
+        logits = soft_labels.logits_from_rows(rows, label_name)
+    except ValueError as error:
+        st.error(f"These logits cannot be used: {error}. The charts show the last valid logits.", icon="⚠️")
+        logits = state.custom
+    if st.session_state.get("sl.label") not in logits.classes:
+        st.session_state["sl.label"] = logits.classes[logits.label]
+    label = st.selectbox("True class (the hard label)", logits.classes, key="sl.label")
+    logits = dataclasses.replace(logits, label=logits.classes.index(label))
+    if st.button("Start again from the lecture example", icon="↩️"):
+        st.session_state.pop("sl.table_rows")
+        st.session_state.pop("sl.label", None)
+        update_soft_labels_state(custom=soft_labels.LECTURE)
+        st.rerun()
+    update_soft_labels_state(custom=logits)
+    return logits
+
+
+@st.cache_resource(show_spinner="Computing the teacher's and the student's logits on the test images…")
+def image_logits(student_model: str):
+    """Process-wide: the logits of every test image, computed once (torch is imported here, not before)."""
+    from kdviz.image_logits import load_image_logits
+
+    return load_image_logits(student_model)
+
+
+def image_example(state):
+    """Pick a test image (thumbnail shown); returns its Logits, or None (with a message) while no teacher is cached."""
+    from kdviz import soft_labels
+    from kdviz.image_logits import teacher_ready
+    from kdviz.teachers import CacheError
+
+    if not teacher_ready():
+        st.info("The default teacher (MLP 784-1200-1200-10 on mnist5k) is not trained yet. It trains once, in the "
+                "background, and is then cached; the home page starts it too.", icon="⏳")
+        if st.session_state.get("sl.train_teacher") or st.button("Train the default teacher now"):
+            st.session_state["sl.train_teacher"] = True
+            _teacher_progress()
+        return None
+    try:
+        data = image_logits(state.student_model)
+    except (CacheError, OSError, ValueError) as error:
+        st.error(f"The cached teacher could not be used ({error}). Delete it from KDVIZ_HOME/teachers, or run "
+                 "`python -m kdviz prepare` to train it again.")
+        return None
+    if state.image >= len(data):
+        st.warning(f"There are only {len(data)} test images; showing image {len(data) - 1}.")
+        state = update_soft_labels_state(image=len(data) - 1)
+    seed("sl.image", state.image)
+    seed("sl.student_model", state.student_model)
+    picture, pickers = st.columns([1, 4], vertical_alignment="center")
+    with pickers:
+        index = st.number_input(f"Test image of {data.dataset} (0 to {len(data) - 1})", 0, len(data) - 1,
+                                key="sl.image")
+        student_model = st.selectbox("Student", list(soft_labels.STUDENT_MODELS), key="sl.student_model",
+                                     format_func=soft_labels.STUDENT_MODELS.get,
+                                     help="Trained hard-label and KD students arrive with the run history.")
+    example = data.example(index)
+    with picture:
+        st.image(data.thumbnail(index), caption=f"true class: {example.classes[example.label]}", width=140)
+    update_soft_labels_state(image=int(index), student_model=student_model)
+    return example
+
+
+@st.fragment(run_every=1.0)
+def _teacher_progress() -> None:
+    task = default_teacher_task()
+    if task.state == "completed":
+        st.rerun(scope="app")
+    elif task.done:
+        st.error(f"The default teacher could not be trained ({task.error or task.state}). Run "
+                 "`python -m kdviz prepare` in a terminal to see why.")
+    else:
+        st.progress(task.progress(), text="Training the default teacher (once; then it is cached)…")
+
+
+# ---- live distillation: the run form, the live panel, history actions, sweeps -------------------------------------
+
+def describe_config(config: dict) -> str:
+    """A short human description of a saved run config."""
+    student = config.get("student", {})
+    subset = config.get("train_subset") or "all"
+    return (f"{config.get('teacher', {}).get('dataset', '?')}, student {student.get('arch')} "
+            f"{student.get('width')}×{student.get('depth')}, T={config.get('temperature')}, "
+            f"α={config.get('alpha')}, {config.get('epochs')} epochs, {subset} images, seed {config.get('seed')}")
+
+
+def distill_config_form(preset: str):
+    """Widgets for every engine option, prefilled from the preset; returns (DistillConfig or None, problem)."""
+    import dataclasses
+
+    from kdviz.data import list_datasets
+    from kdviz.engine import available_devices, check_config
+    from kdviz.models import ModelSpec, list_models
+    from kdviz.presets import get_preset
+
+    base = get_preset(preset)
+    key = lambda name: f"{preset}:{name}"  # noqa: E731 — a new preset starts from its own defaults
+    archs = [info.name for info in list_models()]
+    datasets = {info.name: info for info in list_datasets()}
+    with st.expander("Configuration", expanded=not st.query_params.get("run")):
+        left, middle, right = st.columns(3)
+        with left:
+            st.markdown("**Data & teacher**")
+            dataset = st.selectbox("Dataset", list(datasets), index=list(datasets).index(base.dataset),
+                                   format_func=lambda n: n + ("" if datasets[n].offline else " (download)"),
+                                   key=key("dataset"), help="Download datasets need a network the first time.")
+            teacher_arch = st.selectbox("Teacher", archs, index=archs.index(base.teacher.model.arch),
+                                        key=key("teacher_arch"))
+            teacher_width = st.number_input("Teacher width", 1, 8192, base.teacher.model.width, key=key("t_width"))
+            teacher_depth = st.number_input("Teacher depth", 1, 16, base.teacher.model.depth, key=key("t_depth"))
+            st.caption("A teacher is trained once on first use (progress shown), then cached.")
+        with middle:
+            st.markdown("**Student & distillation**")
+            student_arch = st.selectbox("Student", archs, index=archs.index(base.student.arch), key=key("s_arch"))
+            student_width = st.number_input("Student width", 1, 8192, base.student.width, key=key("s_width"))
+            student_depth = st.number_input("Student depth", 1, 16, base.student.depth, key=key("s_depth"))
+            temperature = st.number_input("Temperature T", 0.01, 1000.0, float(base.temperature), key=key("T"))
+            alpha = st.slider("α: weight of the soft term", 0.0, 1.0, float(base.alpha), 0.05, key=key("alpha"),
+                              help="kdviz weighs the soft (KD) term by α and the hard term by 1 − α. "
+                                   "Keras's KD example uses the opposite convention.")
+        with right:
+            st.markdown("**Training**")
+            epochs = st.number_input("Epochs", 1, 500, base.epochs, key=key("epochs"))
+            batch_size = st.number_input("Batch size", 1, 4096, base.batch_size, key=key("batch"))
+            learning_rate = st.number_input("Learning rate (Adam)", 1e-6, 10.0, base.learning_rate,
+                                            format="%.5f", key=key("lr"))
+            subset = st.number_input("Training images (0 = all)", 0, 100_000, base.train_subset, key=key("subset"))
+            augment = st.number_input("Jitter augmentation (pixels)", 0, 8, base.augment, key=key("augment"))
+            seed = st.number_input("Seed", 0, 2**31 - 1, base.seed, key=key("seed"))
+            devices = ["auto"] + available_devices()
+            device = st.selectbox("Device", devices, key=key("device"))
+            missing = [d for d in ("cuda", "mps") if d not in devices]
+            if missing:
+                st.caption(f"Not available here: {', '.join(missing)} (PyTorch sees no such device).")
+    teacher = dataclasses.replace(base.teacher, dataset=dataset, model=ModelSpec(
+        teacher_arch, int(teacher_width), int(teacher_depth), base.teacher.model.dropout))
+    config = dataclasses.replace(
+        base, teacher=teacher, student=ModelSpec(student_arch, int(student_width), int(student_depth)),
+        temperature=float(temperature), alpha=float(alpha), epochs=int(epochs), batch_size=int(batch_size),
+        learning_rate=float(learning_rate), train_subset=int(subset), augment=int(augment), seed=int(seed),
+        device=device)
+    try:
+        return check_config(config), None
+    except ValueError as error:
+        return None, f"This configuration cannot run: {error}."
+
+
+@st.cache_data(show_spinner=False)
+def lecture_case_table():
+    from kdviz import runview
+
+    return runview.lecture_rows()
+
+
+def run_panel(run_id: str) -> None:
+    """The chosen run: live (redrawn twice a second) while it is queued or running, static once it ended."""
+    run = run_manager().get(run_id)
+    if run is None:
+        st.warning(f"There is no run {run_id!r} on this server (it may have been deleted).", icon="🔎")
+        return
+    if run.live:
+        _live_run(run_id)
+    else:
+        _draw_run(run)
+
+
+@st.fragment(run_every=0.5)
+def _live_run(run_id: str) -> None:
+    run = run_manager().get(run_id)
+    if run is None or not run.live:
+        st.rerun()  # the run ended (or vanished): redraw the page once, statically
+    _draw_run(run)
+
+
+def _draw_run(run) -> None:
+    from kdviz import run_charts, runview
+
+    manager, lecture = run_manager(), lecture_mode()
+    state = runview.progress(run.events)
+    mine = run.owner == owner_id()
+    badge = {"queued": "⏳", "running": "🏃", "paused": "⏸️", "completed": "✅", "cancelled": "⏹️",
+             "diverged": "💥", "failed": "❌", "interrupted": "⚡"}.get(run.state, "")
+    st.subheader(f"{badge} Run {run.id}: {run.state}")
+    st.caption(describe_config(run.config) + ("" if mine else " · viewing a shared run (read-only)"))
+    if mine:
+        share = f"{str(st.context.url or '').split('?')[0]}?run={run.id}"
+        st.caption(f"Read-only link to share this run: `{share}`")
+    if run.state == "queued":
+        st.info(f"Waiting in the queue: position {manager.queue_position(run.id) or '–'}. "
+                "Runs on this server go one at a time so that nobody's freezes.", icon="⏳")
+    elif run.live:
+        eta = f", about {state['eta']:.0f} s left" if state["eta"] is not None else ""
+        phase = "training the teacher (once; then cached)" if state["phase"] == "teacher" else "distilling"
+        st.progress(state["fraction"], text=f"{phase}: step {state['step']} of {state['total']} on "
+                                            f"{state['device']}{eta}")
+    if run.message:
+        (st.error if run.state in ("diverged", "failed") else st.info)(run.message)
+    if mine and run.live:
+        _run_controls(run)
+    losses, accuracies = runview.loss_frame(run.events), runview.accuracy_frame(run.events)
+    if len(accuracies):
+        left, right = st.columns(2)
+        left.plotly_chart(run_charts.loss_chart(losses, lecture), key=f"loss-{run.id}")
+        right.plotly_chart(run_charts.accuracy_chart(accuracies, lecture), key=f"accuracy-{run.id}")
+    if run.summary and "hard" in run.summary:
+        _case_study(run)
+
+
+def _run_controls(run) -> None:
+    manager = run_manager()
+    pause, stop = st.columns([1, 1])
+    if run.state == "paused":
+        pause.button("▶ Resume", key=f"resume-{run.id}", on_click=manager.resume_run, args=(run.id,))
+    elif run.state == "running":
+        pause.button("⏸ Pause", key=f"pause-{run.id}", on_click=manager.pause, args=(run.id,))
+    stop.button("⏹ Stop (keeps what was measured)", key=f"stop-{run.id}", on_click=manager.cancel, args=(run.id,))
+
+
+def _case_study(run) -> None:
+    from kdviz import runview
+    from kdviz.data import load_dataset
+    from kdviz.engine import config_from_dict
+
+    config = config_from_dict(run.config)
+    try:
+        dataset = load_dataset(config.dataset)
+        names = [spec.describe(dataset.input_shape, dataset.num_classes)
+                 for spec in (config.student, config.teacher.model)]
+    except ValueError:
+        names = [config.student.describe(), config.teacher.model.describe()]
+    won, sentence = runview.verdict(run.summary)
+    (st.success if won else st.warning)(sentence, icon="🎓" if won else "⚠️")
+    st.markdown(f"**This run** ({config.dataset}, {run.summary['n_test']} test images)")
+    st.dataframe(runview.case_study(run.summary, *names), hide_index=True,
+                 column_config={"test accuracy (%)": st.column_config.NumberColumn(format="%.2f")})
+    st.markdown("**The lecture's case study** (ImageNet top-1 as given in the lecture; parameters counted from "
+                "torchvision's ResNet definitions, 4 bytes each)")
+    st.dataframe(lecture_case_table(), hide_index=True,
+                 column_config={"test accuracy (%)": st.column_config.NumberColumn(format="%.2f")})
+
+
+def run_actions(run) -> None:
+    """Open, download (metrics CSV, students' weights) and delete one run of the history."""
+    from kdviz import runview
+
+    manager = run_manager()
+    open_, csv, weights, delete = st.columns(4)
+    if open_.button("Open", key=f"open-{run.id}"):
+        st.query_params["run"] = run.id
+        st.rerun()
+    csv.download_button("Metrics (CSV)", runview.metrics_csv(run.events), f"kdviz-{run.id}.csv", "text/csv",
+                        key=f"csv-{run.id}", on_click="ignore")
+    students = manager.store.students_path(run.id)
+    if students.is_file():
+        weights.download_button("Students' weights", students.read_bytes(), f"kdviz-{run.id}-students.pt",
+                                key=f"weights-{run.id}", on_click="ignore")
+    else:
+        weights.caption("weights: only for completed runs")
+    if delete.button("Delete", key=f"delete-{run.id}"):
+        manager.delete(run.id)
+        if st.query_params.get("run") == run.id:
+            del st.query_params["run"]
+        st.rerun()
+
+
+def start_sweep(manager, owner: str, config, parameter: str, text: str) -> str:
+    """Queue one run per value; returns the sweep id (every run is tagged with it)."""
+    import secrets
+
+    from kdviz import runview
+
+    configs = runview.sweep_configs(config, parameter, runview.parse_sweep_values(parameter, text))
+    sweep_id = secrets.token_hex(4)
+    for value, sweep_config in zip(runview.parse_sweep_values(parameter, text), configs):
+        manager.submit(sweep_config, owner, tags={"sweep": sweep_id, "parameter": parameter, "value": value})
+    return sweep_id
+
+
+def sweep_panel(sweep_id: str) -> None:
+    runs = [run for run in run_manager().list_runs() if run.tags.get("sweep") == sweep_id]
+    if any(run.live for run in runs):
+        _live_sweep(sweep_id)
+    else:
+        _draw_sweep(runs)
+
+
+@st.fragment(run_every=1.0)
+def _live_sweep(sweep_id: str) -> None:
+    runs = [run for run in run_manager().list_runs() if run.tags.get("sweep") == sweep_id]
+    if not any(run.live for run in runs):
+        st.rerun()
+    _draw_sweep(runs)
+
+
+def _draw_sweep(runs) -> None:
+    from kdviz import run_charts, runview
+
+    if not runs:
+        st.warning("This sweep has no runs on this server.")
+        return
+    parameter = runs[0].tags["parameter"]
+    done = sum(not run.live for run in runs)
+    st.progress(done / len(runs), text=f"sweep over {runview.SWEEP_PARAMETERS[parameter]}: {done} of {len(runs)} "
+                                       "runs finished")
+    frame = runview.sweep_frame(runs)
+    if len(frame):
+        st.plotly_chart(run_charts.sweep_chart(frame, runview.SWEEP_PARAMETERS[parameter], lecture_mode()),
+                        key="sweep-chart")
+        table = frame.assign(hard=100 * frame["hard"], kd=100 * frame["kd"], gain=100 * (frame["kd"] - frame["hard"]))
+        st.dataframe(table.rename(columns={"value": parameter, "hard": "hard-label student (%)",
+                                           "kd": "KD student (%)", "gain": "KD − hard (points)"}),
+                     hide_index=True)

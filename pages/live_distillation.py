@@ -1,0 +1,66 @@
+"""Live distillation: configure a run, watch a hard-label and a KD student learn side by side, read the result."""
+import streamlit as st
+
+from kdviz import run_charts, runview, ui
+from kdviz.presets import PRESETS
+
+st.title("🏃 Live distillation")
+st.markdown("Two students with the **same initial weights** see the **same batches in the same order**; only the "
+            "loss differs: the **hard-label student** learns from one-hot labels, the **KD student** from the "
+            "teacher's soft labels at temperature T (weight α) plus the hard labels (weight 1 − α). "
+            "Runs keep going when you switch pages or reload; the link in the address bar re-attaches to it.")
+
+manager, owner = ui.run_manager(), ui.owner_id()
+run_tab, history_tab, sweep_tab = st.tabs(["Run", "History & comparison", "Sweeps"])
+
+with run_tab:
+    preset = st.selectbox("Preset", list(PRESETS), format_func=lambda name: PRESETS[name][0], key="preset")
+    config, problem = ui.distill_config_form(preset)
+    if problem:
+        st.error(problem, icon="⚠️")
+    if st.button("▶ Start run", type="primary", disabled=config is None):
+        try:
+            st.query_params["run"] = manager.submit(config, owner)
+        except ValueError as error:
+            st.error(str(error), icon="⚠️")
+    if st.query_params.get("run"):
+        ui.run_panel(st.query_params["run"])
+
+
+def _label(run) -> str:
+    summary = f", KD {run.summary['kd']['accuracy']:.1%} vs hard {run.summary['hard']['accuracy']:.1%}" \
+        if run.summary else ""
+    return f"{run.id} · {run.state} · {ui.describe_config(run.config)}{summary}"
+
+
+with history_tab:
+    runs = manager.list_runs(owner)
+    if not runs:
+        st.info("Your runs will be listed here; they are kept on disk and survive a server restart.")
+    else:
+        by_id = {run.id: run for run in runs}
+        picked = st.multiselect("Runs to compare", list(by_id), default=list(by_id)[:1],
+                                format_func=lambda run_id: _label(by_id[run_id]), key="compare")
+        chosen = [by_id[run_id] for run_id in picked]
+        frames = [(run.id[-6:], runview.accuracy_frame(run.events)) for run in chosen]
+        if frames:
+            st.plotly_chart(run_charts.overlay_chart(frames, ui.lecture_mode()), key="overlay")
+        for run in chosen:
+            with st.container(border=True):
+                st.markdown(f"**{_label(run)}**")
+                ui.run_actions(run)
+
+with sweep_tab:
+    st.markdown("Queue one run per value of a parameter, everything else as configured in the **Run** tab, and "
+                "compare the final accuracy of both students. The runs wait in the queue and finish one by one.")
+    parameter = st.selectbox("Parameter", list(runview.SWEEP_PARAMETERS),
+                             format_func=runview.SWEEP_PARAMETERS.get, key="sweep_parameter")
+    defaults = {"temperature": "1, 2, 4, 8, 20", "alpha": "0, 0.5, 0.9, 1", "student_width": "30, 100, 300, 800"}
+    text = st.text_input("Values (comma-separated)", defaults[parameter], key=f"sweep_values_{parameter}")
+    if st.button("▶ Start sweep", disabled=config is None):
+        try:
+            st.query_params["sweep"] = ui.start_sweep(manager, owner, config, parameter, text)
+        except ValueError as error:
+            st.error(str(error), icon="⚠️")
+    if st.query_params.get("sweep"):
+        ui.sweep_panel(st.query_params["sweep"])
