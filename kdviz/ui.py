@@ -14,19 +14,33 @@ class PagePlan:
 
 
 PAGES = [
-    PagePlan("pages/home.py", "Home", "🏠", "What knowledge distillation is, and what this app shows.", True),
-    PagePlan("pages/soft_labels.py", "Soft labels & temperature", "🌡️",
+    PagePlan("pages/home.py", "Home", ":material/home:", "What knowledge distillation is, and what this app shows.", True),
+    PagePlan("pages/soft_labels.py", "Soft labels & temperature", ":material/thermostat:",
              "Edit logits, move the temperature, watch softmax, KL, T²·KL and the gradient change.", True),
-    PagePlan("pages/image_explorer.py", "Image explorer", "🖼️",
+    PagePlan("pages/image_explorer.py", "Image explorer", ":material/image_search:",
              "Real images, a trained teacher's and student's logits, and the teacher's dark knowledge.", False),
-    PagePlan("pages/live_distillation.py", "Live distillation", "🏃",
+    PagePlan("pages/live_distillation.py", "Live distillation", ":material/play_circle:",
              "Run teacher → student in front of the class: hard-label vs KD student, live.", True),
-    PagePlan("pages/why_it_works.py", "Why it works", "💡",
+    PagePlan("pages/why_it_works.py", "Why it works", ":material/lightbulb:",
              "Gradient variance, the missing-class experiment, student size.", False),
-    PagePlan("pages/ensembles.py", "Ensembles", "👥", "Distil many teachers into one student.", False),
-    PagePlan("pages/compression.py", "Compression & energy", "🔋",
+    PagePlan("pages/ensembles.py", "Ensembles", ":material/groups:", "Distil many teachers into one student.", False),
+    PagePlan("pages/compression.py", "Compression & energy", ":material/bolt:",
              "Parameters, size, latency and the energy a smaller student saves.", False),
 ]
+
+
+def require_router() -> None:
+    """Make sure this page runs inside app.py's st.navigation router; every page calls this first.
+
+    On a fresh server whose first request is a page's URL (a shared link), Streamlit finds the pages/ folder and
+    runs that file alone in its legacy multipage mode: no router, no sidebar, no page config. Turning the legacy
+    flag off and rerunning hands the request to app.py, which routes it to the same page.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 def lecture_mode() -> bool:
@@ -86,8 +100,9 @@ SOFT_LABELS_STATE = "soft_labels.state"
 LECTURE_CSS = """<style>
 .stMainBlockContainer p, .stMainBlockContainer li, .stMainBlockContainer label p { font-size: 1.3rem; }
 .stMainBlockContainer h1 { font-size: 3.2rem; }
-[data-testid="stMetricValue"] { font-size: 2.6rem; }
-[data-testid="stMetricLabel"] p { font-size: 1.2rem; }
+.stMainBlockContainer [data-testid="stMetricValue"], .stMainBlockContainer [data-testid="stMetricValue"] * {
+  font-size: 3rem; }
+.stMainBlockContainer [data-testid="stMetricLabel"] p { font-size: 1.2rem; }
 </style>"""
 
 
@@ -183,7 +198,7 @@ def image_example(state):
 
     if not teacher_ready():
         st.info("The default teacher (MLP 784-1200-1200-10 on mnist5k) is not trained yet. It trains once, in the "
-                "background, and is then cached; the home page starts it too.", icon="⏳")
+                "background, and is then cached; the home page starts it too.", icon=":material/hourglass_top:")
         if st.session_state.get("sl.train_teacher") or st.button("Train the default teacher now"):
             st.session_state["sl.train_teacher"] = True
             _teacher_progress()
@@ -308,7 +323,7 @@ def run_panel(run_id: str) -> None:
     """The chosen run: live (redrawn twice a second) while it is queued or running, static once it ended."""
     run = run_manager().get(run_id)
     if run is None:
-        st.warning(f"There is no run {run_id!r} on this server (it may have been deleted).", icon="🔎")
+        st.warning(f"There is no run {run_id!r} on this server (it may have been deleted).", icon=":material/search_off:")
         return
     if run.live:
         _live_run(run_id)
@@ -330,8 +345,10 @@ def _draw_run(run) -> None:
     manager, lecture = run_manager(), lecture_mode()
     state = runview.progress(run.events)
     mine = run.owner == owner_id()
-    badge = {"queued": "⏳", "running": "🏃", "paused": "⏸️", "completed": "✅", "cancelled": "⏹️",
-             "diverged": "💥", "failed": "❌", "interrupted": "⚡"}.get(run.state, "")
+    badge = {"queued": ":material/hourglass_top:", "running": ":material/directions_run:",
+             "paused": ":material/pause_circle:", "completed": ":material/check_circle:",
+             "cancelled": ":material/stop_circle:", "diverged": ":material/error:", "failed": ":material/error:",
+             "interrupted": ":material/power_off:"}.get(run.state, "")
     st.subheader(f"{badge} Run {run.id}: {run.state}")
     st.caption(describe_config(run.config) + ("" if mine else " · viewing a shared run (read-only)"))
     if mine:
@@ -339,7 +356,7 @@ def _draw_run(run) -> None:
         st.caption(f"Read-only link to share this run: `{share}`")
     if run.state == "queued":
         st.info(f"Waiting in the queue: position {manager.queue_position(run.id) or '–'}. "
-                "Runs on this server go one at a time so that nobody's freezes.", icon="⏳")
+                "Runs on this server go one at a time so that nobody's freezes.", icon=":material/hourglass_top:")
     elif run.live:
         eta = f", about {state['eta']:.0f} s left" if state["eta"] is not None else ""
         phase = "training the teacher (once; then cached)" if state["phase"] == "teacher" else "distilling"
@@ -362,10 +379,10 @@ def _run_controls(run) -> None:
     manager = run_manager()
     pause, stop = st.columns([1, 1])
     if run.state == "paused":
-        pause.button("▶ Resume", key=f"resume-{run.id}", on_click=manager.resume_run, args=(run.id,))
+        pause.button(":material/play_arrow: Resume", key=f"resume-{run.id}", on_click=manager.resume_run, args=(run.id,))
     elif run.state == "running":
-        pause.button("⏸ Pause", key=f"pause-{run.id}", on_click=manager.pause, args=(run.id,))
-    stop.button("⏹ Stop (keeps what was measured)", key=f"stop-{run.id}", on_click=manager.cancel, args=(run.id,))
+        pause.button(":material/pause: Pause", key=f"pause-{run.id}", on_click=manager.pause, args=(run.id,))
+    stop.button(":material/stop: Stop (keeps what was measured)", key=f"stop-{run.id}", on_click=manager.cancel, args=(run.id,))
 
 
 def _case_study(run) -> None:
@@ -381,7 +398,7 @@ def _case_study(run) -> None:
     except ValueError:
         names = [config.student.describe(), config.teacher.model.describe()]
     won, sentence = runview.verdict(run.summary)
-    (st.success if won else st.warning)(sentence, icon="🎓" if won else "⚠️")
+    (st.success if won else st.warning)(sentence, icon=":material/school:" if won else ":material/warning:")
     st.markdown(f"**This run** ({config.dataset}, {run.summary['n_test']} test images)")
     st.dataframe(runview.case_study(run.summary, *names), hide_index=True,
                  column_config={"test accuracy (%)": st.column_config.NumberColumn(format="%.2f")})
@@ -462,3 +479,159 @@ def _draw_sweep(runs) -> None:
         st.dataframe(table.rename(columns={"value": parameter, "hard": "hard-label student (%)",
                                            "kd": "KD student (%)", "gain": "KD − hard (points)"}),
                      hide_index=True)
+
+
+# ---- the image explorer: cached models and logits, the URL, waiting for a teacher or a run -------------------------
+EXPLORER_PARSED = "ie.parsed"
+
+
+def explorer_state(datasets: list[str]) -> list[str]:
+    """Seed the explorer's widgets from the URL once per session; return a notice per ignored URL value."""
+    from kdviz import explorer
+
+    if EXPLORER_PARSED in st.session_state:
+        return []
+    query, notices = explorer.parse_query(st.query_params.to_dict(), datasets)
+    st.session_state[EXPLORER_PARSED] = True
+    for key, value in (("ie.dataset", query.dataset), ("ie.image", query.image),
+                       ("ie.temperature", query.temperature)):
+        st.session_state.setdefault(key, value)
+    return notices
+
+
+def explorer_sync_url(dataset: str, image: int, temperature: float) -> None:
+    """Mirror dataset, image and T in the URL (only our keys: other pages' and the owner id stay)."""
+    from kdviz.soft_labels import format_number
+
+    for key, value in (("dataset", dataset), ("image", str(image)), ("temperature", format_number(temperature))):
+        if st.query_params.get(key) != value:
+            st.query_params[key] = value
+
+
+@st.cache_resource(show_spinner=False)
+def explorer_dataset(name: str):
+    from kdviz.data import load_dataset
+
+    return load_dataset(name)
+
+
+@st.cache_resource(show_spinner="Computing the teacher's logits on the test images…")
+def _explorer_teacher(file_key: str, _config):
+    """(teacher model, (N, C) test logits), once per teacher file (its path and modification time)."""
+    from kdviz import explorer
+    from kdviz.teachers import load_cached
+
+    model, _ = load_cached(_config)
+    return model, explorer.test_logits(model, explorer_dataset(_config.dataset))
+
+
+def explorer_teacher(dataset: str):
+    """The dataset's trained teacher and its test logits, or None after drawing the progress of its training."""
+    from kdviz import explorer
+    from kdviz.teachers import CacheError, is_cached, teacher_path
+
+    config = explorer.teacher_for(dataset)
+    if is_cached(config):
+        path = teacher_path(config)
+        try:
+            return _explorer_teacher(f"{path}:{path.stat().st_mtime_ns}", config)
+        except (CacheError, OSError):
+            pass  # damaged: the background task below reports it and trains it again
+    _explorer_teacher_wait(config)
+    return None
+
+
+def explorer_teacher_task(config):
+    """The background task preparing this teacher: the home page's for the default teacher, else its own."""
+    from kdviz import jobs, presets
+    from kdviz.teachers import prepare_teacher, teacher_key
+
+    if config == presets.DEFAULT_TEACHER:
+        return default_teacher_task()
+    return jobs.task_for(f"teacher-{teacher_key(config)}",
+                         lambda should_stop: prepare_teacher(config, "auto", should_stop))
+
+
+@st.fragment(run_every=1.0)
+def _explorer_teacher_wait(config) -> None:
+    task = explorer_teacher_task(config)
+    for notice in task.notices:
+        st.warning(notice, icon=":material/build:")
+    if task.state == "completed":
+        st.rerun()  # the whole page, now with its teacher
+    elif task.state in ("pending", "running"):
+        epoch = task.last_epoch
+        detail = f" Epoch {epoch.epoch}: {epoch.accuracy['teacher']:.1%} test accuracy." if epoch else ""
+        st.info(f"The {config.dataset} teacher ({config.model.describe()}) is being trained once, in the "
+                "background; it is then cached and this page fills in by itself." + detail,
+                icon=":material/hourglass_top:")
+        st.progress(task.progress())
+    else:
+        st.error(f"The teacher could not be trained ({task.error or task.state}); reload the page to try again, or "
+                 "run `python -m kdviz prepare` in a terminal to see why.", icon=":material/error:")
+
+
+@st.cache_resource(show_spinner="Loading the students and their logits on the test images…", max_entries=8)
+def _explorer_students(dataset: str, run_id: str | None, runs_root: str):
+    from kdviz import explorer
+    from kdviz.runstore import RunStore
+
+    return explorer.load_students(explorer_dataset(dataset), run_id, RunStore(runs_root))
+
+
+def explorer_students(dataset: str):
+    """The untrained student and, from the newest completed run on this dataset, the hard-label and KD students."""
+    from kdviz import explorer
+    from kdviz.paths import runs_dir
+
+    return _explorer_students(dataset, explorer.latest_completed_run(dataset), str(runs_dir()))
+
+
+@st.cache_resource(show_spinner=False)
+def explorer_thumbnails(dataset: str, scale: int) -> list[bytes]:
+    """Every test image as a small PNG (enlarged with crisp pixels), rendered once per dataset."""
+    from kdviz import images
+
+    data = explorer_dataset(dataset)
+    return [images.to_png(pixels, scale) for pixels in data.to_pixels(data.test_x)]
+
+
+def explorer_run_offer(dataset: str) -> None:
+    """No finished run yet: offer to start the dataset's preset, then follow it until its students exist."""
+    from kdviz import explorer
+    from kdviz.presets import PRESETS
+
+    preset = explorer.preset_for(dataset)
+    key = f"ie.run.{dataset}"
+    if st.session_state.get(key):
+        _explorer_run_wait(st.session_state[key], key)
+        return
+    st.info(f"No finished distillation run on {dataset} yet: the hard-label and KD students come from one. "
+            f"The {preset!r} preset ({PRESETS[preset][0]}) makes them.", icon=":material/school:")
+    if st.button(f"Run the {preset!r} preset", icon=":material/play_arrow:", key="ie.run_preset"):
+        try:
+            st.session_state[key] = run_manager().submit(explorer.run_config_for(dataset), owner_id())
+        except ValueError as error:
+            st.error(str(error), icon=":material/warning:")
+            return
+        st.rerun()
+
+
+@st.fragment(run_every=1.0)
+def _explorer_run_wait(run_id: str, key: str) -> None:
+    from kdviz import runview
+
+    run = run_manager().get(run_id)
+    if run is None or run.state in ("cancelled", "diverged", "failed", "interrupted"):
+        st.warning(f"Run {run_id} did not finish ({run.state if run else 'deleted'}"
+                   f"{': ' + run.message if run and run.message else ''}).", icon=":material/warning:")
+        if st.button("Try again", key="ie.run_retry"):
+            st.session_state.pop(key, None)
+            st.rerun()
+        return
+    if run.state == "completed":
+        st.rerun()
+    state = runview.progress(run.events)
+    phase = "training the teacher" if state["phase"] == "teacher" else "distilling"
+    st.progress(state["fraction"], text=f"Run {run_id}: {run.state}, {phase}… "
+                                        f"([watch it live](live_distillation?run={run_id}))")

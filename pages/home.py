@@ -3,7 +3,8 @@ import streamlit as st
 
 from kdviz import ui
 
-st.title("🎓 kdviz: knowledge distillation you can see and change")
+ui.require_router()
+st.title(":material/school: kdviz: knowledge distillation you can see and change")
 st.markdown(
     """
 A large, accurate **teacher** network has learnt more than which class is right: it also knows that a husky looks
@@ -20,11 +21,14 @@ st.markdown("In the lecture's case study a ResNet-50 student trained this way re
             "instead of 76.32% with hard labels, close to its ResNet-152 teacher at half the size.")
 
 st.subheader("What you can do here")
-for plan in ui.PAGES[1:]:
-    if plan.built:
-        st.page_link(plan.path, label=f"**{plan.title}**: {plan.blurb}", icon=plan.icon)
-    else:
-        st.markdown(f"{plan.icon} **{plan.title}** (not built yet): {plan.blurb}")
+columns = st.columns(3)
+for i, plan in enumerate(ui.PAGES[1:]):
+    with columns[i % 3].container(border=True, height="stretch"):
+        if plan.built:
+            st.page_link(plan.path, label=f"**{plan.title}**", icon=plan.icon)
+        else:
+            st.markdown(f"{plan.icon} **{plan.title}** · *not built yet*")
+        st.caption(plan.blurb)
 
 
 @st.fragment(run_every=1.0)

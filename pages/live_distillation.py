@@ -4,7 +4,9 @@ import streamlit as st
 from kdviz import run_charts, runview, ui
 from kdviz.presets import PRESETS
 
-st.title("🏃 Live distillation")
+ui.require_router()
+
+st.title(":material/play_circle: Live distillation")
 st.markdown("Two students with the **same initial weights** see the **same batches in the same order**; only the "
             "loss differs: the **hard-label student** learns from one-hot labels, the **KD student** from the "
             "teacher's soft labels at temperature T (weight α) plus the hard labels (weight 1 − α). "
@@ -17,12 +19,12 @@ with run_tab:
     preset = st.selectbox("Preset", list(PRESETS), format_func=lambda name: PRESETS[name][0], key="preset")
     config, problem = ui.distill_config_form(preset)
     if problem:
-        st.error(problem, icon="⚠️")
-    if st.button("▶ Start run", type="primary", disabled=config is None):
+        st.error(problem, icon=":material/warning:")
+    if st.button(":material/play_arrow: Start run", type="primary", disabled=config is None):
         try:
             st.query_params["run"] = manager.submit(config, owner)
         except ValueError as error:
-            st.error(str(error), icon="⚠️")
+            st.error(str(error), icon=":material/warning:")
     if st.query_params.get("run"):
         ui.run_panel(st.query_params["run"])
 
@@ -57,10 +59,10 @@ with sweep_tab:
                              format_func=runview.SWEEP_PARAMETERS.get, key="sweep_parameter")
     defaults = {"temperature": "1, 2, 4, 8, 20", "alpha": "0, 0.5, 0.9, 1", "student_width": "30, 100, 300, 800"}
     text = st.text_input("Values (comma-separated)", defaults[parameter], key=f"sweep_values_{parameter}")
-    if st.button("▶ Start sweep", disabled=config is None):
+    if st.button(":material/play_arrow: Start sweep", disabled=config is None):
         try:
             st.query_params["sweep"] = ui.start_sweep(manager, owner, config, parameter, text)
         except ValueError as error:
-            st.error(str(error), icon="⚠️")
+            st.error(str(error), icon=":material/warning:")
     if st.query_params.get("sweep"):
         ui.sweep_panel(st.query_params["sweep"])
