@@ -192,6 +192,16 @@ class RunManager:
             self._runs.pop(run_id, None)
         self.store.delete(run_id)
 
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Cancel every queued and running run and wait (up to timeout) until no worker is inside a run."""
+        with self._lock:
+            live = [run.id for run in self._runs.values() if run.live]
+        for run_id in live:
+            self.cancel(run_id)
+        deadline = time.monotonic() + timeout
+        while any(self._runs[r].live for r in live if r in self._runs) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
     # -- reading --
     def queue_position(self, run_id: str) -> int | None:
         """1 for the next run to start; None when the run is not waiting."""
