@@ -17,6 +17,13 @@ from kdviz.kd import check_alpha, check_temperature, distillation_loss
 from kdviz.models import ModelSpec, check_spec, count_parameters, create_model, size_bytes
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# A loss above this many nats has diverged even if still finite: cross-entropy starts at ln(classes) ≈ 2.3 and
+# Adam bounds each step, so with a huge learning rate the loss explodes to ~1e4–1e8 long before it overflows.
+DIVERGED_LOSS = 1e4
+
+
+def _diverged(value: float) -> bool:
+    return not math.isfinite(value) or value > DIVERGED_LOSS
 
 
 # ---- configs ---------------------------------------------------------------------------------------------------
@@ -49,7 +56,7 @@ class DistillConfig:
     train_subset: int = 0  # 0: the whole training set; n: a class-balanced subset of n images drawn with the seed
     seed: int = 0
     device: str = "auto"
-    probe_size: int = 16  # test images whose logits are snapshotted every epoch
+    probe_size: int = 30  # test images whose logits are snapshotted every epoch: probe_indices() picks them
 
     @property
     def dataset(self) -> str:
@@ -250,9 +257,10 @@ def train_teacher(config: TeacherConfig, device: str = "auto", should_stop: Stop
             loss = F.cross_entropy(model(x), train_y[index])
             value = float(loss.detach())
             step += 1
-            if not math.isfinite(value):
+            if _diverged(value):
                 status = "diverged"
-                yield Diverged(step, "teacher", f"diverged at step {step}: the teacher's loss became {value}")
+                yield Diverged(step, "teacher", f"diverged at step {step}: the teacher's loss reached {value:.3g}; "
+                                                f"lower the learning rate (now {config.learning_rate:g})")
                 break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -290,10 +298,11 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
     optimizers = {name: make_optimizer(model, config.learning_rate) for name, model in students.items()}
     generator = torch.Generator().manual_seed(config.seed)
     cached_teacher_logits = None if config.augment else predict_logits(teacher, train_x)
-    probe_x = test_x[: config.probe_size]
+    probe = probe_indices(dataset.test_y, config.probe_size)
+    probe_x = test_x[torch.as_tensor(probe, dtype=torch.long, device=test_x.device)]
     steps_per_epoch = math.ceil(len(train_x) / config.batch_size)
     yield Started("distill", steps_per_epoch * config.epochs, steps_per_epoch, str(device), len(train_x),
-                  len(test_x), tuple(range(len(probe_x))))
+                  len(test_x), probe)
 
     teacher_accuracy = accuracy(teacher, test_x, test_y)
     accuracies = {name: accuracy(model, test_x, test_y) for name, model in students.items()}
@@ -318,10 +327,11 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
             kd = distillation_loss(kd_student(x), teacher_logits, y, config.temperature, config.alpha)
             values = torch.stack([hard_loss, kd["soft"], kd["hard"], kd["loss"]]).detach().tolist()  # one sync
             step += 1
-            if not all(math.isfinite(v) for v in values):
+            if any(_diverged(v) for v in values):
                 status = "diverged"
-                which = "hard-label student" if not math.isfinite(values[0]) else "KD student"
-                yield Diverged(step, which, f"diverged at step {step}: the {which}'s loss is no longer finite; "
+                which = "hard-label student" if _diverged(values[0]) else "KD student"
+                worst = values[0] if _diverged(values[0]) else values[3]
+                yield Diverged(step, which, f"diverged at step {step}: the {which}'s loss reached {worst:.3g}; "
                                             f"lower the learning rate (now {config.learning_rate:g})")
                 break
             for loss, name in ((hard_loss, "hard"), (kd["loss"], "kd")):
@@ -342,6 +352,20 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
         "seconds": time.perf_counter() - started, "steps": step,
     }
     yield Finished(status, summary, {name: model.cpu().eval() for name, model in students.items()})
+
+
+def probe_indices(test_labels: torch.Tensor, size: int) -> tuple[int, ...]:
+    """The probe set: `size` test images, class-balanced and deterministic (no RNG), in ascending index order.
+
+    Round-robin over the classes, taking each class's test images in index order: with 10 classes and size 30,
+    the first 3 test images of every class. The image explorer shows these images' softmax at every epoch.
+    """
+    labels = test_labels.tolist()
+    per_class = [[i for i, y in enumerate(labels) if y == c] for c in sorted(set(labels))]
+    picked: list[int] = []
+    for rank in range(max((len(p) for p in per_class), default=0)):
+        picked += [p[rank] for p in per_class if rank < len(p)]
+    return tuple(sorted(picked[:size]))
 
 
 def _snapshot(epoch: int, students: dict, probe_x: torch.Tensor) -> Snapshot:

@@ -75,6 +75,16 @@ _tasks: dict[str, BackgroundTask] = {}
 _tasks_guard = threading.Lock()
 
 
+def stop_all_tasks(timeout: float = 30.0) -> None:
+    """Cancel every background task and wait for their threads (tests, server shutdown)."""
+    with _tasks_guard:
+        tasks = list(_tasks.values())
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        task.join(timeout)
+
+
 def task_for(name: str, make_events: StreamFactory) -> BackgroundTask:
     """The process-wide task with this name, started on first request (and restarted if it failed)."""
     with _tasks_guard:

@@ -18,7 +18,7 @@ PAGES = [
     PagePlan("pages/soft_labels.py", "Soft labels & temperature", ":material/thermostat:",
              "Edit logits, move the temperature, watch softmax, KL, T²·KL and the gradient change.", True),
     PagePlan("pages/image_explorer.py", "Image explorer", ":material/image_search:",
-             "Real images, a trained teacher's and student's logits, and the teacher's dark knowledge.", False),
+             "Real images, a trained teacher's and student's logits, and the teacher's dark knowledge.", True),
     PagePlan("pages/live_distillation.py", "Live distillation", ":material/play_circle:",
              "Run teacher → student in front of the class: hard-label vs KD student, live.", True),
     PagePlan("pages/why_it_works.py", "Why it works", ":material/lightbulb:",
@@ -40,7 +40,18 @@ def require_router() -> None:
 
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
-        st.rerun()
+        run_app()  # route this very script run (a rerun would drop the click that started it)
+        st.stop()
+
+
+def run_app() -> None:
+    """app.py's body: page config, the router over every built page, the shared sidebar, then the page."""
+    st.set_page_config(page_title="kdviz · knowledge distillation", page_icon="🎓", layout="wide")
+    pages = [st.Page(plan.path, title=plan.title, icon=plan.icon, default=plan.path == "pages/home.py")
+             for plan in PAGES if plan.built]
+    page = st.navigation(pages)
+    sidebar()
+    page.run()
 
 
 def lecture_mode() -> bool:
@@ -100,8 +111,8 @@ SOFT_LABELS_STATE = "soft_labels.state"
 LECTURE_CSS = """<style>
 .stMainBlockContainer p, .stMainBlockContainer li, .stMainBlockContainer label p { font-size: 1.3rem; }
 .stMainBlockContainer h1 { font-size: 3.2rem; }
-.stMainBlockContainer [data-testid="stMetricValue"], .stMainBlockContainer [data-testid="stMetricValue"] * {
-  font-size: 3rem; }
+.stMainBlockContainer [data-testid="stMetricValue"], .stMainBlockContainer [data-testid="stMetricValue"] p {
+  font-size: 2.25rem; }
 .stMainBlockContainer [data-testid="stMetricLabel"] p { font-size: 1.2rem; }
 </style>"""
 
@@ -167,7 +178,8 @@ def custom_logits_editor(state):
     try:
         logits = soft_labels.logits_from_rows(rows, label_name)
     except ValueError as error:
-        st.error(f"These logits cannot be used: {error}. The charts show the last valid logits.", icon="⚠️")
+        st.error(soft_labels.escape_markdown(f"These logits cannot be used: {error}. The charts show the last valid "
+                                             "logits."), icon="⚠️")
         logits = state.custom
     if st.session_state.get("sl.label") not in logits.classes:
         st.session_state["sl.label"] = logits.classes[logits.label]
@@ -483,12 +495,17 @@ def _draw_sweep(runs) -> None:
 
 # ---- the image explorer: cached models and logits, the URL, waiting for a teacher or a run -------------------------
 EXPLORER_PARSED = "ie.parsed"
+EXPLORER_KEPT = ("ie.image", "ie.class", "ie.order", "ie.diagonal", "ie.cell_true", "ie.cell_other", "ie.log",
+                 "ie.roles.gallery", "ie.roles.upload", "ie.upload_label")
 
 
 def explorer_state(datasets: list[str]) -> list[str]:
     """Seed the explorer's widgets from the URL once per session; return a notice per ignored URL value."""
     from kdviz import explorer
 
+    for key in EXPLORER_KEPT:  # widgets of a hidden section would lose their value (Streamlit's widget clean-up)
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
     if EXPLORER_PARSED in st.session_state:
         return []
     query, notices = explorer.parse_query(st.query_params.to_dict(), datasets)
@@ -635,3 +652,190 @@ def _explorer_run_wait(run_id: str, key: str) -> None:
     phase = "training the teacher" if state["phase"] == "teacher" else "distilling"
     st.progress(state["fraction"], text=f"Run {run_id}: {run.state}, {phase}… "
                                         f"([watch it live](live_distillation?run={run_id}))")
+
+
+def explorer_reset() -> None:
+    """Another dataset: start from its first image, all classes, and a fresh heatmap cell."""
+    st.session_state["ie.image"] = 0
+    for key in ("ie.class", "ie.cell_true", "ie.cell_other", "ie.upload_label"):
+        st.session_state.pop(key, None)
+
+
+def explorer_image(n_images: int) -> int:
+    """The chosen test image, clamped to the test set (a link may name one that does not exist)."""
+    from kdviz import explorer
+
+    image, message = explorer.clamp_image(int(st.session_state.get("ie.image", 0)), n_images)
+    if message:
+        st.warning(message, icon=":material/link:")
+    st.session_state["ie.image"] = image
+    return image
+
+
+def _explorer_pick(image: int) -> None:
+    st.session_state["ie.image"] = image
+    st.session_state["ie.section"] = "gallery"
+
+
+def _scale(side: int, pixels: int) -> int:
+    """How many times to enlarge an image of `side` pixels so it is about `pixels` wide (crisp, no blur)."""
+    return max(1, pixels // side)
+
+
+def explorer_gallery(dataset: str, shown, captions: list[str], selected: int, columns: int = 5) -> None:
+    """Thumbnails with a button each to pick the image; cached PNGs, so 60 of them draw in milliseconds."""
+    if not len(shown):
+        st.info("No test image matches: try another class or order.", icon=":material/filter_alt_off:")
+        return
+    side = explorer_dataset(dataset).input_shape[-1]
+    thumbnails = explorer_thumbnails(dataset, _scale(side, 84))
+    with st.container(height=520 if len(shown) > 3 * columns else "content", border=False):
+        cells = st.columns(columns)
+        for k, (index, caption) in enumerate(zip(shown, captions)):
+            with cells[k % columns]:
+                st.image(thumbnails[index], width="stretch")
+                st.button(caption, key=f"ie.pick.{columns}.{index}", on_click=_explorer_pick, args=(int(index),),
+                          type="primary" if index == selected else "secondary", width="stretch",
+                          help=f"test image #{index}")
+
+
+def explorer_picked(dataset: str, image: int, teacher_logits, students) -> None:
+    """The chosen image, large, with what the teacher says about it and where the students come from."""
+    import dataclasses
+
+    from kdviz import images, kd
+
+    data = explorer_dataset(dataset)
+    pixels = data.to_pixels(data.test_x[image])
+    label, probs = int(data.test_y[image]), kd.softmax(teacher_logits, 1.0)
+    guess = int(probs.argmax())
+    verdict = "right" if guess == label else "**wrong**"
+    picture, facts = st.columns([1, 3], vertical_alignment="center")
+    picture.image(images.to_png(pixels, _scale(pixels.shape[0], 168)), caption=f"test image #{image}")
+    facts.markdown(f"True class **{data.classes[label]}**. At T = 1 the teacher says **{data.classes[guess]}** "
+                   f"({probs[guess]:.1%}, {verdict}); its entropy is {float(kd.entropy(teacher_logits)):.3f} nats.")
+    if students.run_id:
+        facts.caption(f"Hard-label and KD students from run `{students.run_id}`: "
+                      f"{describe_config(dataclasses.asdict(students.config))}. The untrained student has their "
+                      "initial weights.")
+    else:
+        facts.caption("Only the untrained student so far: the hard-label and KD students come from a finished run "
+                      "(below).")
+
+
+def explorer_prediction(classes, label, teacher_logits, students: dict, temperature: float, log_scale: bool,
+                        lecture: bool, key: str) -> None:
+    """Softmax at T of the teacher and the chosen students (with one student, the soft-labels page's own chart),
+    then the logits."""
+    import numpy as np
+
+    from kdviz import charts, kd
+    from kdviz.soft_labels import format_probability
+
+    teacher = kd.softmax(teacher_logits, temperature)
+    probs = {role: kd.softmax(z, temperature) for role, z in students.items()}
+    hard_label = None if label is None else np.eye(len(classes))[label]
+    if len(probs) == 1 and label is not None:
+        (role, student), = probs.items()
+        texts = {"teacher": [format_probability(p) for p in teacher], "student": [format_probability(p) for p in student]}
+        figure = charts.soft_label_bars(classes, hard_label, teacher, student, temperature, texts, log_scale,
+                                        student_role=role, lecture=lecture)
+    else:
+        figure = charts.model_softmax_bars(classes, hard_label, teacher, probs, temperature, log_scale, lecture=lecture,
+                                           title=f"Teacher and students at T = {temperature:g}")
+    st.plotly_chart(figure, key=f"ie.softmax.{key}")
+    with st.expander("Logits: the numbers before the softmax, the same at every T", expanded=False):
+        st.plotly_chart(charts.logit_bars(classes, {"teacher": teacher_logits, **students}, lecture=lecture),
+                        key=f"ie.logits.{key}")
+
+
+def explorer_summary(classes, label, logits: dict, temperature: float) -> None:
+    """Every model's guess, probability of the true class, entropy and KL from the teacher at T."""
+    from kdviz import charts, explorer
+
+    rows = explorer.summary_rows(tuple(classes), logits["teacher"],
+                                 {role: z for role, z in logits.items() if role != "teacher"}, label, temperature,
+                                 charts.ROLE_NAMES)
+    st.dataframe(rows, hide_index=True, column_config={
+        "model": st.column_config.TextColumn(width="medium"),
+        "guess": st.column_config.TextColumn(help="The class with the highest probability (at this T).", width="small"),
+        "p(true class)": st.column_config.NumberColumn(format="percent"),
+        "entropy": st.column_config.NumberColumn(format="%.3f", help="Of the softmax at this T, in nats."),
+        "KL from teacher": st.column_config.NumberColumn(format="%.4f", help="KL(teacher ‖ model) at this T, in "
+                                                                              "nats: 0 means the same soft labels.")})
+
+
+def explorer_convergence(students, image: int, labels, teacher_logits, classes, temperature: float,
+                         lecture: bool) -> None:
+    """The run's students on this image at every epoch, approaching the teacher (for the run's probe images)."""
+    import numpy as np
+
+    from kdviz import charts, explorer, kd
+
+    history = students.history
+    if history is None:
+        st.info(f"Run {students.run_id} recorded no per-epoch snapshots.", icon=":material/history:")
+        return
+    position = history.position(image)
+    if position is None:
+        label = int(labels[image])
+        st.info(f"Every run records the students' logits at every epoch on {len(history.probe_indices)} probe "
+                f"images (the first few of each class in the test set), not on image #{image}. "
+                f"Jump to a probe image of class {classes[label]}:", icon=":material/history:")
+        with st.container(horizontal=True):
+            for index in explorer.nearest_probes(history, labels, label):
+                st.button(f"#{index}", key=f"ie.jump.{index}", on_click=_explorer_pick, args=(index,),
+                          icon=":material/arrow_forward:")
+        return
+    st.markdown("This is done over and over again with lots of images: here is one of them, epoch by epoch. Press "
+                "**▶ play** or drag the slider: the KD student's softmax moves towards the teacher's.")
+    probs = {role: kd.softmax(z[:, position], temperature) for role, z in history.logits.items()}
+    left, right = st.columns([3, 2], gap="large")
+    left.plotly_chart(charts.convergence_animation(classes, np.eye(len(classes))[labels[image]],
+                                                   kd.softmax(teacher_logits, temperature), history.epochs, probs,
+                                                   temperature, lecture=lecture), key="ie.convergence")
+    right.plotly_chart(charts.kl_curves(history.epochs, explorer.kl_over_epochs(teacher_logits, history, position,
+                                                                                temperature), temperature,
+                                        lecture=lecture), key="ie.kl")
+
+
+def explorer_upload_preview(prepared, input_shape) -> None:
+    """The upload beside what the model sees."""
+    from kdviz import images
+
+    original, processed = st.columns(2)
+    original.image(images.preview_png(prepared.original), caption="your image")
+    side = input_shape[-1]
+    note = ", inverted to light ink on black" if prepared.inverted else ""
+    processed.image(images.to_png(images.input_to_pixels(prepared.model_input), _scale(side, 168)),
+                    caption=f"what the model sees: {side}×{side}{note}")
+
+
+def explorer_cell_pickers(matrix, classes) -> tuple[int, int]:
+    """A heatmap cell chosen with two selectboxes (a click on the heatmap sets them too); starts at the most
+    alike pair."""
+    from kdviz import explorer
+
+    pair = explorer.most_alike(matrix, 1)
+    seed("ie.cell_true", pair[0][0] if pair else 0)
+    seed("ie.cell_other", pair[0][1] if pair else 0)
+    true_column, other_column = st.columns(2)
+    options = list(range(len(classes)))
+    true_class = true_column.selectbox("True class", options, format_func=classes.__getitem__, key="ie.cell_true")
+    other = other_column.selectbox("Teacher's probability for", options, format_func=classes.__getitem__,
+                                   key="ie.cell_other")
+    return true_class, other
+
+
+def _explorer_cell_clicked(classes) -> None:
+    points = st.session_state["ie.heatmap"].selection.points
+    if points and str(points[0].get("y")) in classes and str(points[0].get("x")) in classes:
+        st.session_state["ie.cell_true"] = classes.index(str(points[0]["y"]))
+        st.session_state["ie.cell_other"] = classes.index(str(points[0]["x"]))
+
+
+def explorer_heatmap(figure, classes) -> None:
+    import functools
+
+    st.plotly_chart(figure, key="ie.heatmap", on_select=functools.partial(_explorer_cell_clicked, list(classes)),
+                    selection_mode="points")
