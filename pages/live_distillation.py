@@ -13,6 +13,8 @@ st.markdown("Two students with the **same initial weights** see the **same batch
             "Runs keep going when you switch pages or reload; the link in the address bar re-attaches to it.")
 
 manager, owner = ui.run_manager(), ui.owner_id()
+if not st.query_params.get("run") and st.session_state.get("current_run"):
+    st.query_params["run"] = st.session_state["current_run"]  # back from another page: re-attach to the run
 run_tab, history_tab, sweep_tab = st.tabs(["Run", "History & comparison", "Sweeps"])
 
 with run_tab:
@@ -22,7 +24,7 @@ with run_tab:
         st.error(problem, icon=":material/warning:")
     if st.button(":material/play_arrow: Start run", type="primary", disabled=config is None):
         try:
-            st.query_params["run"] = manager.submit(config, owner)
+            st.query_params["run"] = st.session_state["current_run"] = manager.submit(config, owner)
         except ValueError as error:
             st.error(str(error), icon=":material/warning:")
     if st.query_params.get("run"):

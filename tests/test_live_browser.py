@@ -1,0 +1,58 @@
+"""Live distillation in a real browser: start a run, watch the accuracy chart grow, leave and come back, stop."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ACCURACY_POINTS = """() => {
+  const plots = [...document.querySelectorAll('.js-plotly-plot')];
+  const plot = plots.find(p => p.layout && p.layout.title && String(p.layout.title.text).includes('Test accuracy'));
+  return plot ? Math.max(...plot.data.map(trace => (trace.x || []).length)) : 0;
+}"""
+
+
+def wait_for(page, predicate, timeout=90.0, what=""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        page.wait_for_timeout(250)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_watch_a_run_leave_the_page_come_back_and_stop(page, app_server, screenshot_dir):
+    page.set_default_timeout(60_000)  # a fresh server imports torch on its first page
+    page.goto(app_server + "/live_distillation")
+    page.get_by_role("button", name="Start run").wait_for()
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Preset").click()
+    page.get_by_role("option", name="digits 8×8, seconds on a laptop (offline)").click()
+    page.wait_for_timeout(1500)  # the form redraws with the preset's values
+    epochs = page.get_by_label("Epochs", exact=True)
+    epochs.fill("400")
+    epochs.press("Enter")
+    page.wait_for_timeout(800)
+    page.get_by_role("button", name="Start run").click()
+
+    first = wait_for(page, lambda: page.evaluate(ACCURACY_POINTS) >= 3, what="accuracy points")
+    assert first
+    before = page.evaluate(ACCURACY_POINTS)
+    wait_for(page, lambda: page.evaluate(ACCURACY_POINTS) > before + 2, what="more accuracy points")
+
+    page.get_by_role("link", name="Home").click()
+    page.get_by_text("knowledge distillation you can see and change").wait_for()
+    page.get_by_role("link", name="Live distillation").click()
+    page.get_by_text(": running").wait_for(timeout=30_000)
+    resumed = page.evaluate(ACCURACY_POINTS)
+    wait_for(page, lambda: page.evaluate(ACCURACY_POINTS) > resumed, what="the run still running after a page switch")
+
+    page.get_by_role("button", name="Stop (keeps what was measured)").click()
+    page.get_by_text(": cancelled").wait_for(timeout=30_000)
+    assert page.evaluate(ACCURACY_POINTS) >= resumed, "nothing measured is lost by a stop"
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.set_viewport_size({"width": 1400, "height": 2200})
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(screenshot_dir / "live_distillation_stopped.png"), full_page=True)
