@@ -30,3 +30,364 @@ def style(fig: go.Figure, lecture: bool = False, height: int | None = None) -> g
     fig.update_yaxes(title_font={"size": base + 1}, tickfont={"size": base - 1}, gridcolor="#E5E7EB")
     fig.update_traces(selector={"type": "scatter"}, line={"width": 4 if lecture else 2.5})
     return fig
+
+
+# ---- the soft-labels page ---------------------------------------------------------------------------------------
+# These figures redraw on every move of the temperature slider, so they are built from plain dicts without plotly's
+# per-property validation (style() alone costs ~6 ms a call); style() is applied once per mode and its layout reused.
+
+import copy  # noqa: E402
+import functools  # noqa: E402
+import math  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+CLASS_COLORS = ("#332288", "#CC6677", "#117733", "#AA4499", "#44AA99", "#882255", "#999933", "#88CCEE",
+                "#DDCC77", "#555555")  # Paul Tol's "muted" scheme: one line per class on the curves over T
+DIRECTION_COLORS = {"up": "#56B4E9", "down": "#D55E00"}  # Okabe–Ito sky blue / vermillion: no role uses them
+MARK_COLORS = {"current": "#C0392B", "one": "#6B7280"}  # the current temperature, and T = 1
+TEMPERATURE_TICKS = [0.1, 0.3, 1, 3, 10, 30, 100]
+LOG_FLOOR = 1e-12  # log-scale bars: probabilities below this are not drawn (the axis would span 300 decades)
+
+
+@functools.lru_cache(maxsize=8)
+def _styled_layout(lecture: bool, height: int | None) -> tuple[dict, float]:
+    """style()'s layout (with a title) and scatter line width for this mode, computed once."""
+    reference = style(go.Figure(go.Scatter(x=[0], y=[0]), layout={"title": {"text": "-"}}), lecture, height)
+    layout = reference.layout.to_plotly_json()
+    layout.pop("title", None)
+    layout.pop("template", None)  # the template is large: keep plotly_white by name instead
+    return layout, reference.data[0].line.width
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    """Deep-merge extra into a copy of base (extra wins)."""
+    merged = copy.deepcopy(base)
+    for key, value in extra.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
+    return merged
+
+
+def _figure(data: list[dict], layout: dict, lecture: bool, height: int | None = None) -> go.Figure:
+    base, line_width = _styled_layout(lecture, height)
+    for trace in data:
+        if trace.get("type") == "scatter":
+            trace["line"] = {"width": line_width, **trace.get("line", {})}
+    layout = _merge(base, layout)
+    layout["template"] = "plotly_white"
+    return go.Figure(data=data, layout=layout, _validate=False)
+
+
+def _title(text: str, lecture: bool) -> dict:
+    """A title in the top band of the figure; the legend (if any) sits in the band below it, above the plot."""
+    return {"text": text, "x": 0.01, "xanchor": "left", "y": 0.985, "yanchor": "top", "yref": "container",
+            "font": {"size": 24 if lecture else 19}}
+
+
+def _top_margin(lecture: bool, bottom: int = 10) -> dict:
+    return {"t": 110 if lecture else 90, "l": 10, "r": 25, "b": bottom}
+
+
+def _bottom_legend() -> dict:
+    """A legend under the x axis: the band above the plot holds the T = 1 and current-T labels."""
+    return {"orientation": "h", "x": 0, "xanchor": "left", "y": 0, "yanchor": "bottom", "yref": "container"}
+
+
+def _temperature_axis(title: str = "temperature T (log scale)") -> dict:
+    return {"type": "log", "title": {"text": title}, "tickvals": TEMPERATURE_TICKS,
+            "ticktext": [f"{t:g}" for t in TEMPERATURE_TICKS], "range": [-1.02, 2.02], "tickangle": 0}
+
+
+def _temperature_marks(temperature: float, lecture: bool) -> tuple[list[dict], list[dict]]:
+    """Vertical lines (shapes) and their labels (annotations) at T = 1 and at the current temperature."""
+    width = 3 if lecture else 2
+    marks = [(1.0, "T = 1", MARK_COLORS["one"], "dot")]
+    if temperature != 1.0:
+        marks.append((temperature, f"T = {temperature:g}", MARK_COLORS["current"], "dash"))
+    shapes = [{"type": "line", "xref": "x", "yref": "paper", "x0": t, "x1": t, "y0": 0, "y1": 1,
+               "line": {"color": color, "width": width, "dash": dash}} for t, _, color, dash in marks]
+    # Labels sit left of the line for the smaller T and right of it for the larger, so the two never overlap.
+    anchors = {1.0: "left" if temperature < 1 else "right",
+               temperature: "right" if 0.2 < temperature < 1 or temperature >= 30 else "left"}
+    annotations = [{"xref": "x", "yref": "paper", "x": math.log10(t), "y": 1, "text": text, "showarrow": False,
+                    "yanchor": "bottom", "xanchor": anchors[t], "font": {"color": color}}
+                   for t, text, color, _ in marks]
+    return shapes, annotations
+
+
+def soft_label_bars(classes, hard_label, teacher_probs, student_probs, temperature: float, labels: dict,
+                    log_scale: bool = False, student_role: str = "untrained", student_name: str | None = None,
+                    lecture: bool = False) -> go.Figure:
+    """Grouped bars per class: the one-hot hard label, the teacher's and the student's softmax at T.
+
+    labels: {"teacher": [...], "student": [...]} the formatted probabilities shown on and over the bars.
+    """
+    show_text = len(classes) <= 6
+    font = {"size": 17 if lecture else 13}
+    series = [("label", ROLE_NAMES["label"], hard_label, ["1" if v else "0" for v in hard_label]),
+              ("teacher", ROLE_NAMES["teacher"], teacher_probs, labels["teacher"]),
+              (student_role, student_name or ROLE_NAMES[student_role], student_probs, labels["student"])]
+    data = []
+    for role, name, values, texts in series:
+        values = [float(v) for v in values]
+        shown = [v if v >= LOG_FLOOR else None for v in values] if log_scale else values
+        data.append({"type": "bar", "name": name, "x": list(classes), "y": shown, "customdata": list(texts),
+                     "marker": {"color": COLORS[role]},
+                     "hovertemplate": "%{x}: %{customdata}<extra>" + name + "</extra>",
+                     "text": list(texts) if show_text and role != "label" else None, "textposition": "outside",
+                     "textangle": 0 if len(classes) <= 4 else -90, "textfont": font, "cliponaxis": False})
+    if log_scale:
+        smallest = min([v for v in [*teacher_probs, *student_probs] if v >= LOG_FLOOR] or [1.0])
+        lowest = min(max(10 ** math.floor(math.log10(smallest)), LOG_FLOOR), 1e-2)
+        yaxis = {"type": "log", "range": [math.log10(lowest), 0.35], "title": {"text": "probability (log scale)"},
+                 "dtick": 1, "exponentformat": "power"}
+    else:
+        yaxis = {"range": [0, 1.18], "title": {"text": "probability"}, "tickvals": [0, 0.25, 0.5, 0.75, 1]}
+    layout = {"barmode": "group", "bargap": 0.25, "bargroupgap": 0.05, "yaxis": yaxis, "margin": _top_margin(lecture),
+              "xaxis": {"title": {"text": "class"}, "tickfont": {"size": 22 if lecture else 16}, "type": "category"},
+              "title": _title(f"Hard label vs soft labels at T = {temperature:g}", lecture)}
+    return _figure(data, layout, lecture)
+
+
+def temperature_curves(temperatures, teacher_probs, classes, label: int, temperature: float,
+                       lecture: bool = False) -> go.Figure:
+    """Each class's teacher probability as T grows (log x), the true class thickest, T = 1 and the current T marked.
+
+    teacher_probs: (n_T, C) probabilities at each of the temperatures (n_T,).
+    """
+    x = np.asarray(temperatures, dtype=np.float64)  # long curves go as arrays: plotly sends them as base64
+    base_width = _styled_layout(lecture, None)[1]
+    current = int(np.argmin(np.abs(np.log(x / temperature))))
+    data = []
+    for c, name in enumerate(classes):
+        color = CLASS_COLORS[c % len(CLASS_COLORS)]
+        dash = "solid" if c < len(CLASS_COLORS) else "dash"
+        data.append({"type": "scatter", "mode": "lines", "name": name + (" (true class)" if c == label else ""),
+                     "x": x, "y": np.asarray(teacher_probs[:, c], dtype=np.float64), "legendgroup": name,
+                     "line": {"color": color, "dash": dash, "width": base_width * (1.6 if c == label else 1)},
+                     "hovertemplate": "T = %{x:.3g}: p = %{y:.4f}<extra>" + name + "</extra>"})
+    data.append({"type": "scatter", "mode": "markers", "showlegend": False, "hoverinfo": "skip",
+                 "x": [temperature] * len(classes), "y": [float(v) for v in teacher_probs[current]],
+                 "marker": {"size": 13 if lecture else 10, "color": [CLASS_COLORS[c % len(CLASS_COLORS)]
+                                                                     for c in range(len(classes))],
+                            "line": {"color": "white", "width": 2}}})
+    shapes, annotations = _temperature_marks(temperature, lecture)
+    layout = {"xaxis": _temperature_axis(), "yaxis": {"title": {"text": "teacher probability"}, "range": [0, 1.05]},
+              "shapes": shapes, "annotations": annotations, "showlegend": True, "margin": _top_margin(lecture, 70),
+              "legend": _bottom_legend(), "height": _styled_layout(lecture, None)[0]["height"] + 40,
+              "title": _title("Teacher's softmax as T grows", lecture)}
+    return _figure(data, layout, lecture)
+
+
+def entropy_curves(temperatures, teacher_entropy, student_entropy, num_classes: int, temperature: float,
+                   student_role: str = "untrained", student_name: str | None = None,
+                   lecture: bool = False) -> go.Figure:
+    """Teacher's and student's entropy (nats) over T, with the uniform distribution's ln C as the ceiling."""
+    x = np.asarray(temperatures, dtype=np.float64)
+    ceiling = math.log(num_classes)
+    data = [{"type": "scatter", "mode": "lines", "name": ROLE_NAMES["teacher"], "x": x,
+             "y": np.asarray(teacher_entropy, dtype=np.float64), "line": {"color": COLORS["teacher"]},
+             "hovertemplate": "T = %{x:.3g}: H = %{y:.3f} nats<extra>teacher</extra>"},
+            {"type": "scatter", "mode": "lines", "name": student_name or ROLE_NAMES[student_role], "x": x,
+             "y": np.asarray(student_entropy, dtype=np.float64), "line": {"color": COLORS[student_role]},
+             "hovertemplate": "T = %{x:.3g}: H = %{y:.3f} nats<extra>student</extra>"}]
+    shapes, annotations = _temperature_marks(temperature, lecture)
+    shapes.append({"type": "line", "xref": "paper", "yref": "y", "x0": 0, "x1": 1, "y0": ceiling, "y1": ceiling,
+                   "line": {"color": COLORS["label"], "width": 1.5, "dash": "dash"}})
+    annotations.append({"xref": "paper", "yref": "y", "x": 0.01, "y": ceiling, "yanchor": "bottom",
+                        "xanchor": "left", "showarrow": False, "text": f"ln {num_classes} = {ceiling:.3f}",
+                        "font": {"color": COLORS["label"]}})
+    layout = {"xaxis": _temperature_axis(), "shapes": shapes, "annotations": annotations,
+              "margin": _top_margin(lecture, 70),
+              "yaxis": {"title": {"text": "entropy (nats)"}, "range": [0, ceiling * 1.15]},
+              "legend": _bottom_legend(), "height": _styled_layout(lecture, None)[0]["height"] + 40,
+              "title": _title("Entropy of the softmax as T grows", lecture)}
+    return _figure(data, layout, lecture)
+
+
+def gradient_bars(classes, update, texts, temperature: float, lecture: bool = False) -> go.Figure:
+    """The next update's direction on each student logit: -∂(T²·KL)/∂z_i = T (p_i - q_i) (Hinton 2015, eq. 2)."""
+    values = [float(v) for v in update]
+    colors = [DIRECTION_COLORS["up"] if v > 0 else DIRECTION_COLORS["down"] if v < 0 else COLORS["label"]
+              for v in values]
+    arrows = ["▲ " if v > 0 else "▼ " if v < 0 else "" for v in values]
+    largest = max([abs(v) for v in values] + [1e-12])
+    data = [{"type": "bar", "x": list(classes), "y": values, "marker": {"color": colors}, "showlegend": False,
+             "customdata": list(texts), "hovertemplate": "%{x}: %{customdata}<extra></extra>",
+             "text": [arrow + text for arrow, text in zip(arrows, texts)] if len(classes) <= 8 else None,
+             "textposition": "outside", "cliponaxis": False, "textfont": {"size": 17 if lecture else 13}}]
+    layout = {"yaxis": {"title": {"text": "−∂(T²·KL)/∂z  =  T (p − q)"}, "zeroline": True, "zerolinewidth": 2,
+                        "zerolinecolor": "#111827", "range": [-largest * 1.35, largest * 1.35]},
+              "xaxis": {"title": {"text": "student logit"}, "tickfont": {"size": 22 if lecture else 16},
+                        "type": "category"},
+              "margin": _top_margin(lecture),
+              "title": _title("Where the student is pushed", lecture)}
+    return _figure(data, layout, lecture)
+
+
+# ---- the image explorer -----------------------------------------------------------------------------------------
+# Same look as the soft-labels page (plain dicts through _figure, one colour per role), for several students at once.
+
+def _names(names: dict | None) -> dict:
+    return {**ROLE_NAMES, **(names or {})}
+
+
+LEGEND_BELOW = {"orientation": "h", "yanchor": "top", "y": -0.12, "x": 0, "xanchor": "left"}
+
+
+def _class_axis(lecture: bool) -> dict:
+    return {"title": {"text": ""}, "tickfont": {"size": 22 if lecture else 16}, "type": "category"}
+
+
+def _probability_axis(values, log_scale: bool) -> dict:
+    if log_scale:
+        smallest = min([v for v in values if v >= LOG_FLOOR] or [1.0])
+        lowest = min(max(10 ** math.floor(math.log10(smallest)), LOG_FLOOR), 1e-2)
+        return {"type": "log", "range": [math.log10(lowest), 0.35], "title": {"text": "probability (log scale)"},
+                "exponentformat": "power"}
+    return {"range": [0, 1.05], "title": {"text": "probability"}, "tickvals": [0, 0.25, 0.5, 0.75, 1]}
+
+
+def _probability_bar(role: str, name: str, classes, values, log_scale: bool) -> dict:
+    values = [float(v) for v in values]
+    return {"type": "bar", "name": name, "x": list(classes), "marker": {"color": COLORS[role]},
+            "y": [v if v >= LOG_FLOOR else None for v in values] if log_scale else values,
+            "customdata": [f"{v:.4f}" if v >= 1e-3 else f"{v:.2e}" for v in values],
+            "hovertemplate": "%{x}: %{customdata}<extra>" + name + "</extra>"}
+
+
+def model_softmax_bars(classes, hard_label, teacher_probs, students: dict, temperature: float,
+                       log_scale: bool = False, names: dict | None = None, title: str | None = None,
+                       lecture: bool = False, height: int | None = None) -> go.Figure:
+    """Grouped bars per class: the hard label (if known), the teacher's and each student's softmax at T.
+
+    students: {role: (C,) probabilities}, roles from COLORS ("untrained", "hard", "kd"). hard_label: (C,) or None.
+    """
+    names = _names(names)
+    data = []
+    if hard_label is not None:
+        data.append({**_probability_bar("label", names["label"], classes, hard_label, log_scale),
+                     "hovertemplate": "%{x}: %{y:.0f}<extra>hard label</extra>"})
+    data.append(_probability_bar("teacher", names["teacher"], classes, teacher_probs, log_scale))
+    data += [_probability_bar(role, names[role], classes, probs, log_scale) for role, probs in students.items()]
+    values = [float(v) for v in teacher_probs] + [float(v) for probs in students.values() for v in probs]
+    layout = {"barmode": "group", "bargap": 0.2, "bargroupgap": 0.04, "xaxis": _class_axis(lecture),
+              "yaxis": _probability_axis(values, log_scale), "legend": LEGEND_BELOW,
+              "title": _title(title or f"Softmax at T = {temperature:g}", lecture)}
+    return _figure(data, layout, lecture, height)
+
+
+def logit_bars(classes, logits: dict, names: dict | None = None, lecture: bool = False,
+               height: int | None = None) -> go.Figure:
+    """Grouped bars of raw logits z (T does not change them): {role: (C,) logits}, teacher first."""
+    names = _names(names)
+    data = [{"type": "bar", "name": names[role], "x": list(classes), "y": [float(v) for v in values],
+             "marker": {"color": COLORS[role]}, "hovertemplate": "%{x}: z = %{y:.3f}<extra>" + names[role] + "</extra>"}
+            for role, values in logits.items()]
+    layout = {"barmode": "group", "bargap": 0.2, "bargroupgap": 0.04, "xaxis": _class_axis(lecture),
+              "yaxis": {"title": {"text": "logit z"}, "zeroline": True, "zerolinewidth": 2,
+                        "zerolinecolor": "#111827"}, "legend": LEGEND_BELOW,
+              "title": _title("Logits (before the softmax)", lecture)}
+    return _figure(data, layout, lecture, height or (420 if lecture else 330))
+
+
+def convergence_animation(classes, hard_label, teacher_probs, epochs, students: dict, temperature: float,
+                          names: dict | None = None, lecture: bool = False) -> go.Figure:
+    """The students' softmax at T on one image at each epoch, approaching the teacher's: a slider and a play button.
+
+    students: {role: (E, C) probabilities at each of the epochs (E,)}. Animated in the browser (no reruns).
+    """
+    names = _names(names)
+    roles = list(students)
+    last = len(epochs) - 1
+    data = [{**_probability_bar("label", names["label"], classes, hard_label, False),
+             "hovertemplate": "%{x}: %{y:.0f}<extra>hard label</extra>"},
+            _probability_bar("teacher", names["teacher"], classes, teacher_probs, False)]
+    data += [_probability_bar(role, names[role], classes, students[role][last], False) for role in roles]
+    student_traces = list(range(2, 2 + len(roles)))
+    frames = [{"name": str(epoch), "traces": student_traces,
+               "data": [_probability_bar(role, names[role], classes, students[role][e], False) for role in roles]}
+              for e, epoch in enumerate(epochs)]
+    font = {"size": 18 if lecture else 14}
+    play = {"frame": {"duration": 350, "redraw": False}, "transition": {"duration": 250}, "fromcurrent": True,
+            "mode": "immediate"}
+    jump = {"frame": {"duration": 0, "redraw": False}, "transition": {"duration": 0}, "mode": "immediate"}
+    layout = {"barmode": "group", "bargap": 0.2, "bargroupgap": 0.04, "xaxis": _class_axis(lecture),
+              "yaxis": _probability_axis([], False),
+              "title": _title(f"Softmax at T = {temperature:g}, epoch by epoch", lecture),
+              "margin": {"b": 130}, "legend": {"orientation": "v", "x": 1.02, "y": 1, "yanchor": "top"},
+              "updatemenus": [{"type": "buttons", "direction": "left", "x": 0, "y": -0.22, "xanchor": "left",
+                               "yanchor": "top", "pad": {"r": 10, "t": 10}, "showactive": False, "font": font,
+                               "buttons": [{"label": "▶ play", "method": "animate", "args": [None, play]},
+                                           {"label": "pause", "method": "animate", "args": [[None], jump]}]}],
+              "sliders": [{"active": last, "x": 0.26, "len": 0.74, "y": -0.16, "yanchor": "top", "font": font,
+                           "currentvalue": {"prefix": "epoch ", "font": font},
+                           "steps": [{"label": str(epoch), "method": "animate", "args": [[str(epoch)], jump]}
+                                     for epoch in epochs]}]}
+    figure = _figure(data, layout, lecture, 560 if lecture else 470)
+    figure.frames = frames
+    return figure
+
+
+def kl_curves(epochs, kl: dict, temperature: float, names: dict | None = None, lecture: bool = False
+              ) -> go.Figure:
+    """KL(teacher ‖ student) at T on one image over the epochs, one line per student: {role: (E,)} in nats."""
+    names = _names(names)
+    data = [{"type": "scatter", "mode": "lines+markers", "name": names[role], "x": list(epochs),
+             "y": [float(v) for v in values], "line": {"color": COLORS[role]},
+             "hovertemplate": "epoch %{x}: %{y:.4f} nats<extra>" + names[role] + "</extra>"}
+            for role, values in kl.items()]
+    layout = {"xaxis": {"title": {"text": "epoch"}, "dtick": max(1, len(epochs) // 10)},
+              "yaxis": {"title": {"text": "KL(teacher ‖ student), nats"}, "rangemode": "tozero"},
+              "title": _title(f"KL from the teacher at T = {temperature:g}", lecture)}
+    return _figure(data, layout, lecture, 470 if lecture else 360)
+
+
+def _cell_text(p: float) -> str:
+    """A cell's probability in percent, short enough for a 10×10 grid: 14, 7.1, 0.3."""
+    if not math.isfinite(p):
+        return ""
+    percent = 100 * p
+    return f"{percent:.0f}" if percent >= 9.95 else f"{percent:.1f}"
+
+
+def dark_knowledge_heatmap(matrix, classes, temperature: float, show_diagonal: bool = False,
+                           selected: tuple[int, int] | None = None, lecture: bool = False) -> go.Figure:
+    """Rows: true class; columns: the teacher's mean softmax at T over that class's test images (rows sum to one).
+
+    With the diagonal hidden the colour scale spans the off-diagonal values: the classes the teacher thinks alike.
+    """
+    n = len(classes)
+    z = [[None if (i == j and not show_diagonal) or not math.isfinite(float(matrix[i][j])) else float(matrix[i][j])
+          for j in range(n)] for i in range(n)]
+    text = [["" if z[i][j] is None else _cell_text(z[i][j]) for j in range(n)] for i in range(n)]
+    shown = [v for row in z for v in row if v is not None]
+    data = [{"type": "heatmap", "z": z, "x": list(classes), "y": list(classes), "text": text,
+             "texttemplate": "%{text}" if n <= 12 else None, "textfont": {"size": 17 if lecture else 13},
+             "colorscale": [[0, "#FFFFFF"], [0.5, "#7FB8DE"], [1, COLORS["teacher"]]], "zmin": 0,
+             "zmax": max(shown) if shown else 1, "xgap": 1, "ygap": 1, "hoverongaps": False,
+             "colorbar": {"title": {"text": "mean p"}, "thickness": 14, "tickformat": ".0%"},
+             "hoverinfo": "skip"}]
+    # Heatmap cells cannot be selected in Streamlit (streamlit#8760): an invisible marker on each cell takes the click.
+    cells = [(i, j) for i in range(n) for j in range(n)]
+    data.append({"type": "scatter", "mode": "markers", "x": [classes[j] for _, j in cells],
+                 "y": [classes[i] for i, _ in cells], "showlegend": False,
+                 "marker": {"symbol": "square", "size": 34 if n <= 12 else 12, "color": "rgba(0,0,0,0)"},
+                 "selected": {"marker": {"opacity": 0}}, "unselected": {"marker": {"opacity": 0}},
+                 "customdata": [float(matrix[i][j]) for i, j in cells],
+                 "hovertemplate": "true class %{y}: teacher's mean p(%{x}) = %{customdata:.4g}<br>click to see the images"
+                                  "<extra></extra>"})
+    shapes = []
+    if selected is not None:
+        i, j = selected
+        shapes.append({"type": "rect", "x0": j - 0.5, "x1": j + 0.5, "y0": i - 0.5, "y1": i + 0.5,
+                       "line": {"color": MARK_COLORS["current"], "width": 4 if lecture else 3}})
+    tick = {"size": 20 if lecture else 15}
+    layout = {"xaxis": {"title": {"text": "class the teacher gives probability to"}, "type": "category",
+                        "tickfont": tick, "side": "bottom", "showgrid": False},
+              "yaxis": {"title": {"text": "true class"}, "type": "category", "tickfont": tick,
+                        "autorange": "reversed", "showgrid": False},
+              "shapes": shapes, "showlegend": False, "plot_bgcolor": "#F2F4F7",
+              "title": _title(f"Teacher's mean soft label per true class, T = {temperature:g} (%)", lecture)}
+    return _figure(data, layout, lecture, 680 if lecture else 580)

@@ -185,7 +185,7 @@ def custom_logits_editor(state):
         st.session_state["sl.label"] = logits.classes[logits.label]
     label = st.selectbox("True class (the hard label)", logits.classes, key="sl.label")
     logits = dataclasses.replace(logits, label=logits.classes.index(label))
-    if st.button("Start again from the lecture example", icon="↩️"):
+    if st.button("Start again from the lecture example", icon=":material/undo:"):
         st.session_state.pop("sl.table_rows")
         st.session_state.pop("sl.label", None)
         update_soft_labels_state(custom=soft_labels.LECTURE)
@@ -838,4 +838,4 @@ def explorer_heatmap(figure, classes) -> None:
     import functools
 
     st.plotly_chart(figure, key="ie.heatmap", on_select=functools.partial(_explorer_cell_clicked, list(classes)),
-                    selection_mode="points")
+                    selection_mode="points", config={"displayModeBar": False})
