@@ -66,6 +66,7 @@ def sidebar() -> None:
                   help="Bigger fonts and thicker chart lines for a projector; explanations collapse.")
         st.caption("kdviz · Hinton, Vinyals & Dean (2015), *Distilling the Knowledge in a Neural Network*, "
                    "[arXiv:1503.02531](https://arxiv.org/abs/1503.02531)")
+    lecture_style()
 
 
 @st.cache_resource(show_spinner=False)

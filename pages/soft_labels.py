@@ -8,7 +8,6 @@ HINTON = "[Hinton et al. 2015, §2](https://arxiv.org/abs/1503.02531)"
 
 ui.require_router()
 st.title(":material/thermostat: Soft labels & temperature")
-ui.lecture_style()
 st.markdown("A network's logits $z_i$ become probabilities through a softmax at temperature $T$. At $T = 1$ a "
             "confident teacher says little more than *dog*; at a higher $T$ its small probabilities, how much more a "
             "dog looks like a cat than like a ship, become visible. These **soft labels** are what the student learns "
