@@ -371,13 +371,20 @@ def _draw_run(run) -> None:
         st.info(f"Waiting in the queue: position {manager.queue_position(run.id) or '–'}. "
                 "Runs on this server go one at a time so that nobody's freezes.", icon=":material/hourglass_top:")
     elif run.live:
+        import time
+
+        elapsed = time.time() - run.started_at if run.started_at else 0.0
         eta = f", about {state['eta']:.0f} s left" if state["eta"] is not None else ""
         phase = "training the teacher (once; then cached)" if state["phase"] == "teacher" else "distilling"
         st.progress(state["fraction"], text=f"{phase}: step {state['step']} of {state['total']} on "
-                                            f"{state['device']}{eta}")
+                                            f"{state['device']}, {elapsed:.0f} s elapsed{eta}")
+    elif run.started_at and run.finished_at:
+        st.caption(f"Ran for {run.finished_at - run.started_at:.1f} s on {state['device'] or 'the CPU'}.")
+    for notice in (e["message"] for e in run.events if e["event"] == "Notice"):
+        st.warning(notice, icon=":material/info:")
     if run.message:
         (st.error if run.state in ("diverged", "failed") else st.info)(run.message)
-    if mine and run.live:
+    if mine:
         _run_controls(run)
     losses, accuracies = runview.loss_frame(run.events), runview.accuracy_frame(run.events)
     if len(accuracies):
@@ -390,12 +397,24 @@ def _draw_run(run) -> None:
 
 def _run_controls(run) -> None:
     manager = run_manager()
-    pause, stop = st.columns([1, 1])
+    pause, stop, reset = st.columns([1, 1, 1])
+    reset.button(":material/restart_alt: Reset view", key=f"reset-{run.id}", on_click=_detach, args=(run.id,),
+                 help="Close this run's panel to configure a new one; the run itself stays in the history.")
+    if not run.live:
+        return
     if run.state == "paused":
-        pause.button(":material/play_arrow: Resume", key=f"resume-{run.id}", on_click=manager.resume_run, args=(run.id,))
+        pause.button(":material/play_arrow: Resume", key=f"resume-{run.id}", on_click=manager.resume_run,
+                     args=(run.id,))
     elif run.state == "running":
         pause.button(":material/pause: Pause", key=f"pause-{run.id}", on_click=manager.pause, args=(run.id,))
-    stop.button(":material/stop: Stop (keeps what was measured)", key=f"stop-{run.id}", on_click=manager.cancel, args=(run.id,))
+    stop.button(":material/stop: Stop (keeps what was measured)", key=f"stop-{run.id}", on_click=manager.cancel,
+                args=(run.id,))
+
+
+def _detach(run_id: str) -> None:
+    st.session_state.pop("current_run", None)
+    if st.query_params.get("run") == run_id:
+        del st.query_params["run"]
 
 
 def _case_study(run) -> None:
@@ -496,6 +515,7 @@ def _draw_sweep(runs) -> None:
 
 # ---- the image explorer: cached models and logits, the URL, waiting for a teacher or a run -------------------------
 EXPLORER_PARSED = "ie.parsed"
+EXPLORER_PICKED = "ie.picked"
 EXPLORER_KEPT = ("ie.image", "ie.class", "ie.order", "ie.diagonal", "ie.cell_true", "ie.cell_other", "ie.log",
                  "ie.roles.gallery", "ie.roles.upload", "ie.upload_label")
 
@@ -676,6 +696,7 @@ def explorer_image(n_images: int) -> int:
 def _explorer_pick(image: int) -> None:
     st.session_state["ie.image"] = image
     st.session_state["ie.section"] = "gallery"
+    st.session_state[EXPLORER_PICKED] = True  # the gallery's fragment turns its own rerun into the page's
 
 
 def _scale(side: int, pixels: int) -> int:
@@ -751,7 +772,7 @@ def explorer_prediction(classes, label, teacher_logits, students: dict, temperat
 
 
 def explorer_summary(classes, label, logits: dict, temperature: float) -> None:
-    """Every model's guess, probability of the true class, entropy and KL from the teacher at T."""
+    """Every model's guess, probability of the true class and KL from the teacher at T."""
     from kdviz import charts, explorer
 
     rows = explorer.summary_rows(tuple(classes), logits["teacher"],
@@ -761,7 +782,6 @@ def explorer_summary(classes, label, logits: dict, temperature: float) -> None:
         "model": st.column_config.TextColumn(width="medium"),
         "guess": st.column_config.TextColumn(help="The class with the highest probability (at this T).", width="small"),
         "p(true class)": st.column_config.NumberColumn(format="percent"),
-        "entropy": st.column_config.NumberColumn(format="%.3f", help="Of the softmax at this T, in nats."),
         "KL from teacher": st.column_config.NumberColumn(format="%.4f", help="KL(teacher ‖ model) at this T, in "
                                                                               "nats: 0 means the same soft labels.")})
 
@@ -804,7 +824,7 @@ def explorer_upload_preview(prepared, input_shape) -> None:
     """The upload beside what the model sees."""
     from kdviz import images
 
-    original, processed = st.columns(2)
+    original, processed = st.container(border=True).columns(2, vertical_alignment="center")
     original.image(images.preview_png(prepared.original), caption="your image")
     side = input_shape[-1]
     note = ", inverted to light ink on black" if prepared.inverted else ""

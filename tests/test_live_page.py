@@ -62,6 +62,9 @@ def test_a_run_shows_live_charts_then_the_case_study_table(app):
     assert lecture["parameters"].iloc[0] == 60_192_808 and lecture["parameters"].iloc[1] == 25_557_032
     verdicts = [m.value for m in app.success] + [m.value for m in app.warning]
     assert any("Distillation" in v for v in verdicts), "the page says plainly whether KD helped"
+    click(app, "Reset view")
+    assert not app.subheader and "run" not in app.query_params, "reset closes the panel"
+    assert ui.run_manager().get(run_id).state == "completed", "the run itself stays in the history"
 
 
 def test_stop_keeps_what_was_measured(app):
@@ -69,6 +72,10 @@ def test_stop_keeps_what_was_measured(app):
     click(app, "Start run")
     run_until(app, lambda at: any(b.label.endswith("Stop (keeps what was measured)") for b in at.button)
               and len(at.get("plotly_chart")) >= 2)
+    click(app, "Pause")
+    run_until(app, state_is("paused"))
+    click(app, "Resume")
+    run_until(app, state_is("running"))
     click(app, "Stop")
     run_until(app, state_is("cancelled"))
     assert len(app.get("plotly_chart")) >= 2, "the charts keep the data measured before the stop"
