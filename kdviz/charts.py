@@ -338,7 +338,8 @@ def kl_curves(epochs, kl: dict, temperature: float, names: dict | None = None, l
              "y": [float(v) for v in values], "line": {"color": COLORS[role]},
              "hovertemplate": "epoch %{x}: %{y:.4f} nats<extra>" + names[role] + "</extra>"}
             for role, values in kl.items()]
-    layout = {"xaxis": {"title": {"text": "epoch"}, "dtick": max(1, len(epochs) // 10)},
+    layout = {"xaxis": {"title": {"text": "epoch"}, "dtick": max(1, len(epochs) // 8)},
+              "legend": {**LEGEND_BELOW, "y": -0.25},
               "yaxis": {"title": {"text": "KL(teacher ‖ student), nats"}, "rangemode": "tozero"},
               "title": _title(f"KL from the teacher at T = {temperature:g}", lecture)}
     return _figure(data, layout, lecture, 470 if lecture else 360)
@@ -367,7 +368,8 @@ def dark_knowledge_heatmap(matrix, classes, temperature: float, show_diagonal: b
              "texttemplate": "%{text}" if n <= 12 else None, "textfont": {"size": 17 if lecture else 13},
              "colorscale": [[0, "#FFFFFF"], [0.5, "#7FB8DE"], [1, COLORS["teacher"]]], "zmin": 0,
              "zmax": max(shown) if shown else 1, "xgap": 1, "ygap": 1, "hoverongaps": False,
-             "colorbar": {"title": {"text": "mean p"}, "thickness": 14, "tickformat": ".0%"},
+             "colorbar": {"title": {"text": "mean p"}, "thickness": 14,
+                          "tickformat": ".0%" if shown and max(shown) >= 0.1 else ".1%"},
              "hoverinfo": "skip"}]
     # Heatmap cells cannot be selected in Streamlit (streamlit#8760): an invisible marker on each cell takes the click.
     cells = [(i, j) for i in range(n) for j in range(n)]
@@ -384,10 +386,11 @@ def dark_knowledge_heatmap(matrix, classes, temperature: float, show_diagonal: b
         shapes.append({"type": "rect", "x0": j - 0.5, "x1": j + 0.5, "y0": i - 0.5, "y1": i + 0.5,
                        "line": {"color": MARK_COLORS["current"], "width": 4 if lecture else 3}})
     tick = {"size": 20 if lecture else 15}
+    # explicit ranges: the click markers must not pad the axes; row 0 on top
     layout = {"xaxis": {"title": {"text": "class the teacher gives probability to"}, "type": "category",
-                        "tickfont": tick, "side": "bottom", "showgrid": False},
+                        "tickfont": tick, "side": "bottom", "showgrid": False, "range": [-0.5, n - 0.5]},
               "yaxis": {"title": {"text": "true class"}, "type": "category", "tickfont": tick,
-                        "autorange": "reversed", "showgrid": False},
+                        "range": [n - 0.5, -0.5], "showgrid": False},
               "shapes": shapes, "showlegend": False, "plot_bgcolor": "#F2F4F7",
               "title": _title(f"Teacher's mean soft label per true class, T = {temperature:g} (%)", lecture)}
     return _figure(data, layout, lecture, 680 if lecture else 580)

@@ -183,7 +183,8 @@ def _torchvision(name: str, cls_name: str, root: Path, keep: tuple[int, ...] | N
         targets = np.asarray(splits[train].targets)
         if keep is not None:
             mask = np.isin(targets, keep)
-            data, targets = data[mask], np.searchsorted(np.array(keep), targets[mask])
+            # keep is in the lecture's order, not sorted: map each kept label to its position in keep
+            data, targets = data[mask], np.array([keep.index(t) for t in targets[mask]], dtype=np.int64)
         x = torch.as_tensor(data, dtype=torch.float32) / 255.0
         x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
         arrays += [x, torch.as_tensor(targets, dtype=torch.long)]

@@ -563,20 +563,28 @@ def _explorer_teacher(file_key: str, _config):
     return model, explorer.test_logits(model, explorer_dataset(_config.dataset))
 
 
+def _explorer_loaded_teacher(config):
+    """(teacher, test logits) from the cache, or None when the file is missing or unusable."""
+    from kdviz.teachers import CacheError, is_cached, teacher_path
+
+    if not is_cached(config):
+        return None
+    path = teacher_path(config)
+    try:
+        return _explorer_teacher(f"{path}:{path.stat().st_mtime_ns}", config)
+    except (CacheError, OSError):
+        return None  # damaged: the background task reports it and trains the teacher again
+
+
 def explorer_teacher(dataset: str):
     """The dataset's trained teacher and its test logits, or None after drawing the progress of its training."""
     from kdviz import explorer
-    from kdviz.teachers import CacheError, is_cached, teacher_path
 
     config = explorer.teacher_for(dataset)
-    if is_cached(config):
-        path = teacher_path(config)
-        try:
-            return _explorer_teacher(f"{path}:{path.stat().st_mtime_ns}", config)
-        except (CacheError, OSError):
-            pass  # damaged: the background task below reports it and trains it again
-    _explorer_teacher_wait(config)
-    return None
+    teacher = _explorer_loaded_teacher(config)
+    if teacher is None:
+        _explorer_teacher_wait(config)
+    return teacher
 
 
 def explorer_teacher_task(config):
@@ -595,12 +603,17 @@ def _explorer_teacher_wait(config) -> None:
     task = explorer_teacher_task(config)
     for notice in task.notices:
         st.warning(notice, icon=":material/build:")
-    if task.state == "completed":
+    if task.state == "completed" and _explorer_loaded_teacher(config) is not None:
         st.rerun()  # the whole page, now with its teacher
+    elif task.state == "completed":
+        st.error("The teacher was trained but its cache file cannot be read; restart the server to train it again.",
+                 icon=":material/error:")
     elif task.state in ("pending", "running"):
         epoch = task.last_epoch
         detail = f" Epoch {epoch.epoch}: {epoch.accuracy['teacher']:.1%} test accuracy." if epoch else ""
-        st.info(f"The {config.dataset} teacher ({config.model.describe()}) is being trained once, in the "
+        data = explorer_dataset(config.dataset)
+        st.info(f"The {config.dataset} teacher ({config.model.describe(data.input_shape, data.num_classes)}) is "
+                "being trained once, in the "
                 "background; it is then cached and this page fills in by itself." + detail,
                 icon=":material/hourglass_top:")
         st.progress(task.progress())
@@ -667,12 +680,16 @@ def _explorer_run_wait(run_id: str, key: str) -> None:
             st.session_state.pop(key, None)
             st.rerun()
         return
-    if run.state == "completed":
-        st.rerun()
+    if run.state == "completed" and run_manager().store.students_path(run_id).is_file():
+        st.rerun()  # the whole page, now with the run's students
+    elif run.state == "completed":
+        st.warning(f"Run {run_id} finished but its students could not be saved.", icon=":material/warning:")
+        return
     state = runview.progress(run.events)
     phase = "training the teacher" if state["phase"] == "teacher" else "distilling"
-    st.progress(state["fraction"], text=f"Run {run_id}: {run.state}, {phase}… "
-                                        f"([watch it live](live_distillation?run={run_id}))")
+    st.progress(state["fraction"], text=f"Run {run_id}: {run.state}, {phase}…")
+    st.caption(f"[Watch it on the live distillation page](live_distillation?run={run_id}); this page fills in "
+               "when it finishes.")
 
 
 def explorer_reset() -> None:
@@ -818,6 +835,42 @@ def explorer_convergence(students, image: int, labels, teacher_logits, classes, 
     right.plotly_chart(charts.kl_curves(history.epochs, explorer.kl_over_epochs(teacher_logits, history, position,
                                                                                 temperature), temperature,
                                         lecture=lecture), key="ie.kl")
+
+
+EXPLORER_LAST_UPLOAD = "ie.last_upload"
+
+
+def _explorer_upload_changed() -> None:
+    if st.session_state.get("ie.upload") is None:  # the user removed the file: forget it
+        st.session_state.pop(EXPLORER_LAST_UPLOAD, None)
+
+
+def explorer_upload(dataset: str, input_shape):
+    """The uploader, and the upload turned into the dataset's input; None after showing why not (one sentence).
+
+    The last good upload (a small copy) is remembered for the session, so switching sections does not lose it.
+    """
+    from kdviz import images
+
+    uploaded = st.file_uploader("Upload a picture of a digit", type=images.EXTENSIONS, key="ie.upload",
+                                on_change=_explorer_upload_changed,
+                                help="PNG, JPEG, WebP, BMP or GIF (its first frame), up to 10 MB. It is read in "
+                                     "memory, never saved.")
+    if uploaded is not None:
+        try:
+            prepared = images.prepare(uploaded.getvalue(), dataset, input_shape)
+        except images.ImageRejected as error:
+            st.session_state.pop(EXPLORER_LAST_UPLOAD, None)
+            st.error(str(error), icon=":material/broken_image:")
+            return None
+        st.session_state[EXPLORER_LAST_UPLOAD] = (dataset, uploaded.name, images.shrunk(prepared))
+        return prepared
+    last = st.session_state.get(EXPLORER_LAST_UPLOAD)
+    if last is not None and last[0] == dataset:
+        st.caption(f"Showing your last upload, {last[1]}.")
+        return last[2]
+    st.caption("Draw a digit on paper or in any paint program and upload a photo or screenshot of it.")
+    return None
 
 
 def explorer_upload_preview(prepared, input_shape) -> None:

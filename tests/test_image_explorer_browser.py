@@ -1,0 +1,143 @@
+"""The image explorer in Chromium: pick an image, change T, upload a PNG (and a bad file), click the heatmap."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from kdviz.soft_labels import TEMPERATURES
+from upload_fixtures import png_seven, truncated_png
+
+pytestmark = pytest.mark.browser
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _prepare_home(home: Path) -> None:
+    """A stand-in for the default teacher (its architecture, one epoch) cached under its key, and a finished run."""
+    from kdviz.engine import DistillConfig
+    from kdviz.jobs import RunManager
+    from kdviz.models import ModelSpec
+    from kdviz.presets import DEFAULT_TEACHER
+    from kdviz.runstore import RunStore
+    from kdviz.teachers import get_teacher, save_teacher
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KDVIZ_HOME", str(home))
+        model, summary = get_teacher(dataclasses.replace(DEFAULT_TEACHER, epochs=1, augment=0), "cpu")
+        save_teacher(DEFAULT_TEACHER, model, summary)
+        manager = RunManager(RunStore(home / "runs"))
+        run_id = manager.submit(DistillConfig(DEFAULT_TEACHER, ModelSpec("mlp", 32, 1), epochs=3, batch_size=128,
+                                              train_subset=500, device="cpu"), "test")
+        deadline = time.monotonic() + 240
+        while manager.get(run_id).live:
+            assert time.monotonic() < deadline, "the stand-in run did not finish"
+            time.sleep(0.3)
+        assert manager.get(run_id).state == "completed"
+
+
+@pytest.fixture(scope="module")
+def explorer_server(tmp_path_factory):
+    """`streamlit run app.py` on a home where the default teacher is cached and one run has finished."""
+    home = tmp_path_factory.mktemp("explorer-server-home")
+    _prepare_home(home)
+    port = _free_port()
+    log = open(home / "server.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, env={**os.environ, "KDVIZ_HOME": str(home), "PYTHONPATH": str(ROOT)}, stdout=log,
+        stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url + "/_stcore/health", timeout=2)
+            break
+        except OSError:
+            assert time.monotonic() < deadline, (home / "server.log").read_text()[-2000:]
+            time.sleep(0.3)
+    yield url, home / "server.log"
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+@pytest.fixture
+def explorer_page(browser, explorer_server):
+    context = browser.new_context(viewport={"width": 1400, "height": 1100})
+    page = context.new_page()
+    yield page, explorer_server[0]
+    context.close()
+    assert "Traceback" not in explorer_server[1].read_text()
+
+
+def test_pick_an_image_change_t_upload_and_click_the_heatmap(explorer_page, screenshot_dir):
+    page, url = explorer_page
+    page.goto(url + "/image_explorer")
+    page.get_by_text("Compare the teacher with").wait_for(timeout=90_000)
+
+    # pick the third thumbnail (a 2): its number shows under the big image and goes into the URL
+    page.get_by_role("button", name="2", exact=True).first.click()
+    page.wait_for_url(re.compile(r"image=(?!0\b)\d+"), timeout=20_000)
+    image = re.search(r"image=(\d+)", page.url).group(1)
+    page.get_by_test_id("stImageCaption").get_by_text(f"test image #{image}", exact=True).wait_for(timeout=20_000)
+    page.get_by_text(re.compile(r"^True class 2\.")).wait_for(timeout=20_000)
+
+    # raise T with the keyboard on the select slider: the URL and the chart title follow
+    slider = page.get_by_role("slider").first
+    for expected in TEMPERATURES[TEMPERATURES.index(1.0) + 1:][:8]:  # one step at a time, each a rerun
+        slider.focus()
+        page.keyboard.press("ArrowRight")
+        page.wait_for_url(re.compile(rf"temperature={expected:g}(&|$)"), timeout=20_000)
+    temperature = f"{expected:g}"
+    page.get_by_text("Compare the teacher with").scroll_into_view_if_needed()  # plotly charts draw when visible
+    page.get_by_text(f"Teacher and students at T = {temperature}").first.wait_for(timeout=20_000)
+    page.screenshot(path=str(screenshot_dir / "image_explorer_gallery.png"))
+
+    # upload a PNG: the processed input appears beside it, then the same charts
+    page.get_by_text("Your own image").click()
+    page.locator("input[type=file]").set_input_files({"name": "seven.png", "mimeType": "image/png",
+                                                      "buffer": png_seven()})
+    page.get_by_text(re.compile("what the model sees")).wait_for(timeout=30_000)
+    page.get_by_text("Compare the teacher with").scroll_into_view_if_needed()
+    page.get_by_text(f"Teacher and students at T = {temperature}").first.wait_for(timeout=20_000)
+    page.get_by_text("Your own image").scroll_into_view_if_needed()
+    page.screenshot(path=str(screenshot_dir / "image_explorer_upload.png"))
+
+    # the upload is kept while another section is shown
+    page.get_by_text("Dark knowledge").click()
+    page.locator(".nsewdrag").first.wait_for(timeout=30_000)
+    page.get_by_text("Your own image").click()
+    page.get_by_text("Showing your last upload, seven.png.").wait_for(timeout=30_000)
+
+    # a damaged file: one sentence next to the uploader, and the page keeps working
+    page.locator("input[type=file]").set_input_files({"name": "broken.png", "mimeType": "image/png",
+                                                      "buffer": truncated_png()})
+    page.get_by_text("The image file is damaged or incomplete").wait_for(timeout=30_000)
+
+    # the dark-knowledge heatmap: clicking cell (4, 9) shows class-4 images the teacher finds 9-like
+    page.get_by_text("Dark knowledge").click()
+    drag = page.locator(".nsewdrag").first
+    drag.wait_for(timeout=30_000)
+    time.sleep(1)
+    box = drag.bounding_box()
+    page.mouse.click(box["x"] + 9.5 * box["width"] / 10, box["y"] + 4.5 * box["height"] / 10)
+    page.get_by_text(re.compile(r"Test images of class 4 the teacher finds most like 9")).wait_for(timeout=20_000)
+    page.screenshot(path=str(screenshot_dir / "image_explorer_dark_knowledge.png"))
