@@ -89,3 +89,24 @@ def screenshot_dir() -> Path:
     folder = ROOT / "screenshots"
     folder.mkdir(exist_ok=True)
     return folder
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No network: torchvision's downloads and any socket connection raise URLError / OSError at once."""
+    import socket
+    import urllib.error
+
+    import torchvision.datasets.cifar
+    import torchvision.datasets.mnist
+    import torchvision.datasets.utils
+
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("network is unreachable (the test's offline fixture)")
+
+    for module in (torchvision.datasets.utils, torchvision.datasets.cifar, torchvision.datasets.mnist):
+        for name in ("download_url", "download_and_extract_archive", "_urlretrieve"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", lambda self, *a, **k: refuse())

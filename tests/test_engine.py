@@ -1,0 +1,341 @@
+"""kdviz.engine: the event stream, a fair experiment (same init, same batches), determinism, stop, divergence."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from kdviz.engine import (Diverged, DistillConfig, EpochEnd, Finished, Snapshot, Started, StepLosses, TeacherConfig,
+                          check_config, distill, event_to_dict, resolve_device, run_to_end, train_teacher)
+from kdviz.models import ModelSpec
+
+TINY_TEACHER = TeacherConfig("digits", ModelSpec("mlp", 32, 1), epochs=3, batch_size=64, augment=0)
+TINY = DistillConfig(TINY_TEACHER, ModelSpec("mlp", 8, 1), temperature=4.0, alpha=0.5, epochs=2, batch_size=32,
+                     learning_rate=1e-2, train_subset=96, device="cpu", probe_size=5)  # 3 steps per epoch
+LOSS_KEYS = {"hard", "kd_soft", "kd_hard", "kd_total"}
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KDVIZ_HOME", str(tmp_path_factory.mktemp("engine-home")))
+        return list(train_teacher(TINY_TEACHER, "cpu"))
+
+
+@pytest.fixture
+def teacher(teacher_run) -> nn.Module:
+    return teacher_run[-1].models["teacher"]
+
+
+def run(config: DistillConfig, teacher: nn.Module, **changes) -> list:
+    return list(distill(dataclasses.replace(config, **changes), teacher))
+
+
+def of_type(events, kind) -> list:
+    return [event for event in events if isinstance(event, kind)]
+
+
+# ---- the teacher -----------------------------------------------------------------------------------------------
+
+def test_teacher_stream_and_result(teacher_run):
+    started, *rest, finished = teacher_run
+    assert isinstance(started, Started) and started.kind == "teacher" and started.device == "cpu"
+    assert started.steps_per_epoch == math.ceil(started.n_train / 64)
+    assert started.total_steps == 3 * started.steps_per_epoch
+    assert [type(e) for e in rest] == ([StepLosses] * started.steps_per_epoch + [EpochEnd]) * 3
+    assert [e.step for e in of_type(rest, StepLosses)] == list(range(1, started.total_steps + 1))
+    assert [e.epoch for e in of_type(rest, EpochEnd)] == [1, 2, 3]
+    assert isinstance(finished, Finished) and finished.status == "completed"
+    facts = finished.summary["teacher"]
+    assert facts["accuracy"] == of_type(rest, EpochEnd)[-1].accuracy["teacher"]
+    assert facts["accuracy"] > 0.6  # it learns: chance is 0.1
+    assert facts["errors"] == round((1 - facts["accuracy"]) * started.n_test)
+    assert facts["params"] == 64 * 32 + 32 + 32 * 10 + 10
+    model = finished.models["teacher"]
+    assert not model.training and next(model.parameters()).device.type == "cpu"
+
+
+def test_teacher_that_diverges_says_so():
+    config = dataclasses.replace(TINY_TEACHER, epochs=1, learning_rate=1e30)
+    events = list(train_teacher(config, "cpu"))
+    diverged = of_type(events, Diverged)
+    assert len(diverged) == 1 and diverged[0].model == "teacher"
+    assert f"diverged at step {diverged[0].step}" in diverged[0].message
+    assert events[-1].status == "diverged"
+    assert all(math.isfinite(e.losses["teacher"]) for e in of_type(events, StepLosses))
+
+
+# ---- the distillation stream -----------------------------------------------------------------------------------
+
+def test_event_order(teacher):
+    events = run(TINY, teacher)
+    spe = 3
+    expected = [Started, EpochEnd, Snapshot] + ([StepLosses] * spe + [EpochEnd, Snapshot]) * 2 + [Finished]
+    assert [type(e) for e in events] == expected
+    assert [e.epoch for e in of_type(events, EpochEnd)] == [0, 1, 2]
+    assert [e.epoch for e in of_type(events, Snapshot)] == [0, 1, 2]
+    steps = of_type(events, StepLosses)
+    assert [e.step for e in steps] == list(range(1, 2 * spe + 1))
+    assert [e.epoch for e in steps] == [1] * spe + [2] * spe
+
+
+def test_started_losses_snapshots_and_summary_carry_what_the_ui_needs(teacher):
+    events = run(TINY, teacher)
+    started, finished = events[0], events[-1]
+    assert (started.kind, started.total_steps, started.steps_per_epoch) == ("distill", 6, 3)
+    assert (started.device, started.n_train, started.n_test) == ("cpu", 96, 359)
+    assert len(started.probe_indices) == len(set(started.probe_indices)) == 5
+    assert all(0 <= i < started.n_test for i in started.probe_indices)
+    for event in of_type(events, StepLosses):
+        assert set(event.losses) == LOSS_KEYS and all(math.isfinite(v) for v in event.losses.values())
+        losses = event.losses
+        assert losses["kd_total"] == pytest.approx(0.5 * losses["kd_soft"] + 0.5 * losses["kd_hard"], rel=1e-5)
+    for event in of_type(events, Snapshot):
+        assert set(event.logits) == {"hard", "kd"}
+        assert all(len(rows) == 5 and all(len(row) == 10 for row in rows) for rows in event.logits.values())
+    epochs = of_type(events, EpochEnd)
+    assert all(set(e.accuracy) == {"teacher", "hard", "kd"} for e in epochs)
+    assert len({e.accuracy["teacher"] for e in epochs}) == 1  # the teacher is frozen
+    assert finished.status == "completed"
+    summary = finished.summary
+    assert {"teacher", "hard", "kd", "n_test", "n_train", "device", "seconds", "steps"} <= set(summary)
+    assert summary["steps"] == 6 and summary["n_train"] == 96 and summary["device"] == "cpu"
+    assert summary["hard"]["accuracy"] == epochs[-1].accuracy["hard"]
+    assert summary["kd"]["accuracy"] == epochs[-1].accuracy["kd"]
+    assert summary["hard"]["params"] == summary["kd"]["params"] == 64 * 8 + 8 + 8 * 10 + 10
+    assert set(finished.models) == {"hard", "kd"} and not finished.models["kd"].training
+
+
+def test_the_teacher_is_not_changed_by_distillation(teacher):
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    grads = [None if p.grad is None else p.grad.clone() for p in teacher.parameters()]
+    run(TINY, teacher, alpha=1.0)
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+    for p, grad in zip(teacher.parameters(), grads):  # no gradient flowed into the teacher
+        assert (p.grad is None and grad is None) or torch.equal(p.grad, grad)
+
+
+def test_students_learn(teacher):
+    finished = run(TINY, teacher, epochs=3, train_subset=400, alpha=0.7)[-1]
+    assert finished.summary["hard"]["accuracy"] > 0.3 and finished.summary["kd"]["accuracy"] > 0.3  # chance: 0.1
+
+
+# ---- a fair experiment -----------------------------------------------------------------------------------------
+
+def _numbers(events) -> list:
+    return [(type(e).__name__, getattr(e, "losses", None) or getattr(e, "accuracy", None) or e.logits)
+            for e in events if isinstance(e, (StepLosses, EpochEnd, Snapshot))]
+
+
+def test_same_seed_same_numbers_different_seed_different_numbers(teacher):
+    first, again, other = run(TINY, teacher), run(TINY, teacher), run(TINY, teacher, seed=1)
+    assert _numbers(first) == _numbers(again)
+    assert first[-1].summary["hard"] == again[-1].summary["hard"]
+    first_losses = [e.losses for e in of_type(first, StepLosses)]
+    assert first_losses != [e.losses for e in of_type(other, StepLosses)]
+    assert of_type(first, Snapshot)[0].logits != of_type(other, Snapshot)[0].logits  # another initialisation
+
+
+def test_both_students_start_from_the_same_weights_and_see_the_same_first_batch(teacher):
+    events = run(TINY, teacher)
+    start = of_type(events, EpochEnd)[0]
+    assert start.accuracy["hard"] == start.accuracy["kd"]
+    snapshot = of_type(events, Snapshot)[0]
+    assert snapshot.logits["hard"] == snapshot.logits["kd"]
+    first = of_type(events, StepLosses)[0].losses
+    assert first["hard"] == first["kd_hard"]  # same weights, same batch: the same cross-entropy before any update
+    later = of_type(events, StepLosses)[-1].losses
+    assert later["hard"] != later["kd_hard"]  # after that, the losses differ (alpha = 0.5)
+
+
+def test_with_alpha_zero_the_kd_student_is_the_hard_label_student(teacher):
+    # alpha = 0: the KD loss is the cross-entropy, so identical init + identical batches ⇒ identical students
+    events = run(TINY, teacher, alpha=0.0)
+    for event in of_type(events, StepLosses):
+        assert event.losses["kd_total"] == event.losses["hard"] == event.losses["kd_hard"]
+    for event in of_type(events, EpochEnd):
+        assert event.accuracy["hard"] == event.accuracy["kd"]
+    for event in of_type(events, Snapshot):
+        assert event.logits["hard"] == event.logits["kd"]
+    hard, kd = events[-1].models["hard"], events[-1].models["kd"]
+    assert all(torch.equal(a, b) for a, b in zip(hard.state_dict().values(), kd.state_dict().values()))
+
+
+def test_train_subset_is_drawn_with_the_seed(teacher):
+    a, b = run(TINY, teacher, train_subset=50, epochs=1), run(TINY, teacher, train_subset=50, epochs=1, seed=3)
+    assert a[0].n_train == b[0].n_train == 50 and a[-1].summary["n_train"] == 50
+    assert a[0].steps_per_epoch == 2
+
+
+# ---- offline distillation: teacher logits cached unless inputs are augmented -----------------------------------
+
+class CountingTeacher(nn.Module):
+    """Wraps a teacher and counts its forward calls."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.inner(x)
+
+
+def _teacher_calls(teacher, **changes) -> tuple[int, int]:
+    counting = CountingTeacher(teacher)
+    events = run(TINY, counting, **changes)
+    assert events[-1].status == "completed"
+    return counting.calls, events[0].steps_per_epoch
+
+
+def test_teacher_logits_are_computed_once_without_augmentation(teacher):
+    one_epoch, _ = _teacher_calls(teacher, epochs=1, augment=0)
+    two_epochs, _ = _teacher_calls(teacher, epochs=2, augment=0)
+    assert one_epoch == two_epochs <= 3  # one pass over the training set, one over the test set
+
+
+def test_teacher_labels_every_augmented_batch(teacher):
+    one_epoch, steps_per_epoch = _teacher_calls(teacher, epochs=1, augment=1)
+    two_epochs, _ = _teacher_calls(teacher, epochs=2, augment=1)
+    assert two_epochs - one_epoch == steps_per_epoch
+
+
+def test_augmentation_changes_the_batches_but_keeps_the_run_deterministic(teacher):
+    plain, jittered, again = run(TINY, teacher), run(TINY, teacher, augment=1), run(TINY, teacher, augment=1)
+    assert _numbers(jittered) == _numbers(again)
+    assert of_type(plain, StepLosses)[0].losses != of_type(jittered, StepLosses)[0].losses
+
+
+# ---- stopping and diverging ------------------------------------------------------------------------------------
+
+def test_should_stop_cancels_with_a_summary(teacher):
+    checks = []
+
+    def should_stop():
+        checks.append(1)
+        return len(checks) > 4  # four steps, then stop
+
+    events = list(distill(TINY, teacher, should_stop))
+    finished = events[-1]
+    assert isinstance(finished, Finished) and finished.status == "cancelled"
+    assert finished.summary["steps"] == 4 and {"hard", "kd", "teacher"} <= set(finished.summary)
+    assert [e.step for e in of_type(events, StepLosses)] == [1, 2, 3, 4]
+    assert [e.epoch for e in of_type(events, EpochEnd)] == [0, 1]  # no epoch end after the cancel
+    assert set(finished.models) == {"hard", "kd"}
+
+
+def test_teacher_training_can_be_cancelled():
+    finished = run_to_end(train_teacher(TINY_TEACHER, "cpu", should_stop=lambda: True))
+    assert finished.status == "cancelled" and finished.summary["steps"] == 0
+
+
+def test_closing_the_stream_stops_it(teacher):
+    events = distill(TINY, teacher)
+    first = [next(events) for _ in range(5)]
+    events.close()  # a consumer that stops iterating: no error, nothing more
+    assert isinstance(first[0], Started)
+    assert list(events) == []
+
+
+def test_divergence_is_an_event_not_a_crash(teacher):
+    events = run(TINY, teacher, learning_rate=1e30)
+    diverged = of_type(events, Diverged)
+    assert len(diverged) == 1
+    step = diverged[0].step
+    assert f"diverged at step {step}" in diverged[0].message and "learning rate" in diverged[0].message
+    assert diverged[0].model in ("hard-label student", "KD student")
+    steps = of_type(events, StepLosses)
+    assert all(e.step < step for e in steps)
+    assert all(math.isfinite(v) for e in steps for v in e.losses.values())  # no NaN reaches a chart
+    assert events[-1].status == "diverged" and events[-2] is diverged[0]
+    json.dumps([event_to_dict(e) for e in events], allow_nan=False)  # the summary is plain JSON too
+
+
+# ---- devices ---------------------------------------------------------------------------------------------------
+
+def test_auto_and_cpu_devices_resolve():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cuda", "mps", "cpu")
+
+
+@no_cuda
+def test_cuda_without_cuda_is_a_value_error(teacher):
+    with pytest.raises(ValueError, match="'cuda' is not available"):
+        check_config(dataclasses.replace(TINY, device="cuda"))
+    with pytest.raises(ValueError, match="cuda"):
+        next(train_teacher(TINY_TEACHER, "cuda"))
+
+
+def test_unknown_device_is_a_value_error():
+    with pytest.raises(ValueError, match="'tpu'"):
+        resolve_device("tpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_tiny_distillation_on_cuda(teacher):
+    events = run(TINY, teacher, device="cuda", augment=1)
+    assert events[0].device.startswith("cuda") and events[-1].status == "completed"
+    assert events[-1].summary["device"].startswith("cuda")
+    assert next(teacher.parameters()).device.type == "cpu"  # a shared CPU teacher is copied, never moved
+    assert all(next(m.parameters()).device.type == "cpu" for m in events[-1].models.values())
+    gpu_teacher = run_to_end(train_teacher(dataclasses.replace(TINY_TEACHER, epochs=1), "cuda"))
+    assert gpu_teacher.status == "completed" and gpu_teacher.summary["teacher"]["accuracy"] > 0.3
+
+
+# ---- validation ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"temperature": 0}, "temperature"),
+    ({"temperature": -2.0}, "-2.0"),
+    ({"alpha": 1.5}, "1.5"),
+    ({"alpha": -0.1}, "-0.1"),
+    ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
+    ({"batch_size": 0}, "batch size"),
+    ({"learning_rate": float("nan")}, "learning rate"),
+    ({"augment": 9}, "got 9"),
+    ({"train_subset": -1}, "got -1"),
+    ({"probe_size": 1000}, "got 1000"),
+    ({"student": ModelSpec("transformer")}, "'transformer'"),
+    ({"teacher": dataclasses.replace(TINY_TEACHER, dataset="imagenet")}, "'imagenet'"),
+    ({"teacher": dataclasses.replace(TINY_TEACHER, epochs=0)}, "got 0"),
+    ({"device": "tpu"}, "'tpu'"),
+])
+def test_bad_configs_are_value_errors_naming_the_value(teacher, changes, fragment):
+    config = dataclasses.replace(TINY, **changes)
+    with pytest.raises(ValueError) as error:
+        check_config(config)
+    assert fragment in str(error.value)
+    with pytest.raises(ValueError):
+        next(distill(config, teacher))  # the stream validates before it yields anything
+
+
+def test_train_subset_larger_than_the_data_is_a_value_error(teacher):
+    with pytest.raises(ValueError, match="got 5000"):
+        next(distill(dataclasses.replace(TINY, train_subset=5000), teacher))
+
+
+# ---- serialisation ---------------------------------------------------------------------------------------------
+
+def test_every_event_serialises_to_json(teacher, teacher_run):
+    events = run(TINY, teacher) + teacher_run
+    payloads = [json.loads(json.dumps(event_to_dict(e), allow_nan=False)) for e in events]
+    assert [p["event"] for p in payloads] == [type(e).__name__ for e in events]
+    started = payloads[0]
+    assert started["probe_indices"] == list(events[0].probe_indices) and started["total_steps"] == 6
+    finished = payloads[len(events) - len(teacher_run) - 1]
+    assert finished["event"] == "Finished" and "models" not in finished
+    assert finished["summary"]["kd"]["accuracy"] == events[len(events) - len(teacher_run) - 1].summary["kd"]["accuracy"]
+
+
+def test_configs_are_plain_data():
+    recorded = json.loads(json.dumps(dataclasses.asdict(TINY)))
+    assert recorded["teacher"]["model"] == {"arch": "mlp", "width": 32, "depth": 1, "dropout": 0.0}
+    assert recorded["temperature"] == 4.0 and recorded["alpha"] == 0.5
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TINY.temperature = 2.0  # type: ignore[misc]

@@ -1,0 +1,112 @@
+"""The home page through Streamlit's AppTest: intro, map of the app, device, and the default teacher's state."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from kdviz import jobs, presets, ui
+from kdviz.engine import TeacherConfig
+from kdviz.models import ModelSpec
+from kdviz.teachers import teacher_path
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+TINY_TEACHER = TeacherConfig("digits", ModelSpec("mlp", 16, 1), epochs=1, batch_size=64, augment=0)
+
+
+@pytest.fixture(autouse=True)
+def fresh_default_teacher(monkeypatch):
+    """A fresh default-teacher task per test; at the end it is cancelled and joined so it never trains on in the
+    background while the rest of the suite runs (the real default teacher costs 20-40 s of CPU)."""
+    monkeypatch.setattr(jobs, "_tasks", {})
+    ui._default_teacher_task.clear()
+    yield
+    for task in list(jobs._tasks.values()):
+        task.cancel()
+    for task in list(jobs._tasks.values()):
+        task.join(60)
+        assert task.done, "the background teacher did not stop"
+    ui._default_teacher_task.clear()
+
+
+def _run() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _texts(at: AppTest) -> str:
+    return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption])
+
+
+def _default_task() -> jobs.BackgroundTask:
+    return jobs._tasks["default-teacher"]
+
+
+def test_home_page_explains_kd_and_maps_the_app(monkeypatch):
+    monkeypatch.setattr(presets, "DEFAULT_TEACHER", TINY_TEACHER)  # this test is about the text: train nothing big
+    at = _run()
+    assert "knowledge distillation" in at.title[0].value
+    intro = at.markdown[0].value.lower()
+    assert all(word in intro for word in ("teacher", "student", "temperature", "soft labels"))
+    assert "Hinton" in at.markdown[0].value
+    assert at.latex and r"T^2" in at.latex[0].value  # the loss, with the T² factor
+    links = {link.proto.label.strip("*"): link.proto.page for link in at.get("page_link")}
+    texts = _texts(at)
+    for plan in ui.PAGES[1:]:
+        if plan.built:
+            assert plan.title in links, plan.title
+        else:
+            assert plan.title in texts and "not built yet" in texts
+        assert plan.blurb in texts
+    assert at.sidebar.toggle[0].label == "Lecture mode"
+
+
+def test_home_page_shows_the_device_and_starts_the_default_teacher():
+    at = _run()
+    assert "**Device:** `cpu`" in _texts(at) or "**Device:** `cuda" in _texts(at)
+    task = _default_task()
+    assert task.state in ("pending", "running", "completed")
+    progress, success = at.get("progress"), at.success
+    assert progress or success  # training with a progress bar, or (if very fast) already ready
+    if progress:
+        assert "Training the default teacher once" in progress[0].proto.text
+        assert 0 <= progress[0].value <= 100
+
+
+def test_home_page_says_when_the_default_teacher_is_ready(monkeypatch):
+    monkeypatch.setattr(presets, "DEFAULT_TEACHER", TINY_TEACHER)
+    _run()
+    task = _default_task()
+    task.join(60)
+    assert task.state == "completed"
+    at = _run()
+    assert not at.get("progress")
+    assert len(at.success) == 1 and "Default teacher ready" in at.success[0].value
+    accuracy = task.finished.summary["teacher"]["accuracy"]
+    assert f"{accuracy:.1%} test accuracy" in at.success[0].value
+    assert teacher_path(TINY_TEACHER).is_file()  # and it is cached for the next server start
+
+
+def test_a_corrupt_cached_teacher_is_a_warning_not_a_crash(monkeypatch):
+    monkeypatch.setattr(presets, "DEFAULT_TEACHER", TINY_TEACHER)
+    path = teacher_path(TINY_TEACHER)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"garbage")
+    _run()
+    _default_task().join(60)
+    at = _run()
+    assert len(at.warning) == 1 and "training it again" in at.warning[0].value
+    assert "Default teacher ready" in at.success[0].value
+
+
+def test_a_teacher_that_cannot_be_prepared_is_an_error_message(monkeypatch, offline):
+    monkeypatch.setattr(presets, "DEFAULT_TEACHER", dataclasses.replace(TINY_TEACHER, dataset="cifar10"))
+    _run()
+    _default_task().join(60)
+    at = _run()
+    assert len(at.error) == 1
+    message = at.error[0].value
+    assert "could not be prepared" in message and "mnist5k" in message and "python -m kdviz prepare" in message

@@ -1,0 +1,141 @@
+"""kdviz.jobs: an event stream in a background thread that pages poll, cancel, and share by name."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from kdviz import jobs
+from kdviz.engine import EpochEnd, Finished, Notice, Started, StepLosses, TeacherConfig, train_teacher
+from kdviz.jobs import BackgroundTask, task_for
+from kdviz.models import ModelSpec
+
+TIMEOUT = 30
+
+
+@pytest.fixture(autouse=True)
+def fresh_tasks(monkeypatch):
+    """Each test sees an empty process-wide task table, and nothing it starts outlives it."""
+    monkeypatch.setattr(jobs, "_tasks", {})
+    yield
+    for task in jobs._tasks.values():
+        task.cancel()
+        task.join(TIMEOUT)
+
+
+class Stepper:
+    """A stream of 4 steps that advances only when the test says so, so progress can be read in between."""
+
+    def __init__(self):
+        self.go, self.reached = threading.Semaphore(0), threading.Semaphore(0)
+
+    def events(self, should_stop):
+        yield Started("teacher", total_steps=4, steps_per_epoch=2, device="cpu", n_train=8, n_test=2)
+        self.reached.release()
+        for step in range(1, 5):
+            self.go.acquire()
+            if should_stop():
+                yield Finished("cancelled", {"steps": step - 1})
+                return
+            yield StepLosses(step, (step + 1) // 2, {"teacher": 1.0 / step})
+            if step == 2:
+                yield Notice("half way")
+                yield EpochEnd(1, {"teacher": 0.5})
+            self.reached.release()
+        self.go.acquire()
+        yield Finished("completed", {"steps": 4})
+        self.reached.release()
+
+    def advance(self):
+        self.go.release()
+        assert self.reached.acquire(timeout=TIMEOUT)
+
+
+def test_progress_goes_from_zero_to_one():
+    stepper = Stepper()
+    task = BackgroundTask("steps", stepper.events)
+    assert task.state == "pending" and task.progress() == 0.0 and not task.done
+    task.start()
+    assert stepper.reached.acquire(timeout=TIMEOUT)
+    assert task.state == "running" and task.progress() == 0.0 and task.started.total_steps == 4
+    seen = []
+    for _ in range(4):
+        stepper.advance()
+        seen.append(task.progress())
+    assert seen == [0.25, 0.5, 0.75, 1.0]
+    assert task.notices == ["half way"] and task.last_epoch.accuracy == {"teacher": 0.5}
+    assert task.state == "running"  # all steps done, Finished not yet
+    stepper.advance()
+    task.join(TIMEOUT)
+    assert task.state == "completed" and task.done and task.progress() == 1.0
+    assert task.finished.summary == {"steps": 4} and task.error is None
+
+
+def test_cancel_stops_the_stream():
+    stepper = Stepper()
+    task = BackgroundTask("steps", stepper.events).start()
+    assert stepper.reached.acquire(timeout=TIMEOUT)
+    stepper.advance()
+    task.cancel()
+    stepper.go.release()
+    task.join(TIMEOUT)
+    assert task.state == "cancelled" and task.finished.summary == {"steps": 1} and task.step == 1
+
+
+def test_cancel_stops_real_teacher_training():
+    config = TeacherConfig("digits", ModelSpec("mlp", 16, 1), epochs=1000, batch_size=8, augment=0)
+    task = BackgroundTask("teacher", lambda should_stop: train_teacher(config, "cpu", should_stop)).start()
+    for _ in range(TIMEOUT * 20):
+        if task.step >= 3:
+            break
+        threading.Event().wait(0.05)
+    task.cancel()
+    task.join(TIMEOUT)
+    assert task.state == "cancelled" and 3 <= task.finished.summary["steps"] < task.started.total_steps
+
+
+def test_an_exception_in_the_stream_fails_the_task_with_a_message():
+    def broken(should_stop):
+        yield Started("teacher", 10, 10, "cpu", 1, 1)
+        raise RuntimeError("out of memory on purpose")
+
+    task = BackgroundTask("broken", broken).start()
+    task.join(TIMEOUT)
+    assert task.state == "failed" and task.done and task.progress() == 1.0
+    assert task.error == "RuntimeError: out of memory on purpose"
+
+
+def test_a_stream_that_ends_without_finished_fails():
+    task = BackgroundTask("empty", lambda should_stop: iter([])).start()
+    task.join(TIMEOUT)
+    assert task.state == "failed"
+
+
+def test_task_for_shares_one_task_per_name():
+    release = threading.Event()
+
+    def waiting(should_stop):
+        release.wait(TIMEOUT)
+        yield Finished("completed", {})
+
+    first = task_for("teacher", waiting)
+    assert task_for("teacher", waiting) is first
+    assert task_for("other", waiting) is not first
+    release.set()
+    first.join(TIMEOUT)
+    assert first.state == "completed" and task_for("teacher", waiting) is first  # a finished task is kept
+
+
+def test_task_for_restarts_a_failed_or_cancelled_task():
+    def broken(should_stop):
+        raise ValueError("no network")
+        yield  # pragma: no cover
+
+    failed = task_for("flaky", broken)
+    failed.join(TIMEOUT)
+    assert failed.state == "failed"
+    retried = task_for("flaky", lambda should_stop: iter([Finished("cancelled", {})]))
+    assert retried is not failed
+    retried.join(TIMEOUT)
+    assert retried.state == "cancelled"
+    assert task_for("flaky", lambda should_stop: iter([Finished("completed", {})])) is not retried
