@@ -37,7 +37,7 @@ class ProgressBar:
         self.started = time.monotonic()
         self.interactive = self.stream.isatty()
         self.last_draw, self.last_decile = 0.0, -1
-        self.done, self.total, self.detail = 0, 1, ""
+        self.done, self.total, self.detail, self.drawn_detail = 0, 1, "", ""
 
     def update(self, done: int | None = None, total: int | None = None, detail: str | None = None) -> None:
         self.done = self.done if done is None else done
@@ -57,12 +57,13 @@ class ProgressBar:
         eta = f"≈{elapsed / fraction - elapsed:.0f}s left" if 0 < fraction < 1 else ""
         bar = "█" * int(fraction * self.width) + "·" * (self.width - int(fraction * self.width))
         line = f"{self.label:<12} {bar} {fraction:4.0%} {elapsed:5.1f}s {eta:<12} {self.detail}"
+        self.drawn_detail = self.detail
         print(line.ljust(100), end=end, file=self.stream, flush=True)
 
     def close(self) -> None:
         if self.interactive:
             self._draw(min(self.done / self.total, 1.0), "\n")
-        elif self.last_decile < 10:
+        elif self.last_decile < 10 or self.detail != self.drawn_detail:
             self._draw(1.0, "\n")
 
 
@@ -165,7 +166,8 @@ def cmd_distill(args) -> int:
         finished = consume(distill(dataclasses.replace(config, seed=seed), teacher), f"seed {seed}")
         runs.append({"seed": seed, "status": finished.status,
                      "hard": finished.summary["hard"], "kd": finished.summary["kd"],
-                     "seconds": finished.summary["seconds"], "device": finished.summary["device"]})
+                     "seconds": finished.summary["seconds"], "device": finished.summary["device"],
+                     "threads": finished.summary["threads"]})
     result = {"config": {**dataclasses.asdict(config), "seeds": seeds},
               "teacher": teacher_finished.summary["teacher"], "runs": runs,
               "summary": summarize(runs, teacher_finished.summary["n_test"])}
@@ -203,7 +205,8 @@ def format_case_study(result: dict, preset: str) -> str:
          f"{summary['kd_mean']:.2%}{spread(summary['kd_std'])}", f"{summary['kd_errors_mean']:.1f}"),
     ]
     header = f"{'model':<20}{'parameters':>12}{'size (MB)':>11}{'test accuracy':>22}{f'errors / {n_test}':>15}"
-    lines = [f"preset {preset}, {n} seed{'s' * (n > 1)}: {', '.join(str(r['seed']) for r in runs)}", header,
+    where = f"{runs[0]['device']}, {runs[0].get('threads', '?')} thread{'s' * (runs[0].get('threads') != 1)}"
+    lines = [f"preset {preset}, {n} seed{'s' * (n > 1)}: {', '.join(str(r['seed']) for r in runs)} ({where})", header,
              "-" * len(header)]
     lines += [f"{name:<20}{params:>12,}{size / 1e6:>11.2f}{acc:>22}{errors:>15}" for name, params, size, acc, errors
               in rows]

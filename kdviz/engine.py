@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -117,6 +118,21 @@ def resolve_device(name: str) -> torch.device:
     if name not in available:
         raise ValueError(f"device {name!r} is not available on this machine; available: {', '.join(available)}")
     return torch.device(name)
+
+
+def configure_threads() -> int:
+    """Set and return torch's CPU thread count: KDVIZ_THREADS, else half the cores (at least 1).
+
+    Every run goes through here, so the app and the CLI always use the same count: results depend on it (the order
+    of floating-point sums), and "every number on screen can be reproduced from the CLI" needs identical numbers.
+    Half the cores, because a run shares the machine with the app's server and the browser: on a busy 2-core machine
+    two OpenMP threads spin-wait on each other and ran several times slower than one (bench/bench_engine.py).
+    """
+    value = os.environ.get("KDVIZ_THREADS", "").strip()
+    threads = int(value) if value.isdigit() and int(value) > 0 else max(1, (os.cpu_count() or 2) // 2)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
 
 
 def available_devices() -> list[str]:
@@ -236,6 +252,7 @@ def train_teacher(config: TeacherConfig, device: str = "auto", should_stop: Stop
     """Train a model on hard labels; the last event is Finished, carrying the trained model as models["teacher"]."""
     check_teacher_config(config)
     torch_device = resolve_device(device)
+    threads = configure_threads()
     dataset = load_dataset(config.dataset)
     train_x, train_y, test_x, test_y = _on_device(dataset, torch_device)
     torch.manual_seed(config.seed)
@@ -270,8 +287,10 @@ def train_teacher(config: TeacherConfig, device: str = "auto", should_stop: Stop
             break
         test_accuracy = accuracy(model, test_x, test_y)
         yield EpochEnd(epoch, {"teacher": test_accuracy})
+    optimizer.zero_grad(set_to_none=True)  # the cached teacher carries no gradients around
     summary = {"teacher": model_facts(model, test_accuracy, len(test_x)), "n_test": len(test_x),
-               "device": str(torch_device), "seconds": time.perf_counter() - started, "steps": step}
+               "device": str(torch_device), "threads": threads, "seconds": time.perf_counter() - started,
+               "steps": step}
     yield Finished(status, summary, {"teacher": model.cpu().eval()})
 
 
@@ -285,6 +304,7 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
     """
     check_config(config)
     device = resolve_device(config.device)
+    threads = configure_threads()
     dataset = load_dataset(config.dataset)
     subset = stratified_subset(dataset.train_y, config.train_subset, config.seed) if config.train_subset else None
     train_x, train_y, test_x, test_y = _on_device(dataset, device, subset)
@@ -348,7 +368,7 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
     summary = {
         "teacher": model_facts(teacher, teacher_accuracy, len(test_x)),
         **{name: model_facts(model, accuracies[name], len(test_x)) for name, model in students.items()},
-        "n_test": len(test_x), "n_train": len(train_x), "device": str(device),
+        "n_test": len(test_x), "n_train": len(train_x), "device": str(device), "threads": threads,
         "seconds": time.perf_counter() - started, "steps": step,
     }
     yield Finished(status, summary, {name: model.cpu().eval() for name, model in students.items()})

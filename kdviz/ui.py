@@ -79,6 +79,15 @@ def _default_teacher_task():
     return jobs.task_for("default-teacher", lambda should_stop: prepare_teacher(DEFAULT_TEACHER, "auto", should_stop))
 
 
+def default_teacher_name() -> str:
+    """E.g. "MLP 784-1200-1200-10 on mnist5k", read from the default teacher's config."""
+    from kdviz.data import load_dataset
+    from kdviz.presets import DEFAULT_TEACHER
+
+    dataset = load_dataset(DEFAULT_TEACHER.dataset)
+    return f"{DEFAULT_TEACHER.model.describe(dataset.input_shape, dataset.num_classes)} on {DEFAULT_TEACHER.dataset}"
+
+
 def default_teacher_task():
     return _default_teacher_task()
 

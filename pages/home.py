@@ -27,7 +27,7 @@ for i, plan in enumerate(ui.PAGES[1:]):
         if plan.built:
             st.page_link(plan.path, label=f"**{plan.title}**", icon=plan.icon)
         else:
-            st.markdown(f"{plan.icon} **{plan.title}** · *not built yet*")
+            st.caption(f"{plan.icon} **{plan.title}** · not built yet")
         st.caption(plan.blurb)
 
 
@@ -46,8 +46,8 @@ def machine_status() -> None:
         st.progress(task.progress(), text=f"Training the default teacher once (then it is cached){detail}…")
     elif task.state == "completed":
         facts = task.finished.summary["teacher"]
-        st.success(f"Default teacher ready: MLP 784-1200-1200-10 on mnist5k, {facts['accuracy']:.1%} test accuracy, "
-                   f"{facts['params']:,} parameters ({facts['size_bytes'] / 1e6:.1f} MB).", icon="✅")
+        st.success(f"Default teacher ready: {ui.default_teacher_name()}, {facts['accuracy']:.1%} test accuracy, "
+                   f"{facts['params']:,} parameters ({facts['size_bytes'] / 1e6:.1f} MB).", icon=":material/check:")
     else:
         st.error(f"The default teacher could not be prepared ({task.error or task.state}). "
                  "Run `python -m kdviz prepare` in a terminal to see why.")
