@@ -24,8 +24,15 @@ def loss_chart(frame: pd.DataFrame, lecture: bool = False) -> go.Figure:
             fig.add_scatter(x=part["step"], y=part["loss"], name=name, mode="lines",
                             line={"color": color, "dash": dash})
     fig.update_layout(title="Training loss", xaxis_title="optimiser step", yaxis_title="loss (nats, log scale)")
-    fig.update_yaxes(type="log")
-    return style(fig, lecture)
+    fig.update_yaxes(type="log", exponentformat="power")
+    return _legend_below(style(fig, lecture))
+
+
+def _legend_below(fig: go.Figure) -> go.Figure:
+    """Four loss series make a tall legend: put it under the plot so it never covers the title."""
+    fig.update_layout(legend={"orientation": "h", "y": -0.22, "yanchor": "top", "x": 0},
+                      margin={"b": 10}, height=(fig.layout.height or 420) + 60)
+    return fig
 
 
 def accuracy_chart(frame: pd.DataFrame, lecture: bool = False) -> go.Figure:

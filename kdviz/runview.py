@@ -54,18 +54,24 @@ def progress(events: list[dict]) -> dict:
     return {"phase": phase, "fraction": fraction, "step": step, "total": total, "eta": eta, "device": device}
 
 
+def _case_row(role: str, architecture: str, params: int, size_bytes: int, accuracy: float, teacher_params: int,
+              gain: float | None) -> dict:
+    """One row of a case-study table; the same columns for this run and for the lecture's ImageNet example."""
+    return {"model": role, "architecture": architecture, "parameters": params, "size (MB)": size_bytes / 1e6,
+            "test accuracy (%)": 100 * accuracy,
+            "smaller than teacher": "" if role == "teacher" else f"{teacher_params / params:.1f}×",
+            "vs hard-label": "" if gain is None else f"{100 * gain:+.2f} points"}
+
+
 def case_study(summary: dict, student_name: str, teacher_name: str) -> pd.DataFrame:
-    """The lecture's table for this run: teacher / hard-label student / KD student."""
+    """The lecture's table for this run: teacher / hard-label student / KD student, with errors out of N."""
     teacher, hard, kd, n_test = summary["teacher"], summary["hard"], summary["kd"], summary["n_test"]
     rows = []
     for role, name, facts in (("teacher", teacher_name, teacher), ("hard-label student", student_name, hard),
                               ("KD student", student_name, kd)):
-        rows.append({"model": role, "architecture": name, "parameters": facts["params"],
-                     "size (MB)": round(facts["size_bytes"] / 1e6, 2), "test accuracy (%)": 100 * facts["accuracy"],
-                     f"errors / {n_test}": facts["errors"],
-                     "smaller than teacher": f"{teacher['params'] / facts['params']:.1f}×",
-                     "vs hard-label (points)": None if role != "KD student" else
-                     round(100 * (kd["accuracy"] - hard["accuracy"]), 2)})
+        gain = kd["accuracy"] - hard["accuracy"] if role == "KD student" else None
+        row = _case_row(role, name, facts["params"], facts["size_bytes"], facts["accuracy"], teacher["params"], gain)
+        rows.append({**row, f"errors / {n_test}": facts["errors"]})
     return pd.DataFrame(rows)
 
 
@@ -103,15 +109,14 @@ def lecture_rows() -> pd.DataFrame:
 
     from kdviz.models import count_parameters
 
-    teacher_params, student_params = count_parameters(resnet152()), count_parameters(resnet50())
-    rows = [("teacher", "ResNet-152", teacher_params, LECTURE_CASE["teacher_accuracy"], None),
-            ("hard-label student", "ResNet-50", student_params, LECTURE_CASE["hard_accuracy"], None),
-            ("KD student", "ResNet-50", student_params, LECTURE_CASE["kd_accuracy"],
-             round(100 * (LECTURE_CASE["kd_accuracy"] - LECTURE_CASE["hard_accuracy"]), 2))]
-    return pd.DataFrame([{"model": role, "architecture": name, "parameters": params,
-                          "size (MB)": round(params * 4 / 1e6, 1), "test accuracy (%)": 100 * acc,
-                          "smaller than teacher": f"{teacher_params / params:.1f}×", "vs hard-label (points)": change}
-                         for role, name, params, acc, change in rows])
+    teacher, student = count_parameters(resnet152()), count_parameters(resnet50())
+    case = LECTURE_CASE
+    return pd.DataFrame([
+        _case_row("teacher", "ResNet-152", teacher, 4 * teacher, case["teacher_accuracy"], teacher, None),
+        _case_row("hard-label student", "ResNet-50", student, 4 * student, case["hard_accuracy"], teacher, None),
+        _case_row("KD student", "ResNet-50", student, 4 * student, case["kd_accuracy"], teacher,
+                  case["kd_accuracy"] - case["hard_accuracy"]),
+    ])
 
 
 # ---- sweeps -----------------------------------------------------------------------------------------------------

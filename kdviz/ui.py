@@ -439,14 +439,18 @@ def _case_study(run) -> None:
     except ValueError:
         names = [config.student.describe(), config.teacher.model.describe()]
     won, sentence = runview.verdict(run.summary)
+    if run.state != "completed":
+        epoch = max((e["epoch"] for e in run.events if e["event"] == "EpochEnd"), default=0)
+        sentence = f"When the run was {run.state} (after epoch {epoch}): {sentence[0].lower()}{sentence[1:]}"
     (st.success if won else st.warning)(sentence, icon=":material/school:" if won else ":material/warning:")
+    columns = {"parameters": st.column_config.NumberColumn(format="localized"),
+               "size (MB)": st.column_config.NumberColumn(format="%.2f"),
+               "test accuracy (%)": st.column_config.NumberColumn(format="%.2f")}
     st.markdown(f"**This run** ({config.dataset}, {run.summary['n_test']} test images)")
-    st.dataframe(runview.case_study(run.summary, *names), hide_index=True,
-                 column_config={"test accuracy (%)": st.column_config.NumberColumn(format="%.2f")})
+    st.dataframe(runview.case_study(run.summary, *names), hide_index=True, column_config=columns)
     st.markdown("**The lecture's case study** (ImageNet top-1 as given in the lecture; parameters counted from "
                 "torchvision's ResNet definitions, 4 bytes each)")
-    st.dataframe(lecture_case_table(), hide_index=True,
-                 column_config={"test accuracy (%)": st.column_config.NumberColumn(format="%.2f")})
+    st.dataframe(lecture_case_table(), hide_index=True, column_config=columns)
 
 
 def run_actions(run) -> None:

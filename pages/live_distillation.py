@@ -18,7 +18,10 @@ if not st.query_params.get("run") and st.session_state.get("current_run"):
 run_tab, history_tab, sweep_tab = st.tabs(["Run", "History & comparison", "Sweeps"])
 
 with run_tab:
-    preset = st.selectbox("Preset", list(PRESETS), format_func=lambda name: PRESETS[name][0], key="preset")
+    names = list(PRESETS)
+    preset = st.selectbox("Preset", names, index=names.index(st.session_state.get("chosen_preset", names[0])),
+                          format_func=lambda name: PRESETS[name][0], key="preset")
+    st.session_state["chosen_preset"] = preset  # widget state is dropped on a page switch; this is not
     config, problem = ui.distill_config_form(preset)
     if problem:
         st.error(problem, icon=":material/warning:")

@@ -10,7 +10,8 @@ pytestmark = pytest.mark.browser
 ACCURACY_POINTS = """() => {
   const plots = [...document.querySelectorAll('.js-plotly-plot')];
   const plot = plots.find(p => p.layout && p.layout.title && String(p.layout.title.text).includes('Test accuracy'));
-  return plot ? Math.max(...plot.data.map(trace => (trace.x || []).length)) : 0;
+  if (!plot || !plot._fullData) return 0;  // _fullData: decoded arrays (plotly ships x as typed-array base64)
+  return Math.max(0, ...plot._fullData.map(trace => (trace.x || []).length));
 }"""
 
 
@@ -31,10 +32,11 @@ def test_watch_a_run_leave_the_page_come_back_and_stop(page, app_server, screens
     page.locator('[data-testid="stSelectbox"]').filter(has_text="Preset").click()
     page.get_by_role("option", name="digits 8×8, seconds on a laptop (offline)").click()
     page.wait_for_timeout(1500)  # the form redraws with the preset's values
-    epochs = page.get_by_label("Epochs", exact=True)
-    epochs.fill("400")
-    epochs.press("Enter")
-    page.wait_for_timeout(800)
+    for label, value in (("Epochs", "500"), ("Batch size", "4")):  # a run long enough to leave and come back
+        field = page.get_by_label(label, exact=True)
+        field.fill(value)
+        field.press("Enter")
+        page.wait_for_timeout(800)
     page.get_by_role("button", name="Start run").click()
 
     first = wait_for(page, lambda: page.evaluate(ACCURACY_POINTS) >= 3, what="accuracy points")
@@ -42,9 +44,9 @@ def test_watch_a_run_leave_the_page_come_back_and_stop(page, app_server, screens
     before = page.evaluate(ACCURACY_POINTS)
     wait_for(page, lambda: page.evaluate(ACCURACY_POINTS) > before + 2, what="more accuracy points")
 
-    page.get_by_role("link", name="Home").click()
+    page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Home").click()
     page.get_by_text("knowledge distillation you can see and change").wait_for()
-    page.get_by_role("link", name="Live distillation").click()
+    page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Live distillation").click()
     page.get_by_text(": running").wait_for(timeout=30_000)
     resumed = page.evaluate(ACCURACY_POINTS)
     wait_for(page, lambda: page.evaluate(ACCURACY_POINTS) > resumed, what="the run still running after a page switch")
