@@ -1,10 +1,14 @@
-"""Figures of training runs: losses per step, accuracy per epoch, runs overlaid, and a sweep's summary."""
+"""Figures of training runs: losses per step, accuracy per epoch, runs overlaid, and a sweep's summary.
+
+The live charts redraw twice a second beside a training run that shares the GIL with them, so every figure is built
+from plain dicts (charts.fast_figure), not with plotly's validating builders: ~9 ms instead of ~50 ms a figure.
+"""
 from __future__ import annotations
 
 import pandas as pd
 import plotly.graph_objects as go
 
-from kdviz.charts import COLORS, ROLE_NAMES, style
+from kdviz.charts import COLORS, ROLE_NAMES, fast_figure, title_block, top_margin
 
 LOSS_STYLES = {  # series → (colour, dash, legend name)
     "hard": (COLORS["hard"], "solid", "hard-label student: CE"),
@@ -15,40 +19,46 @@ LOSS_STYLES = {  # series → (colour, dash, legend name)
 RUN_COLORS = ("#332288", "#CC6677", "#117733", "#AA4499", "#44AA99", "#882255", "#999933", "#88CCEE")
 
 
+def _axes(x_title: str, y_title: str, **y) -> dict:
+    return {"xaxis": {"title": {"text": x_title}}, "yaxis": {"title": {"text": y_title}, **y}}
+
+
+def _line(x, y, name: str, color: str, dash: str = "solid", markers: bool = False, lecture: bool = False) -> dict:
+    trace = {"type": "scatter", "x": list(x), "y": list(y), "name": name, "line": {"color": color, "dash": dash},
+             "mode": "lines+markers" if markers else "lines"}
+    if markers:
+        trace["marker"] = {"size": 9 if lecture else 7, "color": color}
+    return trace
+
+
 def loss_chart(frame: pd.DataFrame, lecture: bool = False) -> go.Figure:
     """Loss per optimiser step: the hard-label student's CE and the KD student's soft, hard and total terms."""
-    fig = go.Figure()
-    for series, (color, dash, name) in LOSS_STYLES.items():
-        part = frame[frame["series"] == series]
-        if len(part):
-            fig.add_scatter(x=part["step"], y=part["loss"], name=name, mode="lines",
-                            line={"color": color, "dash": dash})
-    fig.update_layout(title="Training loss", xaxis_title="optimiser step", yaxis_title="loss (nats, log scale)")
-    fig.update_yaxes(type="log", exponentformat="power")
-    return _legend_below(style(fig, lecture))
-
-
-def _legend_below(fig: go.Figure) -> go.Figure:
-    """Four loss series make a tall legend: put it under the plot so it never covers the title."""
-    fig.update_layout(legend={"orientation": "h", "y": -0.22, "yanchor": "top", "x": 0},
-                      margin={"b": 10}, height=(fig.layout.height or 420) + 60)
-    return fig
+    data = [_line(part["step"], part["loss"], name, color, dash)
+            for series, (color, dash, name) in LOSS_STYLES.items()
+            if len(part := frame[frame["series"] == series])]
+    layout = {"title": title_block("Training loss", lecture), "margin": top_margin(lecture, bottom=10),
+              **_axes("optimiser step", "loss (nats, log scale)", type="log", exponentformat="power"),
+              # four series make a tall legend: below the plot it never covers the title
+              "legend": {"orientation": "h", "y": -0.25, "yanchor": "top", "x": 0}}
+    return fast_figure(data, layout, lecture, height=(580 if lecture else 480))
 
 
 def accuracy_chart(frame: pd.DataFrame, lecture: bool = False) -> go.Figure:
-    """Test accuracy per epoch of both students, with the teacher's as a reference line."""
-    fig = go.Figure()
+    """Test accuracy per epoch of both students, with the teacher's as a dashed reference line."""
+    data, shapes, notes = [], [], []
     if len(frame):
-        teacher = float(frame["teacher"].iloc[-1])
-        fig.add_hline(y=100 * teacher, line={"color": COLORS["teacher"], "dash": "dash", "width": 3},
-                      annotation_text=f"teacher {100 * teacher:.1f}%", annotation_position="bottom right",
-                      annotation_font={"color": COLORS["teacher"], "size": 20 if lecture else 15})
-        for role in ("hard", "kd"):
-            fig.add_scatter(x=frame["epoch"], y=100 * frame[role], name=ROLE_NAMES[role], mode="lines+markers",
-                            line={"color": COLORS[role]}, marker={"size": 9 if lecture else 7})
-    fig.update_layout(title="Test accuracy", xaxis_title="epoch", yaxis_title="test accuracy (%)")
-    fig.update_yaxes(range=_accuracy_range(frame))
-    return style(fig, lecture)
+        teacher = 100 * float(frame["teacher"].iloc[-1])
+        line = {"color": COLORS["teacher"], "dash": "dash", "width": 3}
+        shapes.append({"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": teacher, "y1": teacher, "line": line})
+        notes.append({"xref": "paper", "x": 1, "y": teacher, "yanchor": "bottom", "xanchor": "right",
+                      "showarrow": False, "text": f"teacher {teacher:.1f}%",
+                      "font": {"color": COLORS["teacher"], "size": 20 if lecture else 15}})
+        data = [_line(frame["epoch"], 100 * frame[role], ROLE_NAMES[role], COLORS[role], markers=True,
+                      lecture=lecture) for role in ("hard", "kd")]
+    layout = {"title": title_block("Test accuracy", lecture), "margin": top_margin(lecture),
+              "shapes": shapes, "annotations": notes,
+              **_axes("epoch", "test accuracy (%)", range=_accuracy_range(frame))}
+    return fast_figure(data, layout, lecture, height=(580 if lecture else 480))
 
 
 def _accuracy_range(frame: pd.DataFrame) -> list[float] | None:
@@ -63,25 +73,20 @@ def _accuracy_range(frame: pd.DataFrame) -> list[float] | None:
 
 def overlay_chart(runs: list[tuple[str, pd.DataFrame]], lecture: bool = False) -> go.Figure:
     """Several runs' accuracy curves: a colour per run, solid for the KD student, dashed for the hard-label one."""
-    fig = go.Figure()
-    for i, (label, frame) in enumerate(runs):
-        color = RUN_COLORS[i % len(RUN_COLORS)]
-        for role, dash in (("kd", "solid"), ("hard", "dash")):
-            fig.add_scatter(x=frame["epoch"], y=100 * frame[role], mode="lines", name=f"{label}: {ROLE_NAMES[role]}",
-                            line={"color": color, "dash": dash})
-    fig.update_layout(title="Runs compared (solid: KD student, dashed: hard-label student)", xaxis_title="epoch",
-                      yaxis_title="test accuracy (%)")
-    fig.update_layout(legend={"orientation": "v", "y": 0, "yanchor": "bottom", "x": 1.02})
-    return style(fig, lecture)
+    data = [_line(frame["epoch"], 100 * frame[role], f"{label}: {ROLE_NAMES[role]}", RUN_COLORS[i % len(RUN_COLORS)],
+                  dash) for i, (label, frame) in enumerate(runs) for role, dash in (("kd", "solid"), ("hard", "dash"))]
+    layout = {"title": title_block("Runs compared (solid: KD student, dashed: hard-label student)", lecture),
+              "margin": top_margin(lecture), **_axes("epoch", "test accuracy (%)"),
+              "legend": {"orientation": "v", "y": 0, "yanchor": "bottom", "x": 1.02}}
+    return fast_figure(data, layout, lecture)
 
 
 def sweep_chart(frame: pd.DataFrame, parameter: str, lecture: bool = False) -> go.Figure:
     """Final test accuracy of both students against the swept value (log x for the temperature)."""
-    fig = go.Figure()
-    for role in ("hard", "kd"):
-        fig.add_scatter(x=frame["value"], y=100 * frame[role], name=ROLE_NAMES[role], mode="lines+markers",
-                        line={"color": COLORS[role]}, marker={"size": 11 if lecture else 9})
-    fig.update_layout(title=f"Sweep over {parameter}", xaxis_title=parameter, yaxis_title="final test accuracy (%)")
-    if parameter == "temperature":
-        fig.update_xaxes(type="log")
-    return style(fig, lecture)
+    data = [_line(frame["value"], 100 * frame[role], ROLE_NAMES[role], COLORS[role], markers=True, lecture=lecture)
+            for role in ("hard", "kd")]
+    layout = {"title": title_block(f"Sweep over {parameter}", lecture), "margin": top_margin(lecture),
+              **_axes(parameter, "final test accuracy (%)")}
+    if parameter.startswith("temperature"):
+        layout["xaxis"]["type"] = "log"
+    return fast_figure(data, layout, lecture)
