@@ -16,7 +16,7 @@ prepare: $(VENV)/.runtime
 	$(PY) -m kdviz prepare
 
 bench: $(VENV)/.dev
-	for script in bench/bench_*.py; do $(PY) $$script || exit 1; done
+	for script in bench/bench_*.py; do PYTHONPATH=. $(PY) $$script || exit 1; done
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)

@@ -14,18 +14,18 @@ import dataclasses
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from kdviz.appserver import app_server, launch_chromium  # noqa: E402
 PAGE = "pages/image_explorer.py"
 GALLERY_TARGET_S, PICK_TARGET_S = 1.0, 0.200
 
@@ -123,12 +123,6 @@ def apptest_figures(home: Path, reruns: int) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 SOURCES = "() => [...document.querySelectorAll('[data-testid=stImage] img')].map(i => i.src).join(' ')"
 ALL_LOADED = ("(old) => { const imgs = [...document.querySelectorAll('[data-testid=stImage] img')];"
               " return imgs.length >= 61 && imgs.map(i => i.src).join(' ') !== old"
@@ -141,23 +135,10 @@ def browser_figures(home: Path, visits: int = 3) -> dict:
     shows the new image number."""
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                               "--server.address", "127.0.0.1", "--server.headless", "true"], cwd=ROOT,
-                              env={**os.environ, "KDVIZ_HOME": str(home), "PYTHONPATH": str(ROOT)},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.3)
+    with app_server(home) as url:
         loads, orders, picks = [], [], []
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
-                                                 args=["--no-sandbox", "--disable-gpu"])
+            browser = launch_chromium(playwright)
             context = browser.new_context(viewport={"width": 1400, "height": 1100})  # one browser cache, as a user's
             for visit in range(visits):
                 page = context.new_page()
@@ -187,12 +168,6 @@ def browser_figures(home: Path, visits: int = 3) -> dict:
                 picks.append(time.perf_counter() - start)
             browser.close()
         return {"loads": loads, "orders": orders, "picks": picks}
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 def line(what: str, times: list[float], target: float | None = None) -> None:

@@ -5,24 +5,17 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from kdviz.appserver import app_server, launch_chromium  # noqa: E402
 
 
 def cli_run(env: dict, preset: str) -> dict:
@@ -64,21 +57,10 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="kdviz-bench-live-"))
     env = {**os.environ, "KDVIZ_HOME": str(home), "PYTHONPATH": str(ROOT)}
     subprocess.run([sys.executable, "-m", "kdviz", "prepare"], cwd=ROOT, env=env, check=True, capture_output=True)
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                               "--server.address", "127.0.0.1"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    cli, app = [], []
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        cli, app = [], []
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+        with app_server(home) as url, sync_playwright() as playwright:
+            browser = launch_chromium(playwright)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             for repeat in range(args.repeats):  # interleaved, so that machine noise hits both alike
                 cli.append(cli_run(env, args.preset))
@@ -87,8 +69,6 @@ def main() -> None:
                       f"(same KD accuracy: {cli[-1]['kd'] == app[-1]['kd']})", flush=True)
             browser.close()
     finally:
-        server.terminate()
-        server.wait(10)
         shutil.rmtree(home, ignore_errors=True)
     median = lambda runs, key: statistics.median(r[key] for r in runs)  # noqa: E731
     slowdown = median(app, "train") / median(cli, "train")

@@ -8,17 +8,19 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
-import urllib.request
 from pathlib import Path
 
+
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from kdviz.appserver import app_server, launch_chromium  # noqa: E402
 PAGE = "pages/soft_labels.py"
 RERUN_TARGET_S, FIRST_RENDER_TARGET_S = 0.050, 1.0
 
@@ -70,37 +72,15 @@ def apptest_figures(reruns: int) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def browser_first_render(visits: int = 3) -> list[float]:
     """Seconds from navigation to the first chart drawn in Chromium: a cold server first, then warm visits."""
     from playwright.sync_api import sync_playwright
 
-    port, home = _free_port(), tempfile.mkdtemp(prefix="kdviz-bench-")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "KDVIZ_HOME": home}
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                               "--server.address", "127.0.0.1", "--server.headless", "true",
-                               "--server.fileWatcherType", "none"],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("streamlit did not start")
-                time.sleep(0.2)
+    home = tempfile.mkdtemp(prefix="kdviz-bench-")
+    with app_server(Path(home)) as url:
         times = []
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
-                                                 args=["--no-sandbox", "--disable-gpu"])
+            browser = launch_chromium(playwright)
             for _ in range(visits):
                 context = browser.new_context(viewport={"width": 1400, "height": 1000})
                 page = context.new_page()
@@ -112,12 +92,6 @@ def browser_first_render(visits: int = 3) -> list[float]:
                 context.close()
             browser.close()
         return times
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 def verdict(value: float, target: float) -> str:

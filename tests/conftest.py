@@ -1,20 +1,15 @@
 """Shared fixtures: a private KDVIZ_HOME for every test, a live Streamlit server and a headless Chromium."""
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from kdviz.appserver import app_server as app_server_process
+from kdviz.appserver import launch_chromium
+
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(autouse=True)
@@ -25,53 +20,23 @@ def kdviz_home(tmp_path_factory, monkeypatch) -> Path:
     return home
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory):
     """`streamlit run app.py` on a free loopback port with its own KDVIZ_HOME; yields the base URL."""
     home = tmp_path_factory.mktemp("server-home")
-    port = _free_port()
-    env = {**os.environ, "KDVIZ_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    log = open(home / "server.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        process.kill()
-        pytest.fail(f"streamlit did not start: {(home / 'server.log').read_text()[-2000:]}")
-    yield url
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    with app_server_process(home, home / "server.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def browser():
     """Debian's chromium driven by Playwright (never a downloaded browser); skips where chromium is missing."""
-    executable = shutil.which("chromium")
-    if executable is None:
+    if shutil.which("chromium") is None:
         pytest.skip("chromium is not installed (apt-get install -y chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         yield browser
         browser.close()
 

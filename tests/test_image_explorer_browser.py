@@ -2,28 +2,17 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from kdviz.appserver import app_server
 from kdviz.soft_labels import TEMPERATURES
 from upload_fixtures import png_seven, truncated_png
 
 pytestmark = pytest.mark.browser
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _prepare_home(home: Path) -> None:
@@ -54,29 +43,8 @@ def explorer_server(tmp_path_factory):
     """`streamlit run app.py` on a home where the default teacher is cached and one run has finished."""
     home = tmp_path_factory.mktemp("explorer-server-home")
     _prepare_home(home)
-    port = _free_port()
-    log = open(home / "server.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env={**os.environ, "KDVIZ_HOME": str(home), "PYTHONPATH": str(ROOT)}, stdout=log,
-        stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-            break
-        except OSError:
-            assert time.monotonic() < deadline, (home / "server.log").read_text()[-2000:]
-            time.sleep(0.3)
-    yield url, home / "server.log"
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    with app_server(home, home / "server.log") as url:
+        yield url, home / "server.log"
 
 
 @pytest.fixture
