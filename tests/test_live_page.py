@@ -135,3 +135,15 @@ def test_bad_sweep_values_get_a_message(app):
     click(app, "Start sweep")
     assert any("'abc'" in e.value for e in app.error)
     assert not app.query_params.get("sweep")
+
+
+def test_a_download_dataset_offline_fails_with_a_clear_message_and_the_server_keeps_serving(app, offline):
+    app.selectbox(key="preset").set_value("cifar10-lecture").run()
+    click(app, "Start run")
+    run_until(app, state_is("failed"))
+    message = " ".join(e.value for e in app.error)
+    assert "cifar10" in message and "mnist5k" in message and "digits" in message, message
+    app.selectbox(key="preset").set_value("quick").run()
+    app.number_input(key="quick:epochs").set_value(2).run()
+    click(app, "Start run")
+    run_until(app, state_is("completed"))
