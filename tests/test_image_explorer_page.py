@@ -215,7 +215,7 @@ def test_without_a_run_the_page_offers_the_preset_and_picks_up_its_students(with
     from kdviz.runstore import RunStore
 
     manager = RunManager(RunStore(without_run / "runs"))
-    monkeypatch.setattr(ui, "run_manager", lambda: manager)
+    monkeypatch.setattr(ui.core, "run_manager", lambda: manager)  # what the explorer section calls
     at = open_page({"image": "0"})
     assert set(traces(at, "ie.softmax.gallery")) == {"hard label", "teacher", "untrained student"}
     assert any("No finished distillation run" in info.value for info in at.info)

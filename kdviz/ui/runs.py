@@ -1,0 +1,268 @@
+"""Live distillation: the run form, the live run panel, history actions and sweeps."""
+from __future__ import annotations
+
+import streamlit as st
+
+from kdviz.ui import core
+from kdviz.ui.core import lecture_mode, owner_id
+
+def describe_config(config: dict) -> str:
+    """A short human description of a saved run config."""
+    student = config.get("student", {})
+    subset = config.get("train_subset") or "all"
+    return (f"{config.get('teacher', {}).get('dataset', '?')}, student {student.get('arch')} "
+            f"{student.get('width')}×{student.get('depth')}, T={config.get('temperature')}, "
+            f"α={config.get('alpha')}, {config.get('epochs')} epochs, {subset} images, seed {config.get('seed')}")
+
+
+def distill_config_form(preset: str):
+    """Widgets for every engine option, prefilled from the preset; returns (DistillConfig or None, problem)."""
+    import dataclasses
+
+    from kdviz.data import list_datasets
+    from kdviz.engine import available_devices, check_config
+    from kdviz.models import ModelSpec, list_models
+    from kdviz.presets import get_preset
+
+    base = get_preset(preset)
+    key = lambda name: f"{preset}:{name}"  # noqa: E731 — a new preset starts from its own defaults
+    archs = [info.name for info in list_models()]
+    datasets = {info.name: info for info in list_datasets()}
+    with st.expander("Configuration", expanded=not st.query_params.get("run")):
+        left, middle, right = st.columns(3)
+        with left:
+            st.markdown("**Data & teacher**")
+            dataset = st.selectbox("Dataset", list(datasets), index=list(datasets).index(base.dataset),
+                                   format_func=lambda n: n + ("" if datasets[n].offline else " (download)"),
+                                   key=key("dataset"), help="Download datasets need a network the first time.")
+            teacher_arch = st.selectbox("Teacher", archs, index=archs.index(base.teacher.model.arch),
+                                        key=key("teacher_arch"))
+            teacher_width = st.number_input("Teacher width", 1, 8192, base.teacher.model.width, key=key("t_width"))
+            teacher_depth = st.number_input("Teacher depth", 1, 16, base.teacher.model.depth, key=key("t_depth"))
+            st.caption("A teacher is trained once on first use (progress shown), then cached.")
+        with middle:
+            st.markdown("**Student & distillation**")
+            student_arch = st.selectbox("Student", archs, index=archs.index(base.student.arch), key=key("s_arch"))
+            student_width = st.number_input("Student width", 1, 8192, base.student.width, key=key("s_width"))
+            student_depth = st.number_input("Student depth", 1, 16, base.student.depth, key=key("s_depth"))
+            temperature = st.number_input("Temperature T", 0.01, 1000.0, float(base.temperature), key=key("T"))
+            alpha = st.slider("α: weight of the soft term", 0.0, 1.0, float(base.alpha), 0.05, key=key("alpha"),
+                              help="kdviz weighs the soft (KD) term by α and the hard term by 1 − α. "
+                                   "Keras's KD example uses the opposite convention.")
+        with right:
+            st.markdown("**Training**")
+            epochs = st.number_input("Epochs", 1, 500, base.epochs, key=key("epochs"))
+            batch_size = st.number_input("Batch size", 1, 4096, base.batch_size, key=key("batch"))
+            learning_rate = st.number_input("Learning rate (Adam)", 1e-6, 10.0, base.learning_rate,
+                                            format="%.5f", key=key("lr"))
+            subset = st.number_input("Training images (0 = all)", 0, 100_000, base.train_subset, key=key("subset"))
+            augment = st.number_input("Jitter augmentation (pixels)", 0, 8, base.augment, key=key("augment"))
+            seed = st.number_input("Seed", 0, 2**31 - 1, base.seed, key=key("seed"))
+            devices = ["auto"] + available_devices()
+            device = st.selectbox("Device", devices, key=key("device"))
+            missing = [d for d in ("cuda", "mps") if d not in devices]
+            if missing:
+                st.caption(f"Not available here: {', '.join(missing)} (PyTorch sees no such device).")
+    teacher = dataclasses.replace(base.teacher, dataset=dataset, model=ModelSpec(
+        teacher_arch, int(teacher_width), int(teacher_depth), base.teacher.model.dropout))
+    config = dataclasses.replace(
+        base, teacher=teacher, student=ModelSpec(student_arch, int(student_width), int(student_depth)),
+        temperature=float(temperature), alpha=float(alpha), epochs=int(epochs), batch_size=int(batch_size),
+        learning_rate=float(learning_rate), train_subset=int(subset), augment=int(augment), seed=int(seed),
+        device=device)
+    try:
+        return check_config(config), None
+    except ValueError as error:
+        return None, f"This configuration cannot run: {error}."
+
+
+@st.cache_data(show_spinner=False)
+def lecture_case_table():
+    from kdviz import runview
+
+    return runview.lecture_rows()
+
+
+def run_panel(run_id: str) -> None:
+    """The chosen run: live (redrawn twice a second) while it is queued or running, static once it ended."""
+    run = core.run_manager().get(run_id)
+    if run is None:
+        st.warning(f"There is no run {run_id!r} on this server (it may have been deleted).", icon=":material/search_off:")
+        return
+    if run.live:
+        _live_run(run_id)
+    else:
+        _draw_run(run)
+
+
+@st.fragment(run_every=0.5)
+def _live_run(run_id: str) -> None:
+    run = core.run_manager().get(run_id)
+    if run is None or not run.live:
+        st.rerun()  # the run ended (or vanished): redraw the page once, statically
+    _draw_run(run)
+
+
+def _draw_run(run) -> None:
+    from kdviz import run_charts, runview
+
+    manager, lecture = core.run_manager(), lecture_mode()
+    state = runview.progress(run.events)
+    mine = run.owner == owner_id()
+    badge = {"queued": ":material/hourglass_top:", "running": ":material/directions_run:",
+             "paused": ":material/pause_circle:", "completed": ":material/check_circle:",
+             "cancelled": ":material/stop_circle:", "diverged": ":material/error:", "failed": ":material/error:",
+             "interrupted": ":material/power_off:"}.get(run.state, "")
+    st.subheader(f"{badge} Run {run.id}: {run.state}")
+    st.caption(describe_config(run.config) + ("" if mine else " · viewing a shared run (read-only)"))
+    if mine:
+        share = f"{str(st.context.url or '').split('?')[0]}?run={run.id}"
+        st.caption(f"Read-only link to share this run: `{share}`")
+    if run.state == "queued":
+        st.info(f"Waiting in the queue: position {manager.queue_position(run.id) or '–'}. "
+                "Runs on this server go one at a time so that nobody's freezes.", icon=":material/hourglass_top:")
+    elif run.live:
+        import time
+
+        elapsed = time.time() - run.started_at if run.started_at else 0.0
+        eta = f", about {state['eta']:.0f} s left" if state["eta"] is not None else ""
+        phase = "training the teacher (once; then cached)" if state["phase"] == "teacher" else "distilling"
+        st.progress(state["fraction"], text=f"{phase}: step {state['step']} of {state['total']} on "
+                                            f"{state['device']}, {elapsed:.0f} s elapsed{eta}")
+    elif run.started_at and run.finished_at:
+        st.caption(f"Ran for {run.finished_at - run.started_at:.1f} s on {state['device'] or 'the CPU'}.")
+    for notice in (e["message"] for e in run.events if e["event"] == "Notice"):
+        st.warning(notice, icon=":material/info:")
+    if run.message:
+        (st.error if run.state in ("diverged", "failed") else st.info)(run.message)
+    if mine:
+        _run_controls(run)
+    losses, accuracies = runview.loss_frame(run.events), runview.accuracy_frame(run.events)
+    if len(accuracies):
+        left, right = st.columns(2)
+        left.plotly_chart(run_charts.loss_chart(losses, lecture), key=f"loss-{run.id}")
+        right.plotly_chart(run_charts.accuracy_chart(accuracies, lecture), key=f"accuracy-{run.id}")
+    if run.summary and "hard" in run.summary:
+        _case_study(run)
+
+
+def _run_controls(run) -> None:
+    manager = core.run_manager()
+    pause, stop, reset = st.columns([1, 1, 1])
+    reset.button(":material/restart_alt: Reset view", key=f"reset-{run.id}", on_click=_detach, args=(run.id,),
+                 help="Close this run's panel to configure a new one; the run itself stays in the history.")
+    if not run.live:
+        return
+    if run.state == "paused":
+        pause.button(":material/play_arrow: Resume", key=f"resume-{run.id}", on_click=manager.resume_run,
+                     args=(run.id,))
+    elif run.state == "running":
+        pause.button(":material/pause: Pause", key=f"pause-{run.id}", on_click=manager.pause, args=(run.id,))
+    stop.button(":material/stop: Stop (keeps what was measured)", key=f"stop-{run.id}", on_click=manager.cancel,
+                args=(run.id,))
+
+
+def _detach(run_id: str) -> None:
+    st.session_state.pop("current_run", None)
+    if st.query_params.get("run") == run_id:
+        del st.query_params["run"]
+
+
+def _case_study(run) -> None:
+    from kdviz import runview
+    from kdviz.data import load_dataset
+    from kdviz.engine import config_from_dict
+
+    config = config_from_dict(run.config)
+    try:
+        dataset = load_dataset(config.dataset)
+        names = [spec.describe(dataset.input_shape, dataset.num_classes)
+                 for spec in (config.student, config.teacher.model)]
+    except ValueError:
+        names = [config.student.describe(), config.teacher.model.describe()]
+    won, sentence = runview.verdict(run.summary)
+    if run.state != "completed":
+        epoch = max((e["epoch"] for e in run.events if e["event"] == "EpochEnd"), default=0)
+        sentence = f"When the run was {run.state} (after epoch {epoch}): {sentence[0].lower()}{sentence[1:]}"
+    (st.success if won else st.warning)(sentence, icon=":material/school:" if won else ":material/warning:")
+    columns = {"parameters": st.column_config.NumberColumn(format="localized"),
+               "size (MB)": st.column_config.NumberColumn(format="%.2f"),
+               "test accuracy (%)": st.column_config.NumberColumn(format="%.2f")}
+    st.markdown(f"**This run** ({config.dataset}, {run.summary['n_test']} test images)")
+    st.dataframe(runview.case_study(run.summary, *names), hide_index=True, column_config=columns)
+    st.markdown("**The lecture's case study** (ImageNet top-1 as given in the lecture; parameters counted from "
+                "torchvision's ResNet definitions, 4 bytes each)")
+    st.dataframe(lecture_case_table(), hide_index=True, column_config=columns)
+
+
+def run_actions(run) -> None:
+    """Open, download (metrics CSV, students' weights) and delete one run of the history."""
+    from kdviz import runview
+
+    manager = core.run_manager()
+    open_, csv, weights, delete = st.columns(4)
+    if open_.button("Open", key=f"open-{run.id}"):
+        st.query_params["run"] = run.id
+        st.rerun()
+    csv.download_button("Metrics (CSV)", runview.metrics_csv(run.events), f"kdviz-{run.id}.csv", "text/csv",
+                        key=f"csv-{run.id}", on_click="ignore")
+    students = manager.store.students_path(run.id)
+    if students.is_file():
+        weights.download_button("Students' weights", students.read_bytes(), f"kdviz-{run.id}-students.pt",
+                                key=f"weights-{run.id}", on_click="ignore")
+    else:
+        weights.caption("weights: only for completed runs")
+    if delete.button("Delete", key=f"delete-{run.id}"):
+        manager.delete(run.id)
+        if st.query_params.get("run") == run.id:
+            del st.query_params["run"]
+        st.rerun()
+
+
+def start_sweep(manager, owner: str, config, parameter: str, text: str) -> str:
+    """Queue one run per value; returns the sweep id (every run is tagged with it)."""
+    import secrets
+
+    from kdviz import runview
+
+    configs = runview.sweep_configs(config, parameter, runview.parse_sweep_values(parameter, text))
+    sweep_id = secrets.token_hex(4)
+    for value, sweep_config in zip(runview.parse_sweep_values(parameter, text), configs):
+        manager.submit(sweep_config, owner, tags={"sweep": sweep_id, "parameter": parameter, "value": value})
+    return sweep_id
+
+
+def sweep_panel(sweep_id: str) -> None:
+    runs = [run for run in core.run_manager().list_runs() if run.tags.get("sweep") == sweep_id]
+    if any(run.live for run in runs):
+        _live_sweep(sweep_id)
+    else:
+        _draw_sweep(runs)
+
+
+@st.fragment(run_every=1.0)
+def _live_sweep(sweep_id: str) -> None:
+    runs = [run for run in core.run_manager().list_runs() if run.tags.get("sweep") == sweep_id]
+    if not any(run.live for run in runs):
+        st.rerun()
+    _draw_sweep(runs)
+
+
+def _draw_sweep(runs) -> None:
+    from kdviz import run_charts, runview
+
+    if not runs:
+        st.warning("This sweep has no runs on this server.")
+        return
+    parameter = runs[0].tags["parameter"]
+    done = sum(not run.live for run in runs)
+    st.progress(done / len(runs), text=f"sweep over {runview.SWEEP_PARAMETERS[parameter]}: {done} of {len(runs)} "
+                                       "runs finished")
+    frame = runview.sweep_frame(runs)
+    if len(frame):
+        st.plotly_chart(run_charts.sweep_chart(frame, runview.SWEEP_PARAMETERS[parameter], lecture_mode()),
+                        key="sweep-chart")
+        table = frame.assign(hard=100 * frame["hard"], kd=100 * frame["kd"], gain=100 * (frame["kd"] - frame["hard"]))
+        st.dataframe(table.rename(columns={"value": parameter, "hard": "hard-label student (%)",
+                                           "kd": "KD student (%)", "gain": "KD − hard (points)"}),
+                     hide_index=True)
