@@ -25,7 +25,8 @@ TEMPERATURES = tuple(round(m * 10.0**e, 3) for e in (-1, 0, 1) for m in (1, 1.2,
 CURVE_TEMPERATURES = np.logspace(-1, 2, 151)  # (151,) the x axis of the curves over T
 SOURCES = {"lecture": "Lecture example", "custom": "Your own logits", "image": "An image from the dataset"}
 # Where the image source's student comes from. Issue 4's run manager will add "hard" and "kd" (latest run).
-STUDENT_MODELS = {"untrained": "untrained student"}
+STUDENT_MODELS = {"untrained": "untrained student", "hard": "hard-label student (latest run)",
+                  "kd": "KD student (latest run)"}
 DEFAULT_TEMPERATURE, DEFAULT_ALPHA = 1.0, 0.9
 TABLE_COLUMNS = ("class", "teacher logit", "student logit")  # the custom logits table
 

@@ -28,7 +28,7 @@ if source == "lecture":
 elif source == "custom":
     logits = ui.custom_logits_editor(state)
 else:
-    logits, student_name = ui.image_example(state), sl.STUDENT_MODELS[state.student_model]
+    logits, student_name = ui.image_example(state)
     if logits is None:
         st.stop()
 if source != "custom":

@@ -205,7 +205,7 @@ def test_image_source_with_a_cached_teacher(kdviz_home):
     dataset = load_dataset(DEFAULT_TEACHER.dataset)
     torch.manual_seed(1)
     save_teacher(DEFAULT_TEACHER, create_model(DEFAULT_TEACHER.model, dataset.input_shape, dataset.num_classes), {})
-    ui.image_logits.clear()
+    ui.soft_labels._image_logits.clear()
     at = open_page({"source": "image", "image": "3", "temperature": "4"})
     images = at.get("image")
     assert len(images) == 1 and images[0].captions == [f"true class: {dataset.classes[int(dataset.test_y[3])]}"]
@@ -216,3 +216,37 @@ def test_image_source_with_a_cached_teacher(kdviz_home):
     assert at.number_input(key="sl.image").value == 3 and at.query_params["image"] == "3"
     at.number_input(key="sl.image").set_value(4).run()
     assert bars(at)["hard label"]["y"][int(dataset.test_y[4])] == 1 and at.query_params["image"] == "4"
+
+
+def test_image_source_uses_the_latest_runs_trained_students(kdviz_home):
+    """No run yet: asking for the KD student says so and shows the untrained one; after a run, its students."""
+    torch = pytest.importorskip("torch")
+    import time
+
+    from kdviz.data import load_dataset
+    from kdviz.engine import DistillConfig
+    from kdviz.jobs import RunManager
+    from kdviz.models import ModelSpec, create_model
+    from kdviz.presets import DEFAULT_TEACHER
+    from kdviz.teachers import save_teacher
+
+    dataset = load_dataset(DEFAULT_TEACHER.dataset)
+    torch.manual_seed(1)
+    save_teacher(DEFAULT_TEACHER, create_model(DEFAULT_TEACHER.model, dataset.input_shape, dataset.num_classes), {})
+    ui.soft_labels._image_logits.clear()
+    at = open_page({"source": "image", "image": "3", "student_model": "kd"})
+    assert any("no trained student yet" in info.value.lower() for info in at.info)
+    assert "untrained student" in bars(at)
+
+    manager = RunManager()
+    run_id = manager.submit(DistillConfig(DEFAULT_TEACHER, ModelSpec("mlp", 16, 1), epochs=1, train_subset=200,
+                                          device="cpu"), "test")
+    while manager.get(run_id).live:
+        time.sleep(0.1)
+    assert manager.get(run_id).state == "completed"
+    at = open_page({"source": "image", "image": "3", "student_model": "kd"})
+    assert not at.info and not at.error
+    kd = bars(at)["KD student (latest run)"]["y"]
+    _, students = manager.store.load_students(run_id)
+    expected = torch.softmax(students["kd"](dataset.test_x[3:4]) / 1.0, -1)[0].tolist()
+    assert kd == pytest.approx(expected, abs=1e-4)

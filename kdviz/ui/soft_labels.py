@@ -65,18 +65,25 @@ def custom_logits_editor(state):
     return logits
 
 
-@st.cache_resource(show_spinner="Computing the teacher's and the student's logits on the test images…")
-def image_logits(student_model: str):
-    """Process-wide: the logits of every test image, computed once (torch is imported here, not before)."""
+@st.cache_resource(show_spinner="Computing the teacher's and the student's logits on the test images…", max_entries=8)
+def _image_logits(student_model: str, run_id: str | None):
     from kdviz.image_logits import load_image_logits
 
-    return load_image_logits(student_model)
+    return load_image_logits(student_model, run_id)
+
+
+def image_logits(student_model: str):
+    """Process-wide: the logits of every test image, computed once per student and run (torch is imported here)."""
+    from kdviz.image_logits import latest_run
+
+    return _image_logits(student_model, None if student_model == "untrained" else latest_run())
 
 
 def image_example(state):
-    """Pick a test image (thumbnail shown); returns its Logits, or None (with a message) while no teacher is cached."""
+    """Pick a test image (thumbnail shown) and a student; returns (Logits, the student's name), or (None, None) with a
+    message while no teacher is cached."""
     from kdviz import soft_labels
-    from kdviz.image_logits import teacher_ready
+    from kdviz.image_logits import NoRunYet, teacher_ready
     from kdviz.teachers import CacheError
 
     if not teacher_ready():
@@ -85,13 +92,19 @@ def image_example(state):
         if st.session_state.get("sl.train_teacher") or st.button("Train the default teacher now"):
             st.session_state["sl.train_teacher"] = True
             _teacher_progress()
-        return None
+        return None, None
     try:
         data = image_logits(state.student_model)
+    except NoRunYet as error:
+        st.info(f"There is no trained student yet: {error}. Showing the untrained student.",
+                icon=":material/info:")
+        state = update_soft_labels_state(student_model="untrained")
+        st.session_state["sl.student_model"] = "untrained"
+        data = image_logits("untrained")
     except (CacheError, OSError, ValueError) as error:
         st.error(f"The cached teacher could not be used ({error}). Delete it from KDVIZ_HOME/teachers, or run "
                  "`python -m kdviz prepare` to train it again.")
-        return None
+        return None, None
     if state.image >= len(data):
         st.warning(f"There are only {len(data)} test images; showing image {len(data) - 1}.")
         state = update_soft_labels_state(image=len(data) - 1)
@@ -103,12 +116,13 @@ def image_example(state):
                                 key="sl.image")
         student_model = st.selectbox("Student", list(soft_labels.STUDENT_MODELS), key="sl.student_model",
                                      format_func=soft_labels.STUDENT_MODELS.get,
-                                     help="Trained hard-label and KD students arrive with the run history.")
+                                     help="The trained students come from the latest finished run of the "
+                                          "default teacher (Live distillation page).")
     example = data.example(index)
     with picture:
         st.image(data.thumbnail(index), caption=f"true class: {example.classes[example.label]}", width=140)
     update_soft_labels_state(image=int(index), student_model=student_model)
-    return example
+    return example, soft_labels.STUDENT_MODELS[student_model]
 
 
 @st.fragment(run_every=1.0)
