@@ -156,11 +156,16 @@ def _split(text: str) -> list[str]:
     return [] if text.strip() == "" else [part.strip() for part in text.split(",")]
 
 
-def _parse_temperature(text: str, notices: list[str]) -> float:
+def _number(text: str) -> float:
+    """A number from the URL; NaN for anything that is not one (the caller says so and uses its default)."""
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        value = math.nan
+        return math.nan
+
+
+def _parse_temperature(text: str, notices: list[str]) -> float:
+    value = _number(text)
     if not math.isfinite(value):
         notices.append(f"The temperature in the link ({text!r}) is not a number; showing T = 1.")
         return DEFAULT_TEMPERATURE
@@ -174,10 +179,7 @@ def _parse_temperature(text: str, notices: list[str]) -> float:
 
 
 def _parse_alpha(text: str, notices: list[str]) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = _number(text)
     if not math.isfinite(value):
         notices.append(f"The alpha in the link ({text!r}) is not a number; showing alpha = {DEFAULT_ALPHA:g}.")
         return DEFAULT_ALPHA
