@@ -180,7 +180,7 @@ def bench_overhead(repeats: int, epochs: int, dataset, teacher) -> None:
 # ---- (b) cached teacher logits ---------------------------------------------------------------------------------
 
 def bench_cached_logits(repeats: int, epochs: int, dataset, teacher) -> None:
-    print(f"\n(b) KD epoch with cached teacher logits vs the teacher (MLP 1200x2) on every batch, 4000 images")
+    print("\n(b) KD epoch with cached teacher logits vs the teacher (MLP 1200x2) on every batch, 4000 images")
     lecture = dataclasses.replace(get_preset("lecture"), epochs=epochs, train_subset=0, device="cpu")
     for width in (800, 100):  # the lecture preset's student, and a small one
         config = dataclasses.replace(lecture, student=ModelSpec("mlp", width, 2))
