@@ -27,19 +27,10 @@ RERUN_TARGET_S, FIRST_RENDER_TARGET_S = 0.050, 1.0
 # Runs in a fresh interpreter, so that the first run pays every import the page needs (and only those).
 APPTEST_SCRIPT = textwrap.dedent("""
     import json, statistics, sys, time
-    from streamlit.runtime.scriptrunner.script_runner import ScriptRunner
     from streamlit.testing.v1 import AppTest
     from kdviz.soft_labels import TEMPERATURES
 
-    script_times = []  # the server side alone: ScriptRunner._run_script, in the script thread
-    run_script = ScriptRunner._run_script
-    def timed(self, rerun_data):
-        start = time.perf_counter()
-        try:
-            return run_script(self, rerun_data)
-        finally:
-            script_times.append(time.perf_counter() - start)
-    ScriptRunner._run_script = timed
+    from script_timer import script_times  # times every script run from here on
 
     at = AppTest.from_file({app!r}, default_timeout=60)
     start = time.perf_counter()
@@ -64,7 +55,8 @@ def apptest_figures(reruns: int) -> dict:
     import json
 
     script = APPTEST_SCRIPT.format(app=str(ROOT / "app.py"), page=PAGE, reruns=reruns)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "KDVIZ_HOME": tempfile.mkdtemp(prefix="kdviz-bench-")}
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'bench'}",
+           "KDVIZ_HOME": tempfile.mkdtemp(prefix="kdviz-bench-")}
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=300)
     if result.returncode != 0:

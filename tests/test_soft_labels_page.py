@@ -194,9 +194,10 @@ def test_the_default_page_never_imports_torch():
     assert result.stdout.strip().splitlines()[-1] == "False"
 
 
-def test_image_source_with_a_cached_teacher(kdviz_home):
-    """A (fake, untrained) default teacher in the cache: the page shows a thumbnail and its 10 digits' logits."""
-    torch = pytest.importorskip("torch")
+def cache_a_stand_in_teacher():
+    """An untrained model of the default teacher's architecture, cached under its key; returns the dataset."""
+    import torch
+
     from kdviz.data import load_dataset
     from kdviz.models import create_model
     from kdviz.presets import DEFAULT_TEACHER
@@ -206,6 +207,13 @@ def test_image_source_with_a_cached_teacher(kdviz_home):
     torch.manual_seed(1)
     save_teacher(DEFAULT_TEACHER, create_model(DEFAULT_TEACHER.model, dataset.input_shape, dataset.num_classes), {})
     ui.soft_labels._image_logits.clear()
+    return dataset
+
+
+def test_image_source_with_a_cached_teacher(kdviz_home):
+    """A (fake, untrained) default teacher in the cache: the page shows a thumbnail and its 10 digits' logits."""
+    pytest.importorskip("torch")
+    dataset = cache_a_stand_in_teacher()
     at = open_page({"source": "image", "image": "3", "temperature": "4"})
     images = at.get("image")
     assert len(images) == 1 and images[0].captions == [f"true class: {dataset.classes[int(dataset.test_y[3])]}"]
@@ -223,17 +231,12 @@ def test_image_source_uses_the_latest_runs_trained_students(kdviz_home):
     torch = pytest.importorskip("torch")
     import time
 
-    from kdviz.data import load_dataset
     from kdviz.engine import DistillConfig
     from kdviz.jobs import RunManager
-    from kdviz.models import ModelSpec, create_model
+    from kdviz.models import ModelSpec
     from kdviz.presets import DEFAULT_TEACHER
-    from kdviz.teachers import save_teacher
 
-    dataset = load_dataset(DEFAULT_TEACHER.dataset)
-    torch.manual_seed(1)
-    save_teacher(DEFAULT_TEACHER, create_model(DEFAULT_TEACHER.model, dataset.input_shape, dataset.num_classes), {})
-    ui.soft_labels._image_logits.clear()
+    dataset = cache_a_stand_in_teacher()
     at = open_page({"source": "image", "image": "3", "student_model": "kd"})
     assert any("no trained student yet" in info.value.lower() for info in at.info)
     assert "untrained student" in bars(at)
