@@ -34,10 +34,10 @@ os.environ.setdefault("KDVIZ_HOME", tempfile.mkdtemp(prefix="kdviz-bench-"))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from kdviz.data import load_dataset, random_shift  # noqa: E402
-from kdviz.engine import DistillConfig, EpochEnd, distill, train_teacher  # noqa: E402
-from kdviz.models import ModelSpec, count_parameters, create_model  # noqa: E402
-from kdviz.presets import DEFAULT_TEACHER, get_preset  # noqa: E402
+from kdviz.core.data import load_dataset, random_shift  # noqa: E402
+from kdviz.core.engine import DistillConfig, EpochEnd, distill, train_teacher  # noqa: E402
+from kdviz.core.models import ModelSpec, count_parameters, create_model  # noqa: E402
+from kdviz.core.presets import DEFAULT_TEACHER, get_preset  # noqa: E402
 
 RESULTS: list[tuple[str, float, str, bool]] = []  # (what, value, target text, passed)
 
@@ -213,7 +213,7 @@ def bench_cli(threads: int | None) -> None:
     env.pop("OMP_NUM_THREADS", None)
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
-    code = ("import time, torch; from kdviz.presets import DEFAULT_TEACHER; from kdviz.teachers import get_teacher; "
+    code = ("import time, torch; from kdviz.core.presets import DEFAULT_TEACHER; from kdviz.core.teachers import get_teacher; "
             "t = time.perf_counter(); _, s = get_teacher(DEFAULT_TEACHER, 'cpu'); "
             "print(f\"{time.perf_counter() - t:.2f} {s['teacher']['accuracy']:.4f} {torch.get_num_threads()}\")")
     started = time.perf_counter()

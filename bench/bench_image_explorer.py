@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kdviz.appserver import app_server, launch_chromium  # noqa: E402
+from bench.appserver import app_server, launch_chromium  # noqa: E402
 PAGE = "pages/image_explorer.py"
 GALLERY_TARGET_S, PICK_TARGET_S = 1.0, 0.200
 
@@ -65,7 +65,9 @@ APPTEST_SCRIPT = textwrap.dedent("""
     at.run()
     figures["cell"] = measure(lambda i: at.selectbox(key="ie.cell_other").set_value((i % 9) + 1), {reruns})
 
-    from kdviz import images, ui
+    from kdviz.views import images
+
+    from kdviz import ui
     data = ui.explorer_dataset("mnist5k")
     pixels = data.to_pixels(data.test_x)
     start = time.perf_counter()
@@ -89,10 +91,10 @@ APPTEST_SCRIPT = textwrap.dedent("""
 def prepare_home(home: Path) -> None:
     """The stand-in default teacher, cached under the default teacher's key, and one finished run on mnist5k."""
     os.environ["KDVIZ_HOME"] = str(home)
-    from kdviz.jobs import RunManager
-    from kdviz.presets import DEFAULT_TEACHER, get_preset
-    from kdviz.runstore import RunStore
-    from kdviz.teachers import get_teacher, save_teacher
+    from kdviz.runs.manager import RunManager
+    from kdviz.core.presets import DEFAULT_TEACHER, get_preset
+    from kdviz.runs.store import RunStore
+    from kdviz.core.teachers import get_teacher, save_teacher
 
     model, summary = get_teacher(dataclasses.replace(DEFAULT_TEACHER, epochs=1, augment=0), "cpu")
     save_teacher(DEFAULT_TEACHER, model, summary)

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kdviz.appserver import app_server, launch_chromium  # noqa: E402
+from bench.appserver import app_server, launch_chromium  # noqa: E402
 PAGE = "pages/soft_labels.py"
 RERUN_TARGET_S, FIRST_RENDER_TARGET_S = 0.050, 1.0
 
@@ -28,7 +28,7 @@ RERUN_TARGET_S, FIRST_RENDER_TARGET_S = 0.050, 1.0
 APPTEST_SCRIPT = textwrap.dedent("""
     import json, statistics, sys, time
     from streamlit.testing.v1 import AppTest
-    from kdviz.soft_labels import TEMPERATURES
+    from kdviz.views.soft_labels import TEMPERATURES
 
     from script_timer import script_times  # times every script run from here on
 

@@ -19,10 +19,10 @@ from typing import Callable
 
 import torch
 
-from kdviz.engine import DistillConfig, EpochEnd, Finished, TeacherConfig, distill
-from kdviz.models import ModelSpec
-from kdviz.presets import DEFAULT_TEACHER, get_preset
-from kdviz.teachers import get_teacher, teacher_key
+from kdviz.core.engine import DistillConfig, EpochEnd, Finished, TeacherConfig, distill
+from kdviz.core.models import ModelSpec
+from kdviz.core.presets import DEFAULT_TEACHER, get_preset
+from kdviz.core.teachers import get_teacher, teacher_key
 
 TARGET_WIN_SHARE = 0.9  # KD must win on at least 90% of the seeds (and cut the errors by the preset's target)
 NOISE = 0.01  # relative error reductions closer than this to the best are a tie
@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     os.environ["KDVIZ_THREADS"] = str(args.threads)  # the engine sets the thread count of every run from this
-    from kdviz.paths import home
+    from kdviz.core.paths import home
 
     runner = Runner(preset, args.cache or home() / preset.cache_name, args.seeds)
     rows = run_stages(runner, stage)

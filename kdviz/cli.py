@@ -69,7 +69,7 @@ class ProgressBar:
 
 def consume(events, label: str):
     """Drive an event stream with a progress bar; return its Finished event; raise CliError on divergence."""
-    from kdviz.engine import Diverged, EpochEnd, Finished, Notice, Started, StepLosses
+    from kdviz.core.engine import Diverged, EpochEnd, Finished, Notice, Started, StepLosses
 
     bar, finished = ProgressBar(label), None
     for event in events:
@@ -98,14 +98,14 @@ def consume(events, label: str):
 # ---- commands ---------------------------------------------------------------------------------------------------
 
 def cmd_prepare(args) -> int:
-    from kdviz.engine import resolve_device
-    from kdviz.models import ModelSpec
-    from kdviz.presets import teachers_to_prepare
-    from kdviz.teachers import prepare_teacher, teacher_path
+    from kdviz.core.engine import resolve_device
+    from kdviz.core.models import ModelSpec
+    from kdviz.core.presets import teachers_to_prepare
+    from kdviz.core.teachers import prepare_teacher, teacher_path
 
     resolve_device(args.device)
     for config in teachers_to_prepare():
-        from kdviz.data import load_dataset
+        from kdviz.core.data import load_dataset
 
         dataset = load_dataset(config.dataset)
         name = ModelSpec.describe(config.model, dataset.input_shape, dataset.num_classes)
@@ -141,8 +141,8 @@ OVERRIDES = [  # (flag, config field, type, help): every engine option is settab
 
 def build_config(args):
     """The preset's DistillConfig with every flag the user gave applied on top."""
-    from kdviz.engine import check_config
-    from kdviz.presets import get_preset, with_overrides
+    from kdviz.core.engine import check_config
+    from kdviz.core.presets import get_preset, with_overrides
 
     config = get_preset(args.preset)
     given = {field: getattr(args, field) for _, field, _, _ in OVERRIDES if getattr(args, field) is not None}
@@ -154,8 +154,8 @@ def build_config(args):
 
 
 def cmd_distill(args) -> int:
-    from kdviz.engine import distill
-    from kdviz.teachers import prepare_teacher
+    from kdviz.core.engine import distill
+    from kdviz.core.teachers import prepare_teacher
 
     config = build_config(args)
     seeds = args.seeds if args.seeds else [config.seed]
@@ -173,7 +173,7 @@ def cmd_distill(args) -> int:
               "summary": summarize(runs, teacher_finished.summary["n_test"])}
     print(format_case_study(result, args.preset))
     if args.json:
-        from kdviz.paths import atomic_write_text
+        from kdviz.core.paths import atomic_write_text
 
         atomic_write_text(Path(args.json), json.dumps(result, indent=2))
         print(f"wrote {args.json}")
@@ -222,9 +222,9 @@ def format_case_study(result: dict, preset: str) -> str:
 
 
 def cmd_list(args) -> int:
-    from kdviz.data import list_datasets
-    from kdviz.models import list_models
-    from kdviz.presets import PRESETS
+    from kdviz.core.data import list_datasets
+    from kdviz.core.models import list_models
+    from kdviz.core.presets import PRESETS
 
     print("datasets:")
     for info in list_datasets():

@@ -34,7 +34,7 @@ for i, plan in enumerate(ui.PAGES[1:]):
 @st.fragment(run_every=1.0)
 def machine_status() -> None:
     """Device and default-teacher state; polls the background training until the teacher is ready."""
-    from kdviz.engine import available_devices, resolve_device  # torch: imported after the text above is shown
+    from kdviz.core.engine import available_devices, resolve_device  # torch: imported after the text above is shown
 
     st.markdown(f"**Device:** `{resolve_device('auto')}` (available here: {', '.join(available_devices())})")
     task = ui.default_teacher_task()

@@ -4,8 +4,10 @@
 import pandas  # noqa: F401
 import streamlit as st
 
-from kdviz import charts, explorer, ui
-from kdviz.soft_labels import TEMPERATURES
+from kdviz.views import charts, explorer
+
+from kdviz import ui
+from kdviz.views.soft_labels import TEMPERATURES
 
 SECTIONS = {"gallery": ":material/photo_library: Gallery", "upload": ":material/upload: Your own image",
             "dark": ":material/grid_on: Dark knowledge"}

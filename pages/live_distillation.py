@@ -1,8 +1,10 @@
 """Live distillation: configure a run, watch a hard-label and a KD student learn side by side, read the result."""
 import streamlit as st
 
-from kdviz import run_charts, runview, ui
-from kdviz.presets import PRESETS
+from kdviz.views import run_charts, run_view
+
+from kdviz import ui
+from kdviz.core.presets import PRESETS
 
 ui.require_router()
 
@@ -49,7 +51,7 @@ with history_tab:
         picked = st.multiselect("Runs to compare", list(by_id), default=list(by_id)[:1],
                                 format_func=lambda run_id: _label(by_id[run_id]), key="compare")
         chosen = [by_id[run_id] for run_id in picked]
-        frames = [(run.id[-6:], runview.accuracy_frame(run.events)) for run in chosen]
+        frames = [(run.id[-6:], run_view.accuracy_frame(run.events)) for run in chosen]
         if frames:
             st.plotly_chart(run_charts.overlay_chart(frames, ui.lecture_mode()), key="overlay")
         for run in chosen:
@@ -60,8 +62,8 @@ with history_tab:
 with sweep_tab:
     st.markdown("Queue one run per value of a parameter, everything else as configured in the **Run** tab, and "
                 "compare the final accuracy of both students. The runs wait in the queue and finish one by one.")
-    parameter = st.selectbox("Parameter", list(runview.SWEEP_PARAMETERS),
-                             format_func=runview.SWEEP_PARAMETERS.get, key="sweep_parameter")
+    parameter = st.selectbox("Parameter", list(run_view.SWEEP_PARAMETERS),
+                             format_func=run_view.SWEEP_PARAMETERS.get, key="sweep_parameter")
     defaults = {"temperature": "1, 2, 4, 8, 20", "alpha": "0, 0.5, 0.9, 1", "student_width": "30, 100, 300, 800"}
     text = st.text_input("Values (comma-separated)", defaults[parameter], key=f"sweep_values_{parameter}")
     if st.button(":material/play_arrow: Start sweep", disabled=config is None):

@@ -2,7 +2,9 @@
 import numpy as np
 import streamlit as st
 
-from kdviz import charts, soft_labels as sl, ui
+from kdviz.views import charts, soft_labels as sl
+
+from kdviz import ui
 
 HINTON = "[Hinton et al. 2015, §2](https://arxiv.org/abs/1503.02531)"
 

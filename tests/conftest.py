@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kdviz.appserver import app_server as app_server_process
-from kdviz.appserver import launch_chromium
+from bench.appserver import app_server as app_server_process
+from bench.appserver import launch_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdviz import cli, presets
-from kdviz.data import list_datasets
-from kdviz.engine import TeacherConfig
-from kdviz.models import ModelSpec, list_models
+from kdviz import cli
+
+from kdviz.core import presets
+from kdviz.core.data import list_datasets
+from kdviz.core.engine import TeacherConfig
+from kdviz.core.models import ModelSpec, list_models
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_RUN = ["distill", "--preset", "quick", "--epochs", "1", "--teacher-epochs", "1", "--train-subset", "100"]

@@ -1,4 +1,4 @@
-"""kdviz.data: the offline datasets, subsets, jitter, and torchvision datasets read from disk or failing offline."""
+"""kdviz.core.data: the offline datasets, subsets, jitter, and torchvision datasets read from disk or failing offline."""
 from __future__ import annotations
 
 import hashlib
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from kdviz import data
-from kdviz.data import DatasetUnavailable, load_dataset, random_shift, stratified_subset
+from kdviz.core import data
+from kdviz.core.data import DatasetUnavailable, load_dataset, random_shift, stratified_subset
 
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

@@ -1,4 +1,4 @@
-"""kdviz.engine: the event stream, a fair experiment (same init, same batches), determinism, stop, divergence."""
+"""kdviz.core.engine: the event stream, a fair experiment (same init, same batches), determinism, stop, divergence."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from kdviz.engine import (Diverged, DistillConfig, EpochEnd, Finished, Snapshot, Started, StepLosses, TeacherConfig,
+from kdviz.core.engine import (Diverged, DistillConfig, EpochEnd, Finished, Snapshot, Started, StepLosses, TeacherConfig,
                           check_config, distill, event_to_dict, resolve_device, run_to_end, train_teacher)
-from kdviz.models import ModelSpec
+from kdviz.core.models import ModelSpec
 
 TINY_TEACHER = TeacherConfig("digits", ModelSpec("mlp", 32, 1), epochs=3, batch_size=64, augment=0)
 TINY = DistillConfig(TINY_TEACHER, ModelSpec("mlp", 8, 1), temperature=4.0, alpha=0.5, epochs=2, batch_size=32,

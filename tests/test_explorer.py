@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from kdviz import explorer, kd, presets
-from kdviz.engine import DistillConfig, Snapshot, Started, TeacherConfig, distill, event_to_dict, probe_indices
-from kdviz.models import ModelSpec, create_model
-from kdviz.runstore import RunStore, new_run_id
+from kdviz.views import explorer
+
+from kdviz.core import kd, presets
+from kdviz.core.engine import DistillConfig, Snapshot, Started, TeacherConfig, distill, event_to_dict, probe_indices
+from kdviz.core.models import ModelSpec, create_model
+from kdviz.runs.store import RunStore, new_run_id
 
 CLASSES = tuple("0123456789")
 
@@ -131,7 +133,7 @@ TINY_RUN = DistillConfig(TeacherConfig("digits", ModelSpec("mlp", 16, 1), epochs
 
 
 def test_untrained_student_is_the_runs_initial_weights_and_history_reads_the_snapshots():
-    from kdviz.data import load_dataset
+    from kdviz.core.data import load_dataset
 
     teacher = create_model(TINY_RUN.teacher.model, (1, 8, 8), 10)
     events = [event_to_dict(e) for e in distill(TINY_RUN, teacher)
@@ -182,7 +184,7 @@ def test_latest_completed_run_skips_other_datasets_unfinished_runs_and_runs_with
 
 
 def test_damaged_students_file_is_reported_and_the_page_keeps_the_untrained_student(kdviz_home, monkeypatch):
-    from kdviz.data import load_dataset
+    from kdviz.core.data import load_dataset
 
     monkeypatch.setattr(explorer, "run_config_for", lambda name: TINY_RUN)
     store = RunStore()

@@ -7,10 +7,14 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from kdviz import jobs, presets, ui
-from kdviz.engine import TeacherConfig
-from kdviz.models import ModelSpec
-from kdviz.teachers import teacher_path
+from kdviz.runs import tasks
+
+from kdviz.core import presets
+
+from kdviz import ui
+from kdviz.core.engine import TeacherConfig
+from kdviz.core.models import ModelSpec
+from kdviz.core.teachers import teacher_path
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TINY_TEACHER = TeacherConfig("digits", ModelSpec("mlp", 16, 1), epochs=1, batch_size=64, augment=0)
@@ -20,12 +24,12 @@ TINY_TEACHER = TeacherConfig("digits", ModelSpec("mlp", 16, 1), epochs=1, batch_
 def fresh_default_teacher(monkeypatch):
     """A fresh default-teacher task per test; at the end it is cancelled and joined so it never trains on in the
     background while the rest of the suite runs (the real default teacher costs 20-40 s of CPU)."""
-    monkeypatch.setattr(jobs, "_tasks", {})
+    monkeypatch.setattr(tasks, "_tasks", {})
     ui._default_teacher_task.clear()
     yield
-    for task in list(jobs._tasks.values()):
+    for task in list(tasks._tasks.values()):
         task.cancel()
-    for task in list(jobs._tasks.values()):
+    for task in list(tasks._tasks.values()):
         task.join(60)
         assert task.done, "the background teacher did not stop"
     ui._default_teacher_task.clear()
@@ -41,8 +45,8 @@ def _texts(at: AppTest) -> str:
     return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption])
 
 
-def _default_task() -> jobs.BackgroundTask:
-    return jobs._tasks["default-teacher"]
+def _default_task() -> tasks.BackgroundTask:
+    return tasks._tasks["default-teacher"]
 
 
 def test_home_page_explains_kd_and_maps_the_app(monkeypatch):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kdviz.appserver import app_server
-from kdviz.soft_labels import TEMPERATURES
+from bench.appserver import app_server
+from kdviz.views.soft_labels import TEMPERATURES
 from upload_fixtures import png_seven, truncated_png
 
 pytestmark = pytest.mark.browser
@@ -17,12 +17,12 @@ pytestmark = pytest.mark.browser
 
 def _prepare_home(home: Path) -> None:
     """A stand-in for the default teacher (its architecture, one epoch) cached under its key, and a finished run."""
-    from kdviz.engine import DistillConfig
-    from kdviz.jobs import RunManager
-    from kdviz.models import ModelSpec
-    from kdviz.presets import DEFAULT_TEACHER
-    from kdviz.runstore import RunStore
-    from kdviz.teachers import get_teacher, save_teacher
+    from kdviz.core.engine import DistillConfig
+    from kdviz.runs.manager import RunManager
+    from kdviz.core.models import ModelSpec
+    from kdviz.core.presets import DEFAULT_TEACHER
+    from kdviz.runs.store import RunStore
+    from kdviz.core.teachers import get_teacher, save_teacher
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("KDVIZ_HOME", str(home))

@@ -10,10 +10,14 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from kdviz import explorer, presets, ui
-from kdviz.charts import COLORS
-from kdviz.engine import DistillConfig, TeacherConfig
-from kdviz.models import ModelSpec
+from kdviz.views import explorer
+
+from kdviz.core import presets
+
+from kdviz import ui
+from kdviz.views.charts import COLORS
+from kdviz.core.engine import DistillConfig, TeacherConfig
+from kdviz.core.models import ModelSpec
 from upload_fixtures import UPLOADS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,9 +41,9 @@ def wait_for(run_manager, run_id: str, timeout: float = 180) -> None:
 @pytest.fixture(scope="session")
 def explorer_homes(tmp_path_factory) -> dict:
     """KDVIZ_HOMEs with the tiny teachers cached: "bare" has no run, "run" a completed tiny run on mnist5k."""
-    from kdviz.jobs import RunManager
-    from kdviz.runstore import RunStore
-    from kdviz.teachers import get_teacher
+    from kdviz.runs.manager import RunManager
+    from kdviz.runs.store import RunStore
+    from kdviz.core.teachers import get_teacher
 
     with_run, bare = tmp_path_factory.mktemp("explorer-run"), tmp_path_factory.mktemp("explorer-bare")
     with pytest.MonkeyPatch.context() as patch:
@@ -211,8 +215,8 @@ def test_other_images_offer_a_jump_to_a_probe_image(with_run):
 
 
 def test_without_a_run_the_page_offers_the_preset_and_picks_up_its_students(without_run, monkeypatch):
-    from kdviz.jobs import RunManager
-    from kdviz.runstore import RunStore
+    from kdviz.runs.manager import RunManager
+    from kdviz.runs.store import RunStore
 
     manager = RunManager(RunStore(without_run / "runs"))
     monkeypatch.setattr(ui.core, "run_manager", lambda: manager)  # what the explorer section calls

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kdviz import images
+from kdviz.views import images
 from upload_fixtures import UPLOADS, drawn_seven, png_seven
 
 

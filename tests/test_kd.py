@@ -1,4 +1,4 @@
-"""kdviz.kd: known values, invariants, an independent torch oracle, Hypothesis ranges and the KD loss contract."""
+"""kdviz.core.kd: known values, invariants, an independent torch oracle, Hypothesis ranges and the KD loss contract."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kdviz import kd
+from kdviz.core import kd
 from tests.strategies import alphas, logit_batches, logit_pairs, logit_vectors, temperatures
 
 LECTURE_TEACHER = [5.0, -3.0, -5.0, -7.0]  # the lecture's logits for dog, cat, car, ship
@@ -305,7 +305,7 @@ def test_kd_module_does_not_import_torch():
     import sys
     from pathlib import Path
 
-    code = "import sys, kdviz.kd; kdviz.kd.softmax([1, 2], 3); print('torch' in sys.modules)"
+    code = "import sys, kdviz.core.kd; kdviz.core.kd.softmax([1, 2], 3); print('torch' in sys.modules)"
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "False"

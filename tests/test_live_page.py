@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from kdviz import jobs, ui
+from kdviz.runs import tasks
+
+from kdviz import ui
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGE = "pages/live_distillation.py"
@@ -23,7 +25,7 @@ def app():
     at.number_input(key="quick:epochs").set_value(2).run()
     yield at
     ui.run_manager().shutdown()
-    jobs.stop_all_tasks()  # the home page starts training the default teacher in the background
+    tasks.stop_all_tasks()  # the home page starts training the default teacher in the background
 
 
 def run_until(at: AppTest, predicate, timeout: float = 120.0) -> AppTest:

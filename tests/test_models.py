@@ -1,10 +1,10 @@
-"""kdviz.models: every registered model on every input shape, and the parameter / size accounting."""
+"""kdviz.core.models: every registered model on every input shape, and the parameter / size accounting."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from kdviz.models import ModelSpec, check_spec, count_parameters, create_model, list_models, size_bytes
+from kdviz.core.models import ModelSpec, check_spec, count_parameters, create_model, list_models, size_bytes
 
 INPUT_SHAPES = [(1, 28, 28), (1, 8, 8), (3, 32, 32)]  # mnist, digits, cifar
 MODEL_NAMES = [info.name for info in list_models()]

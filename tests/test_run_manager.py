@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from kdviz.engine import DistillConfig, TeacherConfig
-from kdviz.jobs import QueueFull, RunManager
-from kdviz.models import ModelSpec
-from kdviz.runstore import RunStore, is_valid_run_id
+from kdviz.core.engine import DistillConfig, TeacherConfig
+from kdviz.runs.manager import QueueFull, RunManager
+from kdviz.core.models import ModelSpec
+from kdviz.runs.store import RunStore, is_valid_run_id
 
 TINY = DistillConfig(TeacherConfig("digits", ModelSpec("mlp", 16, 1), epochs=1, batch_size=64, augment=0),
                      ModelSpec("mlp", 8, 1), temperature=4.0, alpha=0.5, epochs=2, batch_size=64, train_subset=200)

@@ -1,4 +1,4 @@
-"""kdviz.soft_labels and its charts: the lecture numbers, validation of every bad input, the URL round trip."""
+"""kdviz.views.soft_labels and its charts: the lecture numbers, validation of every bad input, the URL round trip."""
 from __future__ import annotations
 
 import json
@@ -10,8 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kdviz import charts, kd
-from kdviz import soft_labels as sl
+from kdviz.views import charts
+
+from kdviz.core import kd
+from kdviz.views import soft_labels as sl
 from tests.strategies import logit_values
 
 # ---- the lecture's numbers -------------------------------------------------------------------------------------

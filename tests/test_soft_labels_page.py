@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from kdviz import soft_labels as sl
+from kdviz.views import soft_labels as sl
 from kdviz import ui
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,10 +198,10 @@ def cache_a_stand_in_teacher():
     """An untrained model of the default teacher's architecture, cached under its key; returns the dataset."""
     import torch
 
-    from kdviz.data import load_dataset
-    from kdviz.models import create_model
-    from kdviz.presets import DEFAULT_TEACHER
-    from kdviz.teachers import save_teacher
+    from kdviz.core.data import load_dataset
+    from kdviz.core.models import create_model
+    from kdviz.core.presets import DEFAULT_TEACHER
+    from kdviz.core.teachers import save_teacher
 
     dataset = load_dataset(DEFAULT_TEACHER.dataset)
     torch.manual_seed(1)
@@ -231,10 +231,10 @@ def test_image_source_uses_the_latest_runs_trained_students(kdviz_home):
     torch = pytest.importorskip("torch")
     import time
 
-    from kdviz.engine import DistillConfig
-    from kdviz.jobs import RunManager
-    from kdviz.models import ModelSpec
-    from kdviz.presets import DEFAULT_TEACHER
+    from kdviz.core.engine import DistillConfig
+    from kdviz.runs.manager import RunManager
+    from kdviz.core.models import ModelSpec
+    from kdviz.core.presets import DEFAULT_TEACHER
 
     dataset = cache_a_stand_in_teacher()
     at = open_page({"source": "image", "image": "3", "student_model": "kd"})

@@ -1,4 +1,4 @@
-"""kdviz.teachers: train once then load from the cache; corrupt or foreign files are reported and rebuilt."""
+"""kdviz.core.teachers: train once then load from the cache; corrupt or foreign files are reported and rebuilt."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,10 +8,10 @@ import threading
 import pytest
 import torch
 
-from kdviz import paths, teachers
-from kdviz.engine import Finished, Notice, Started, StepLosses, TeacherConfig
-from kdviz.models import ModelSpec
-from kdviz.teachers import get_teacher, is_cached, load_cached, prepare_teacher, teacher_key, teacher_path
+from kdviz.core import paths, teachers
+from kdviz.core.engine import Finished, Notice, Started, StepLosses, TeacherConfig
+from kdviz.core.models import ModelSpec
+from kdviz.core.teachers import get_teacher, is_cached, load_cached, prepare_teacher, teacher_key, teacher_path
 
 TINY = TeacherConfig("digits", ModelSpec("mlp", 16, 1), epochs=1, batch_size=64, augment=0)
 OTHER = dataclasses.replace(TINY, seed=1)

@@ -72,17 +72,17 @@ def sidebar() -> None:
 @st.cache_resource(show_spinner=False)
 def _default_teacher_task():
     """Process-wide: the default teacher is trained once in the background, whichever browser asked first."""
-    from kdviz import jobs
-    from kdviz.presets import DEFAULT_TEACHER
-    from kdviz.teachers import prepare_teacher
+    from kdviz.runs import tasks
+    from kdviz.core.presets import DEFAULT_TEACHER
+    from kdviz.core.teachers import prepare_teacher
 
-    return jobs.task_for("default-teacher", lambda should_stop: prepare_teacher(DEFAULT_TEACHER, "auto", should_stop))
+    return tasks.task_for("default-teacher", lambda should_stop: prepare_teacher(DEFAULT_TEACHER, "auto", should_stop))
 
 
 def default_teacher_name() -> str:
     """E.g. "MLP 784-1200-1200-10 on mnist5k", read from the default teacher's config."""
-    from kdviz.data import load_dataset
-    from kdviz.presets import DEFAULT_TEACHER
+    from kdviz.core.data import load_dataset
+    from kdviz.core.presets import DEFAULT_TEACHER
 
     dataset = load_dataset(DEFAULT_TEACHER.dataset)
     return f"{DEFAULT_TEACHER.model.describe(dataset.input_shape, dataset.num_classes)} on {DEFAULT_TEACHER.dataset}"
@@ -95,7 +95,7 @@ def default_teacher_task():
 @st.cache_resource(show_spinner=False)
 def run_manager():
     """The process-wide run manager: runs outlive page switches, slider moves and browser reloads."""
-    from kdviz.jobs import RunManager
+    from kdviz.runs.manager import RunManager
 
     return RunManager()
 

@@ -15,7 +15,7 @@ EXPLORER_KEPT = ("ie.image", "ie.class", "ie.order", "ie.diagonal", "ie.cell_tru
 
 def explorer_state(datasets: list[str]) -> list[str]:
     """Seed the explorer's widgets from the URL once per session; return a notice per ignored URL value."""
-    from kdviz import explorer
+    from kdviz.views import explorer
 
     for key in EXPLORER_KEPT:  # widgets of a hidden section would lose their value (Streamlit's widget clean-up)
         if key in st.session_state:
@@ -32,7 +32,7 @@ def explorer_state(datasets: list[str]) -> list[str]:
 
 def explorer_sync_url(dataset: str, image: int, temperature: float) -> None:
     """Mirror dataset, image and T in the URL (only our keys: other pages' and the owner id stay)."""
-    from kdviz.soft_labels import format_number
+    from kdviz.views.soft_labels import format_number
 
     for key, value in (("dataset", dataset), ("image", str(image)), ("temperature", format_number(temperature))):
         if st.query_params.get(key) != value:
@@ -41,7 +41,7 @@ def explorer_sync_url(dataset: str, image: int, temperature: float) -> None:
 
 @st.cache_resource(show_spinner=False)
 def explorer_dataset(name: str):
-    from kdviz.data import load_dataset
+    from kdviz.core.data import load_dataset
 
     return load_dataset(name)
 
@@ -49,8 +49,8 @@ def explorer_dataset(name: str):
 @st.cache_resource(show_spinner="Computing the teacher's logits on the test images…")
 def _explorer_teacher(file_key: str, _config):
     """(teacher model, (N, C) test logits), once per teacher file (its path and modification time)."""
-    from kdviz import explorer
-    from kdviz.teachers import load_cached
+    from kdviz.views import explorer
+    from kdviz.core.teachers import load_cached
 
     model, _ = load_cached(_config)
     return model, explorer.test_logits(model, explorer_dataset(_config.dataset))
@@ -58,7 +58,7 @@ def _explorer_teacher(file_key: str, _config):
 
 def _explorer_loaded_teacher(config):
     """(teacher, test logits) from the cache, or None when the file is missing or unusable."""
-    from kdviz.teachers import CacheError, is_cached, teacher_path
+    from kdviz.core.teachers import CacheError, is_cached, teacher_path
 
     if not is_cached(config):
         return None
@@ -71,7 +71,7 @@ def _explorer_loaded_teacher(config):
 
 def explorer_teacher(dataset: str):
     """The dataset's trained teacher and its test logits, or None after drawing the progress of its training."""
-    from kdviz import explorer
+    from kdviz.views import explorer
 
     config = explorer.teacher_for(dataset)
     teacher = _explorer_loaded_teacher(config)
@@ -82,12 +82,13 @@ def explorer_teacher(dataset: str):
 
 def explorer_teacher_task(config):
     """The background task preparing this teacher: the home page's for the default teacher, else its own."""
-    from kdviz import jobs, presets
-    from kdviz.teachers import prepare_teacher, teacher_key
+    from kdviz.runs import tasks
+    from kdviz.core import presets
+    from kdviz.core.teachers import prepare_teacher, teacher_key
 
     if config == presets.DEFAULT_TEACHER:
         return default_teacher_task()
-    return jobs.task_for(f"teacher-{teacher_key(config)}",
+    return tasks.task_for(f"teacher-{teacher_key(config)}",
                          lambda should_stop: prepare_teacher(config, "auto", should_stop))
 
 
@@ -117,16 +118,16 @@ def _explorer_teacher_wait(config) -> None:
 
 @st.cache_resource(show_spinner="Loading the students and their logits on the test images…", max_entries=8)
 def _explorer_students(dataset: str, run_id: str | None, runs_root: str):
-    from kdviz import explorer
-    from kdviz.runstore import RunStore
+    from kdviz.views import explorer
+    from kdviz.runs.store import RunStore
 
     return explorer.load_students(explorer_dataset(dataset), run_id, RunStore(runs_root))
 
 
 def explorer_students(dataset: str):
     """The untrained student and, from the newest completed run on this dataset, the hard-label and KD students."""
-    from kdviz import explorer
-    from kdviz.paths import runs_dir
+    from kdviz.views import explorer
+    from kdviz.core.paths import runs_dir
 
     return _explorer_students(dataset, explorer.latest_completed_run(dataset), str(runs_dir()))
 
@@ -134,7 +135,7 @@ def explorer_students(dataset: str):
 @st.cache_resource(show_spinner=False)
 def explorer_thumbnails(dataset: str, scale: int) -> list[bytes]:
     """Every test image as a small PNG (enlarged with crisp pixels), rendered once per dataset."""
-    from kdviz import images
+    from kdviz.views import images
 
     data = explorer_dataset(dataset)
     return [images.to_png(pixels, scale) for pixels in data.to_pixels(data.test_x)]
@@ -142,8 +143,8 @@ def explorer_thumbnails(dataset: str, scale: int) -> list[bytes]:
 
 def explorer_run_offer(dataset: str) -> None:
     """No finished run yet: offer to start the dataset's preset, then follow it until its students exist."""
-    from kdviz import explorer
-    from kdviz.presets import PRESETS
+    from kdviz.views import explorer
+    from kdviz.core.presets import PRESETS
 
     preset = explorer.preset_for(dataset)
     key = f"ie.run.{dataset}"
@@ -163,7 +164,7 @@ def explorer_run_offer(dataset: str) -> None:
 
 @st.fragment(run_every=1.0)
 def _explorer_run_wait(run_id: str, key: str) -> None:
-    from kdviz import runview
+    from kdviz.views import run_view
 
     run = core.run_manager().get(run_id)
     if run is None or run.state in ("cancelled", "diverged", "failed", "interrupted"):
@@ -178,7 +179,7 @@ def _explorer_run_wait(run_id: str, key: str) -> None:
     elif run.state == "completed":
         st.warning(f"Run {run_id} finished but its students could not be saved.", icon=":material/warning:")
         return
-    state = runview.progress(run.events)
+    state = run_view.progress(run.events)
     phase = "training the teacher" if state["phase"] == "teacher" else "distilling"
     st.progress(state["fraction"], text=f"Run {run_id}: {run.state}, {phase}…")
     st.caption(f"[Watch it on the live distillation page](live_distillation?run={run_id}); this page fills in "
@@ -194,7 +195,7 @@ def explorer_reset() -> None:
 
 def explorer_image(n_images: int) -> int:
     """The chosen test image, clamped to the test set (a link may name one that does not exist)."""
-    from kdviz import explorer
+    from kdviz.views import explorer
 
     image, message = explorer.clamp_image(int(st.session_state.get("ie.image", 0)), n_images)
     if message:
@@ -235,7 +236,9 @@ def explorer_picked(dataset: str, image: int, teacher_logits, students) -> None:
     """The chosen image, large, with what the teacher says about it and where the students come from."""
     import dataclasses
 
-    from kdviz import images, kd
+    from kdviz.views import images
+
+    from kdviz.core import kd
 
     data = explorer_dataset(dataset)
     pixels = data.to_pixels(data.test_x[image])
@@ -261,8 +264,10 @@ def explorer_prediction(classes, label, teacher_logits, students: dict, temperat
     then the logits."""
     import numpy as np
 
-    from kdviz import charts, kd
-    from kdviz.soft_labels import format_probability
+    from kdviz.views import charts
+
+    from kdviz.core import kd
+    from kdviz.views.soft_labels import format_probability
 
     teacher = kd.softmax(teacher_logits, temperature)
     probs = {role: kd.softmax(z, temperature) for role, z in students.items()}
@@ -283,7 +288,7 @@ def explorer_prediction(classes, label, teacher_logits, students: dict, temperat
 
 def explorer_summary(classes, label, logits: dict, temperature: float) -> None:
     """Every model's guess, probability of the true class and KL from the teacher at T."""
-    from kdviz import charts, explorer
+    from kdviz.views import charts, explorer
 
     rows = explorer.summary_rows(tuple(classes), logits["teacher"],
                                  {role: z for role, z in logits.items() if role != "teacher"}, label, temperature,
@@ -301,7 +306,9 @@ def explorer_convergence(students, image: int, labels, teacher_logits, classes, 
     """The run's students on this image at every epoch, approaching the teacher (for the run's probe images)."""
     import numpy as np
 
-    from kdviz import charts, explorer, kd
+    from kdviz.views import charts, explorer
+
+    from kdviz.core import kd
 
     history = students.history
     if history is None:
@@ -343,7 +350,7 @@ def explorer_upload(dataset: str, input_shape):
 
     The last good upload (a small copy) is remembered for the session, so switching sections does not lose it.
     """
-    from kdviz import images
+    from kdviz.views import images
 
     uploaded = st.file_uploader("Upload a picture of a digit", type=images.EXTENSIONS, key="ie.upload",
                                 on_change=_explorer_upload_changed,
@@ -368,7 +375,7 @@ def explorer_upload(dataset: str, input_shape):
 
 def explorer_upload_preview(prepared, input_shape) -> None:
     """The upload beside what the model sees."""
-    from kdviz import images
+    from kdviz.views import images
 
     original, processed = st.container(border=True).columns(2, vertical_alignment="center")
     original.image(images.preview_png(prepared.original), caption="your image")
@@ -381,7 +388,7 @@ def explorer_upload_preview(prepared, input_shape) -> None:
 def explorer_cell_pickers(matrix, classes) -> tuple[int, int]:
     """A heatmap cell chosen with two selectboxes (a click on the heatmap sets them too); starts at the most
     alike pair."""
-    from kdviz import explorer
+    from kdviz.views import explorer
 
     pair = explorer.most_alike(matrix, 1)
     seed("ie.cell_true", pair[0][0] if pair else 0)

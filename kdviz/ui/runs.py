@@ -19,10 +19,10 @@ def distill_config_form(preset: str):
     """Widgets for every engine option, prefilled from the preset; returns (DistillConfig or None, problem)."""
     import dataclasses
 
-    from kdviz.data import list_datasets
-    from kdviz.engine import available_devices, check_config
-    from kdviz.models import ModelSpec, list_models
-    from kdviz.presets import get_preset
+    from kdviz.core.data import list_datasets
+    from kdviz.core.engine import available_devices, check_config
+    from kdviz.core.models import ModelSpec, list_models
+    from kdviz.core.presets import get_preset
 
     base = get_preset(preset)
     key = lambda name: f"{preset}:{name}"  # noqa: E731 — a new preset starts from its own defaults
@@ -78,9 +78,9 @@ def distill_config_form(preset: str):
 
 @st.cache_data(show_spinner=False)
 def lecture_case_table():
-    from kdviz import runview
+    from kdviz.views import run_view
 
-    return runview.lecture_rows()
+    return run_view.lecture_rows()
 
 
 def run_panel(run_id: str) -> None:
@@ -104,10 +104,10 @@ def _live_run(run_id: str) -> None:
 
 
 def _draw_run(run) -> None:
-    from kdviz import run_charts, runview
+    from kdviz.views import run_charts, run_view
 
     manager, lecture = core.run_manager(), lecture_mode()
-    state = runview.progress(run.events)
+    state = run_view.progress(run.events)
     mine = run.owner == owner_id()
     badge = {"queued": ":material/hourglass_top:", "running": ":material/directions_run:",
              "paused": ":material/pause_circle:", "completed": ":material/check_circle:",
@@ -137,7 +137,7 @@ def _draw_run(run) -> None:
         (st.error if run.state in ("diverged", "failed") else st.info)(run.message)
     if mine:
         _run_controls(run)
-    losses, accuracies = runview.loss_frame(run.events), runview.accuracy_frame(run.events)
+    losses, accuracies = run_view.loss_frame(run.events), run_view.accuracy_frame(run.events)
     if len(accuracies):
         left, right = st.columns(2)
         left.plotly_chart(run_charts.loss_chart(losses, lecture), key=f"loss-{run.id}")
@@ -169,9 +169,9 @@ def _detach(run_id: str) -> None:
 
 
 def _case_study(run) -> None:
-    from kdviz import runview
-    from kdviz.data import load_dataset
-    from kdviz.engine import config_from_dict
+    from kdviz.views import run_view
+    from kdviz.core.data import load_dataset
+    from kdviz.core.engine import config_from_dict
 
     config = config_from_dict(run.config)
     try:
@@ -180,7 +180,7 @@ def _case_study(run) -> None:
                  for spec in (config.student, config.teacher.model)]
     except ValueError:
         names = [config.student.describe(), config.teacher.model.describe()]
-    won, sentence = runview.verdict(run.summary)
+    won, sentence = run_view.verdict(run.summary)
     if run.state != "completed":
         epoch = max((e["epoch"] for e in run.events if e["event"] == "EpochEnd"), default=0)
         sentence = f"When the run was {run.state} (after epoch {epoch}): {sentence[0].lower()}{sentence[1:]}"
@@ -189,7 +189,7 @@ def _case_study(run) -> None:
                "size (MB)": st.column_config.NumberColumn(format="%.2f"),
                "test accuracy (%)": st.column_config.NumberColumn(format="%.2f")}
     st.markdown(f"**This run** ({config.dataset}, {run.summary['n_test']} test images)")
-    st.dataframe(runview.case_study(run.summary, *names), hide_index=True, column_config=columns)
+    st.dataframe(run_view.case_study(run.summary, *names), hide_index=True, column_config=columns)
     st.markdown("**The lecture's case study** (ImageNet top-1 as given in the lecture; parameters counted from "
                 "torchvision's ResNet definitions, 4 bytes each)")
     st.dataframe(lecture_case_table(), hide_index=True, column_config=columns)
@@ -197,14 +197,14 @@ def _case_study(run) -> None:
 
 def run_actions(run) -> None:
     """Open, download (metrics CSV, students' weights) and delete one run of the history."""
-    from kdviz import runview
+    from kdviz.views import run_view
 
     manager = core.run_manager()
     open_, csv, weights, delete = st.columns(4)
     if open_.button("Open", key=f"open-{run.id}"):
         st.query_params["run"] = run.id
         st.rerun()
-    csv.download_button("Metrics (CSV)", runview.metrics_csv(run.events), f"kdviz-{run.id}.csv", "text/csv",
+    csv.download_button("Metrics (CSV)", run_view.metrics_csv(run.events), f"kdviz-{run.id}.csv", "text/csv",
                         key=f"csv-{run.id}", on_click="ignore")
     students = manager.store.students_path(run.id)
     if students.is_file():
@@ -223,11 +223,11 @@ def start_sweep(manager, owner: str, config, parameter: str, text: str) -> str:
     """Queue one run per value; returns the sweep id (every run is tagged with it)."""
     import secrets
 
-    from kdviz import runview
+    from kdviz.views import run_view
 
-    configs = runview.sweep_configs(config, parameter, runview.parse_sweep_values(parameter, text))
+    configs = run_view.sweep_configs(config, parameter, run_view.parse_sweep_values(parameter, text))
     sweep_id = secrets.token_hex(4)
-    for value, sweep_config in zip(runview.parse_sweep_values(parameter, text), configs):
+    for value, sweep_config in zip(run_view.parse_sweep_values(parameter, text), configs):
         manager.submit(sweep_config, owner, tags={"sweep": sweep_id, "parameter": parameter, "value": value})
     return sweep_id
 
@@ -249,18 +249,18 @@ def _live_sweep(sweep_id: str) -> None:
 
 
 def _draw_sweep(runs) -> None:
-    from kdviz import run_charts, runview
+    from kdviz.views import run_charts, run_view
 
     if not runs:
         st.warning("This sweep has no runs on this server.")
         return
     parameter = runs[0].tags["parameter"]
     done = sum(not run.live for run in runs)
-    st.progress(done / len(runs), text=f"sweep over {runview.SWEEP_PARAMETERS[parameter]}: {done} of {len(runs)} "
+    st.progress(done / len(runs), text=f"sweep over {run_view.SWEEP_PARAMETERS[parameter]}: {done} of {len(runs)} "
                                        "runs finished")
-    frame = runview.sweep_frame(runs)
+    frame = run_view.sweep_frame(runs)
     if len(frame):
-        st.plotly_chart(run_charts.sweep_chart(frame, runview.SWEEP_PARAMETERS[parameter], lecture_mode()),
+        st.plotly_chart(run_charts.sweep_chart(frame, run_view.SWEEP_PARAMETERS[parameter], lecture_mode()),
                         key="sweep-chart")
         table = frame.assign(hard=100 * frame["hard"], kd=100 * frame["kd"], gain=100 * (frame["kd"] - frame["hard"]))
         st.dataframe(table.rename(columns={"value": parameter, "hard": "hard-label student (%)",

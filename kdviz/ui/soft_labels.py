@@ -8,7 +8,7 @@ from kdviz.ui.core import default_teacher_task, seed, sync_query_params
 SOFT_LABELS_STATE = "soft_labels.state"
 def soft_labels_state():
     """(state, notices): the page's state, parsed once per session from the URL (with a notice per bad value)."""
-    from kdviz import soft_labels
+    from kdviz.views import soft_labels
 
     if SOFT_LABELS_STATE not in st.session_state:
         state, notices = soft_labels.parse_query(st.query_params.to_dict())
@@ -21,7 +21,7 @@ def update_soft_labels_state(**changes):
     """Replace fields of the page's state, keep it for the session and mirror it in the URL."""
     import dataclasses
 
-    from kdviz import soft_labels
+    from kdviz.views import soft_labels
 
     state = dataclasses.replace(st.session_state[SOFT_LABELS_STATE], **changes)
     st.session_state[SOFT_LABELS_STATE] = state
@@ -33,7 +33,7 @@ def custom_logits_editor(state):
     """The editable logits table and the true class; returns the last valid Logits, with an error next to the table."""
     import dataclasses
 
-    from kdviz import soft_labels
+    from kdviz.views import soft_labels
 
     if "sl.table_rows" not in st.session_state:  # the editor's base rows: fixed while the user edits them
         st.session_state["sl.table_rows"] = soft_labels.table_rows(state.custom)
@@ -67,14 +67,14 @@ def custom_logits_editor(state):
 
 @st.cache_resource(show_spinner="Computing the teacher's and the student's logits on the test images…", max_entries=8)
 def _image_logits(student_model: str, run_id: str | None):
-    from kdviz.image_logits import load_image_logits
+    from kdviz.views.image_logits import load_image_logits
 
     return load_image_logits(student_model, run_id)
 
 
 def image_logits(student_model: str):
     """Process-wide: the logits of every test image, computed once per student and run (torch is imported here)."""
-    from kdviz.image_logits import latest_run
+    from kdviz.views.image_logits import latest_run
 
     return _image_logits(student_model, None if student_model == "untrained" else latest_run())
 
@@ -82,9 +82,9 @@ def image_logits(student_model: str):
 def image_example(state):
     """Pick a test image (thumbnail shown) and a student; returns (Logits, the student's name), or (None, None) with a
     message while no teacher is cached."""
-    from kdviz import soft_labels
-    from kdviz.image_logits import NoRunYet, teacher_ready
-    from kdviz.teachers import CacheError
+    from kdviz.views import soft_labels
+    from kdviz.views.image_logits import NoRunYet, teacher_ready
+    from kdviz.core.teachers import CacheError
 
     if not teacher_ready():
         st.info("The default teacher (MLP 784-1200-1200-10 on mnist5k) is not trained yet. It trains once, in the "

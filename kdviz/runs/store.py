@@ -7,7 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
-from kdviz.paths import atomic_write_text, runs_dir
+from kdviz.core.paths import atomic_write_text, runs_dir
 
 LIVE_STATES = ("queued", "running", "paused")
 FINAL_STATES = ("completed", "cancelled", "diverged", "failed", "interrupted")
@@ -106,9 +106,9 @@ class RunStore:
         """The trained hard-label and KD students of a completed run: (DistillConfig, {"hard": model, "kd": model})."""
         import torch
 
-        from kdviz.data import load_dataset
-        from kdviz.engine import config_from_dict
-        from kdviz.models import create_model
+        from kdviz.core.data import load_dataset
+        from kdviz.core.engine import config_from_dict
+        from kdviz.core.models import create_model
 
         record = torch.load(self.students_path(run_id), map_location="cpu", weights_only=True)
         config = config_from_dict(record["config"])

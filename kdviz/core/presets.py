@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from kdviz.engine import DistillConfig, TeacherConfig
-from kdviz.models import ModelSpec
+from kdviz.core.engine import DistillConfig, TeacherConfig
+from kdviz.core.models import ModelSpec
 
 # The default teacher: Hinton 2015 §3's MNIST teacher, 784-1200-1200-10 trained on ±2-pixel jittered images.
 DEFAULT_TEACHER = TeacherConfig("mnist5k", ModelSpec("mlp", 1200, 2), epochs=20, batch_size=128,
@@ -38,7 +38,7 @@ def get_preset(name: str) -> DistillConfig:
 
 def teachers_to_prepare() -> list[TeacherConfig]:
     """The teachers `python -m kdviz prepare` trains: those of the offline presets."""
-    from kdviz.data import offline_names
+    from kdviz.core.data import offline_names
 
     configs = [config.teacher for _, config in PRESETS.values() if config.teacher.dataset in offline_names()]
     return list(dict.fromkeys(configs))

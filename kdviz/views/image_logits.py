@@ -13,13 +13,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from kdviz.data import Dataset, load_dataset
-from kdviz.engine import predict_logits
-from kdviz.models import create_model
-from kdviz.presets import DEFAULT_TEACHER, get_preset
-from kdviz.runstore import RunStore
-from kdviz.soft_labels import Logits
-from kdviz.teachers import is_cached, load_cached
+from kdviz.core.data import Dataset, load_dataset
+from kdviz.core.engine import predict_logits
+from kdviz.core.models import create_model
+from kdviz.core.presets import DEFAULT_TEACHER, get_preset
+from kdviz.runs.store import RunStore
+from kdviz.views.soft_labels import Logits
+from kdviz.core.teachers import is_cached, load_cached
 
 
 class NoRunYet(LookupError):
@@ -53,7 +53,7 @@ def _trained_student(role: str) -> Callable[[Dataset, str | None], nn.Module]:
     return build
 
 
-# Where the student's logits come from, by the names of kdviz.soft_labels.STUDENT_MODELS: an untrained student, or
+# Where the student's logits come from, by the names of kdviz.views.soft_labels.STUDENT_MODELS: an untrained student, or
 # the hard-label / KD student of the latest finished run of the default teacher (KDVIZ_HOME/runs).
 STUDENT_BUILDERS: dict[str, Callable[[Dataset, str | None], nn.Module]] = {
     "untrained": _untrained_student, "hard": _trained_student("hard"), "kd": _trained_student("kd")}

@@ -107,7 +107,7 @@ def lecture_rows() -> pd.DataFrame:
     """The lecture's ImageNet case study, with parameters counted from torchvision's ResNet definitions."""
     from torchvision.models import resnet50, resnet152
 
-    from kdviz.models import count_parameters
+    from kdviz.core.models import count_parameters
 
     teacher, student = count_parameters(resnet152()), count_parameters(resnet50())
     case = LECTURE_CASE
@@ -153,7 +153,7 @@ def sweep_configs(base, parameter: str, values: list[float]) -> list:
     """One DistillConfig per value (each validated), everything else as in base."""
     import dataclasses
 
-    from kdviz.engine import check_config
+    from kdviz.core.engine import check_config
 
     configs = []
     for value in values:

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdviz.data import Dataset, check_dataset_name, load_dataset, random_shift, stratified_subset
-from kdviz.kd import check_alpha, check_temperature, distillation_loss
-from kdviz.models import ModelSpec, check_spec, count_parameters, create_model, size_bytes
+from kdviz.core.data import Dataset, check_dataset_name, load_dataset, random_shift, stratified_subset
+from kdviz.core.kd import check_alpha, check_temperature, distillation_loss
+from kdviz.core.models import ModelSpec, check_spec, count_parameters, create_model, size_bytes
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # A loss above this many nats has diverged even if still finite: cross-entropy starts at ln(classes) ≈ 2.3 and

@@ -14,7 +14,7 @@ from typing import Mapping
 
 import numpy as np
 
-from kdviz import kd
+from kdviz.core import kd
 
 MIN_CLASSES, MAX_CLASSES = 2, 20
 MAX_ABS_LOGIT = 1e6  # kd.softmax is stable up to here; beyond it z / T can overflow to inf at T = 0.1

@@ -12,10 +12,10 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from kdviz.engine import Event, Finished, Notice, TeacherConfig, check_teacher_config, run_to_end, train_teacher
-from kdviz.data import load_dataset
-from kdviz.models import create_model
-from kdviz.paths import atomic_write_bytes, teachers_dir
+from kdviz.core.engine import Event, Finished, Notice, TeacherConfig, check_teacher_config, run_to_end, train_teacher
+from kdviz.core.data import load_dataset
+from kdviz.core.models import create_model
+from kdviz.core.paths import atomic_write_bytes, teachers_dir
 
 FORMAT = 1
 _locks: dict[str, threading.Lock] = {}

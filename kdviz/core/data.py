@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from kdviz.paths import data_dir
+from kdviz.core.paths import data_dir
 
 SPLIT_SEED = 0  # the train/test split is fixed for everyone, so accuracies are comparable across runs
 

@@ -1,14 +1,14 @@
-"""kdviz.jobs: an event stream in a background thread that pages poll, cancel, and share by name."""
+"""kdviz.runs.tasks: an event stream in a background thread that pages poll, cancel, and share by name."""
 from __future__ import annotations
 
 import threading
 
 import pytest
 
-from kdviz import jobs
-from kdviz.engine import EpochEnd, Finished, Notice, Started, StepLosses, TeacherConfig, train_teacher
-from kdviz.jobs import BackgroundTask, task_for
-from kdviz.models import ModelSpec
+from kdviz.runs import tasks
+from kdviz.core.engine import EpochEnd, Finished, Notice, Started, StepLosses, TeacherConfig, train_teacher
+from kdviz.runs.tasks import BackgroundTask, task_for
+from kdviz.core.models import ModelSpec
 
 TIMEOUT = 30
 
@@ -16,9 +16,9 @@ TIMEOUT = 30
 @pytest.fixture(autouse=True)
 def fresh_tasks(monkeypatch):
     """Each test sees an empty process-wide task table, and nothing it starts outlives it."""
-    monkeypatch.setattr(jobs, "_tasks", {})
+    monkeypatch.setattr(tasks, "_tasks", {})
     yield
-    for task in jobs._tasks.values():
+    for task in tasks._tasks.values():
         task.cancel()
         task.join(TIMEOUT)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from kdviz.charts import COLORS, ROLE_NAMES, fast_figure, title_block, top_margin
+from kdviz.views.charts import COLORS, ROLE_NAMES, fast_figure, title_block, top_margin
 
 LOSS_STYLES = {  # series → (colour, dash, legend name)
     "hard": (COLORS["hard"], "solid", "hard-label student: CE"),

@@ -13,12 +13,12 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from kdviz import kd, presets
-from kdviz.data import Dataset, offline_names
-from kdviz.engine import DistillConfig, TeacherConfig, predict_logits
-from kdviz.models import create_model
-from kdviz.runstore import RunStore
-from kdviz.soft_labels import DEFAULT_TEMPERATURE, snap_temperature
+from kdviz.core import kd, presets
+from kdviz.core.data import Dataset, offline_names
+from kdviz.core.engine import DistillConfig, TeacherConfig, predict_logits
+from kdviz.core.models import create_model
+from kdviz.runs.store import RunStore
+from kdviz.views.soft_labels import DEFAULT_TEMPERATURE, snap_temperature
 
 GALLERY_SIZE = 60
 ORDERS = {"mixed": "a few of each class", "unsure": "most unsure first", "mistakes": "teacher's mistakes only",
@@ -31,7 +31,7 @@ STUDENT_ROLES = ("untrained", "hard", "kd")
 def teacher_for(dataset: str) -> TeacherConfig | None:
     """The teacher the explorer uses for a dataset: the app's default teacher, else the first preset's that fits.
 
-    Read at call time from kdviz.presets, so tests can swap presets.DEFAULT_TEACHER for a tiny one.
+    Read at call time from kdviz.core.presets, so tests can swap presets.DEFAULT_TEACHER for a tiny one.
     """
     if presets.DEFAULT_TEACHER.dataset == dataset:
         return presets.DEFAULT_TEACHER

@@ -1,100 +1,8 @@
-"""Background tasks: run an event stream in a thread, record its events, let any page poll or cancel it."""
+"""The run manager: a FIFO queue of distillation runs served by worker threads, persisted by the run store."""
 from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Iterator
-
-from kdviz.engine import EpochEnd, Finished, Notice, Started, StepLosses
-
-StreamFactory = Callable[[Callable[[], bool]], Iterator]  # should_stop → events
-
-
-class BackgroundTask:
-    """One event stream consumed in a daemon thread; state is read by UI polls (never by blocking on it)."""
-
-    def __init__(self, name: str, make_events: StreamFactory):
-        self.name = name
-        self._make_events = make_events
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self.state = "pending"  # pending → running → completed | cancelled | diverged | failed
-        self.started: Started | None = None
-        self.step = 0
-        self.last_epoch: EpochEnd | None = None
-        self.notices: list[str] = []
-        self.finished: Finished | None = None
-        self.error: str | None = None
-        self.started_at: float | None = None
-        self._thread = threading.Thread(target=self._run, name=f"kdviz-{name}", daemon=True)
-
-    def start(self) -> "BackgroundTask":
-        self._thread.start()
-        return self
-
-    def cancel(self) -> None:
-        self._stop.set()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    @property
-    def done(self) -> bool:
-        return self.state in ("completed", "cancelled", "diverged", "failed")
-
-    def progress(self) -> float:
-        """Fraction of steps done, in [0, 1]."""
-        with self._lock:
-            if self.done:
-                return 1.0
-            total = self.started.total_steps if self.started else 0
-            return min(self.step / total, 1.0) if total else 0.0
-
-    def _run(self) -> None:
-        self.state, self.started_at = "running", time.monotonic()
-        try:
-            for event in self._make_events(self._stop.is_set):
-                with self._lock:
-                    if isinstance(event, Started):
-                        self.started = event
-                    elif isinstance(event, StepLosses):
-                        self.step = event.step
-                    elif isinstance(event, EpochEnd):
-                        self.last_epoch = event
-                    elif isinstance(event, Notice):
-                        self.notices.append(event.message)
-                    elif isinstance(event, Finished):
-                        self.finished = event
-            self.state = self.finished.status if self.finished else "failed"
-        except Exception as error:  # a task must never take the server down; the UI shows the message
-            self.error = f"{type(error).__name__}: {error}"
-            self.state = "failed"
-
-
-_tasks: dict[str, BackgroundTask] = {}
-_tasks_guard = threading.Lock()
-
-
-def stop_all_tasks(timeout: float = 30.0) -> None:
-    """Cancel every background task and wait for their threads (tests, server shutdown)."""
-    with _tasks_guard:
-        tasks = list(_tasks.values())
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        task.join(timeout)
-
-
-def task_for(name: str, make_events: StreamFactory) -> BackgroundTask:
-    """The process-wide task with this name, started on first request (and restarted if it failed)."""
-    with _tasks_guard:
-        task = _tasks.get(name)
-        if task is None or task.state in ("failed", "cancelled"):
-            task = _tasks[name] = BackgroundTask(name, make_events).start()
-        return task
-
-
-# ---- the run manager -------------------------------------------------------------------------------------------
 
 class Run:
     """A distillation run as the app sees it: config, state, and its events (in memory while the server lives)."""
@@ -135,7 +43,7 @@ class RunManager:
     """
 
     def __init__(self, store=None, workers: int = 1, max_queued_per_owner: int = 8, max_queued: int = 64):
-        from kdviz.runstore import RunStore
+        from kdviz.runs.store import RunStore
 
         self.store = store or RunStore()
         self.max_queued_per_owner, self.max_queued = max_queued_per_owner, max_queued
@@ -153,8 +61,8 @@ class RunManager:
     def submit(self, config, owner: str, tags: dict | None = None) -> str:
         import dataclasses
 
-        from kdviz.engine import check_config
-        from kdviz.runstore import new_run_id
+        from kdviz.core.engine import check_config
+        from kdviz.runs.store import new_run_id
 
         check_config(config)
         with self._lock:
@@ -220,7 +128,7 @@ class RunManager:
 
     def get(self, run_id: str) -> Run | None:
         """A live run from memory, or a past one from disk (None when it does not exist)."""
-        from kdviz.runstore import is_valid_run_id
+        from kdviz.runs.store import is_valid_run_id
 
         if not is_valid_run_id(run_id):
             return None
@@ -259,8 +167,8 @@ class RunManager:
             self._execute(run)
 
     def _execute(self, run: Run) -> None:
-        from kdviz.engine import distill
-        from kdviz.teachers import prepare_teacher
+        from kdviz.core.engine import distill
+        from kdviz.core.teachers import prepare_teacher
 
         config = run.config_object
         run.state, run.started_at = "running", time.time()
@@ -284,7 +192,7 @@ class RunManager:
 
     def _phase(self, run: Run, phase: str, events):
         """Record one event stream; return its Finished event if it completed, else finish the run and return None."""
-        from kdviz.engine import Finished, event_to_dict
+        from kdviz.core.engine import Finished, event_to_dict
 
         finished, pending = None, []
         for event in events:
@@ -335,7 +243,7 @@ class RunManager:
 
         import torch
 
-        from kdviz.paths import atomic_write_bytes
+        from kdviz.core.paths import atomic_write_bytes
 
         buffer = io.BytesIO()
         torch.save({"config": run.config, **{f"{name}_state_dict": model.state_dict()

@@ -1,0 +1,1 @@
+"""The ML core of kdviz, importable without Streamlit: KD math, data, models, the engine, cached teachers, presets."""

@@ -1,0 +1,94 @@
+"""Background tasks: one event stream in a daemon thread (e.g. training a teacher) that any page polls or cancels."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Iterator
+
+from kdviz.core.engine import EpochEnd, Finished, Notice, Started, StepLosses
+
+StreamFactory = Callable[[Callable[[], bool]], Iterator]  # should_stop → events
+
+
+class BackgroundTask:
+    """One event stream consumed in a daemon thread; state is read by UI polls (never by blocking on it)."""
+
+    def __init__(self, name: str, make_events: StreamFactory):
+        self.name = name
+        self._make_events = make_events
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.state = "pending"  # pending → running → completed | cancelled | diverged | failed
+        self.started: Started | None = None
+        self.step = 0
+        self.last_epoch: EpochEnd | None = None
+        self.notices: list[str] = []
+        self.finished: Finished | None = None
+        self.error: str | None = None
+        self.started_at: float | None = None
+        self._thread = threading.Thread(target=self._run, name=f"kdviz-{name}", daemon=True)
+
+    def start(self) -> "BackgroundTask":
+        self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    @property
+    def done(self) -> bool:
+        return self.state in ("completed", "cancelled", "diverged", "failed")
+
+    def progress(self) -> float:
+        """Fraction of steps done, in [0, 1]."""
+        with self._lock:
+            if self.done:
+                return 1.0
+            total = self.started.total_steps if self.started else 0
+            return min(self.step / total, 1.0) if total else 0.0
+
+    def _run(self) -> None:
+        self.state, self.started_at = "running", time.monotonic()
+        try:
+            for event in self._make_events(self._stop.is_set):
+                with self._lock:
+                    if isinstance(event, Started):
+                        self.started = event
+                    elif isinstance(event, StepLosses):
+                        self.step = event.step
+                    elif isinstance(event, EpochEnd):
+                        self.last_epoch = event
+                    elif isinstance(event, Notice):
+                        self.notices.append(event.message)
+                    elif isinstance(event, Finished):
+                        self.finished = event
+            self.state = self.finished.status if self.finished else "failed"
+        except Exception as error:  # a task must never take the server down; the UI shows the message
+            self.error = f"{type(error).__name__}: {error}"
+            self.state = "failed"
+
+
+_tasks: dict[str, BackgroundTask] = {}
+_tasks_guard = threading.Lock()
+
+
+def stop_all_tasks(timeout: float = 30.0) -> None:
+    """Cancel every background task and wait for their threads (tests, server shutdown)."""
+    with _tasks_guard:
+        tasks = list(_tasks.values())
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        task.join(timeout)
+
+
+def task_for(name: str, make_events: StreamFactory) -> BackgroundTask:
+    """The process-wide task with this name, started on first request (and restarted if it failed)."""
+    with _tasks_guard:
+        task = _tasks.get(name)
+        if task is None or task.state in ("failed", "cancelled"):
+            task = _tasks[name] = BackgroundTask(name, make_events).start()
+        return task
