@@ -47,8 +47,14 @@ def test_parse_query_valid_and_invalid():
     assert query == explorer.Query("mnist5k", 0, 1.0) and len(notices) == 3
     query, notices = explorer.parse_query({"temperature": "3.3"}, ["mnist5k"])
     assert query.temperature == 3.0 and "nearest" not in notices[0] and "3.3" in notices[0]
-    assert explorer.clamp_image(999, 100) == (0, explorer.clamp_image(999, 100)[1])
+    image, notice = explorer.clamp_image(999, 100)
+    assert image == 0
+    assert "100 images" in notice and "0 to 99" in notice and "showing image 0 instead of 999" in notice
+    image, notice = explorer.clamp_image(-3, 100)
+    assert image == 0 and "instead of -3" in notice
+    assert explorer.clamp_image(100, 100)[0] == 0  # one past the end is out of range too
     assert explorer.clamp_image(5, 100) == (5, None)
+    assert explorer.clamp_image(99, 100) == (99, None)
 
 
 # ---- gallery ---------------------------------------------------------------------------------------------------
