@@ -1,8 +1,16 @@
-"""Shared fixtures: a private KDVIZ_HOME for every test, a live Streamlit server and a headless Chromium."""
+"""Shared fixtures and helpers: a private KDVIZ_HOME for every test, a live Streamlit server, a headless Chromium,
+bounded waits (wait_until, wait_for_run) and run managers that are always shut down (make_manager).
+
+Browser tests (marked `browser`) need Debian's chromium. Without it they FAIL with the command that installs it;
+they are skipped only when asked for with KDVIZ_SKIP_BROWSER=1, and then the summary line says so.
+"""
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -10,6 +18,95 @@ from bench.appserver import app_server as app_server_process
 from bench.appserver import launch_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
+SKIP_BROWSER_VARIABLE = "KDVIZ_SKIP_BROWSER"
+BROWSER_SKIPPED = "browser tests skipped: KDVIZ_SKIP_BROWSER=1"
+BROWSER_SKIPPED_CATEGORY = "skipped browser tests (KDVIZ_SKIP_BROWSER=1)"
+NO_CHROMIUM = ("chromium is not installed, so the browser tests cannot run. Install Debian's package with "
+               "`sudo apt-get install -y chromium` (never `playwright install`), or skip them on purpose with "
+               "KDVIZ_SKIP_BROWSER=1.")
+
+
+def browser_tests_skipped() -> bool:
+    """True only when the user asked for it: KDVIZ_SKIP_BROWSER=1."""
+    return os.environ.get(SKIP_BROWSER_VARIABLE, "").strip() == "1"
+
+
+# ---- browser tests: marked, skipped only on request, and said so in the summary --------------------------------
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()) and item.get_closest_marker("browser") is None:
+            item.add_marker(pytest.mark.browser)  # a test that drives Chromium is a browser test, marked or not
+        if browser_tests_skipped() and item.get_closest_marker("browser") is not None:
+            item.add_marker(pytest.mark.skip(reason=BROWSER_SKIPPED))
+
+
+def pytest_report_teststatus(report, config):
+    """Skipped browser tests get their own word in the summary line ("3 skipped browser tests (...)")."""
+    if report.skipped and report.when == "setup" and isinstance(report.longrepr, tuple) \
+            and BROWSER_SKIPPED in str(report.longrepr[2]):
+        return BROWSER_SKIPPED_CATEGORY, "s", "SKIPPED (KDVIZ_SKIP_BROWSER=1)"
+    return None
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    skipped = len(terminalreporter.stats.get(BROWSER_SKIPPED_CATEGORY, []))
+    if skipped:
+        terminalreporter.section("browser tests NOT run", sep="=", yellow=True, bold=True)
+        terminalreporter.write_line(f"{BROWSER_SKIPPED}: {skipped} browser test(s) did not run. Unset "
+                                    f"{SKIP_BROWSER_VARIABLE} to run them (they need Debian's chromium: "
+                                    "apt-get install -y chromium).", yellow=True, bold=True)
+
+
+# ---- bounded waits ---------------------------------------------------------------------------------------------
+
+def wait_until(predicate: Callable[[], object], timeout: float = 60.0, what: str | Callable[[], str] = "a condition",
+               interval: float = 0.05, sleep: Callable[[float], None] = time.sleep):
+    """Poll predicate until it returns something truthy and return that; fail the test after timeout seconds.
+
+    what names the awaited thing in the failure message (a callable is asked only then, e.g. for the current state);
+    sleep lets a browser test wait with page.wait_for_timeout so Playwright keeps serving its events.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            description = what() if callable(what) else what
+            pytest.fail(f"timed out after {timeout:g} s waiting for {description}", pytrace=False)
+        sleep(interval)
+
+
+def wait_for_run(manager, run_id: str, timeout: float = 120.0):
+    """Wait until the run is no longer live (queued, running, paused) and return it; on timeout, fail the test with
+    the run's state and message."""
+    def finished():
+        run = manager.get(run_id)
+        assert run is not None, f"run {run_id} does not exist"
+        return None if run.live else run
+
+    def state() -> str:
+        run = manager.get(run_id)
+        return f"run {run_id} to finish (it is {run.state!r}, message {run.message!r})"
+
+    return wait_until(finished, timeout, what=state, interval=0.1)
+
+
+@pytest.fixture
+def make_manager():
+    """make_manager(...) → a RunManager(...) that is shut down at the end of the test, whatever happens."""
+    from kdviz.runs.manager import RunManager
+
+    managers = []
+
+    def make(*args, **kwargs) -> RunManager:
+        managers.append(RunManager(*args, **kwargs))
+        return managers[-1]
+
+    yield make
+    for manager in reversed(managers):
+        manager.shutdown()
 
 
 @pytest.fixture(autouse=True)
@@ -30,9 +127,12 @@ def app_server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def browser():
-    """Debian's chromium driven by Playwright (never a downloaded browser); skips where chromium is missing."""
+    """Debian's chromium driven by Playwright (never a downloaded browser); without chromium the test fails with
+    how to install it, unless KDVIZ_SKIP_BROWSER=1 asked for the browser tests to be skipped."""
+    if browser_tests_skipped():
+        pytest.skip(BROWSER_SKIPPED)
     if shutil.which("chromium") is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+        pytest.fail(NO_CHROMIUM, pytrace=False)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
