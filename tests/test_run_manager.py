@@ -9,8 +9,9 @@ import time
 
 import pytest
 
+from conftest import wait_for_run, wait_until
 from kdviz.core.engine import DistillConfig, TeacherConfig
-from kdviz.runs.manager import QueueFull, RunManager
+from kdviz.runs.manager import QueueFull
 from kdviz.core.models import ModelSpec
 from kdviz.runs.store import RunStore, is_valid_run_id
 
@@ -18,25 +19,18 @@ TINY = DistillConfig(TeacherConfig("digits", ModelSpec("mlp", 16, 1), epochs=1, 
                      ModelSpec("mlp", 8, 1), temperature=4.0, alpha=0.5, epochs=2, batch_size=64, train_subset=200)
 
 
-def wait_until(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def wait_done(manager, *run_ids, timeout=90.0):
-    assert wait_until(lambda: all(not manager.get(r).live for r in run_ids), timeout), \
-        [manager.get(r).state for r in run_ids]
+    for run_id in run_ids:
+        wait_for_run(manager, run_id, timeout)
+
+
+def distill_steps(manager, run_id: str) -> bool:
+    return any(e["event"] == "StepLosses" and e["phase"] == "distill" for e in manager.get(run_id).events)
 
 
 @pytest.fixture
-def manager():
-    manager = RunManager(workers=1)
-    yield manager
-    manager.shutdown()  # no worker may still be inside torch when the test process exits
+def manager(make_manager):
+    return make_manager(workers=1)  # shut down at the end: no worker may still be inside torch at exit
 
 
 def test_a_run_completes_with_events_summary_and_students_on_disk(manager):
@@ -64,14 +58,18 @@ def test_queue_is_first_in_first_out_and_concurrency_is_bounded(manager):
         original(run)
 
     manager._execute = gated
-    ids = [manager.submit(dataclasses.replace(TINY, seed=seed), "alice") for seed in range(3)]
-    assert wait_until(lambda: len(started) == 1)
-    time.sleep(0.3)
-    assert started == ids[:1], "one worker: only one run at a time"
-    assert [manager.queue_position(r) for r in ids] == [None, 1, 2]
-    gate.set()
-    wait_done(manager, *ids)
-    assert started == ids
+    try:
+        ids = [manager.submit(dataclasses.replace(TINY, seed=seed), "alice") for seed in range(3)]
+        wait_until(lambda: len(started) == 1, what="the first run to start")
+        time.sleep(0.3)  # room for a second worker to (wrongly) pick up a run
+        assert started == ids[:1], "one worker: only one run at a time"
+        assert [manager.queue_position(r) for r in ids] == [None, 1, 2]
+        gate.set()
+        wait_done(manager, *ids)
+        assert started == ids
+        assert [manager.get(r).state for r in ids] == ["completed"] * 3
+    finally:
+        gate.set()
 
 
 def test_cancel_a_queued_run_and_a_running_run_keeps_what_was_measured(manager):
@@ -79,8 +77,7 @@ def test_cancel_a_queued_run_and_a_running_run_keeps_what_was_measured(manager):
     first, second = manager.submit(slow, "alice"), manager.submit(TINY, "alice")
     manager.cancel(second)
     assert manager.get(second).state == "cancelled"
-    assert wait_until(lambda: any(e["event"] == "StepLosses" and e["phase"] == "distill"
-                                  for e in manager.get(first).events))
+    wait_until(lambda: distill_steps(manager, first), what="the first run's distillation steps")
     manager.cancel(first)
     wait_done(manager, first)
     run = manager.get(first)
@@ -90,8 +87,7 @@ def test_cancel_a_queued_run_and_a_running_run_keeps_what_was_measured(manager):
 
 def test_pause_blocks_progress_and_resume_continues(manager):
     run_id = manager.submit(dataclasses.replace(TINY, epochs=100), "alice")
-    assert wait_until(lambda: any(e["event"] == "StepLosses" and e["phase"] == "distill"
-                                  for e in manager.get(run_id).events))
+    wait_until(lambda: distill_steps(manager, run_id), what="the run's distillation steps")
     manager.pause(run_id)
     assert manager.get(run_id).state == "paused"
     time.sleep(0.3)
@@ -99,9 +95,10 @@ def test_pause_blocks_progress_and_resume_continues(manager):
     time.sleep(0.5)
     assert len(manager.get(run_id).events) <= count + 1, "a paused run takes no more steps"
     manager.resume_run(run_id)
-    assert wait_until(lambda: len(manager.get(run_id).events) > count + 5)
+    wait_until(lambda: len(manager.get(run_id).events) > count + 5, what="more steps after resume")
+    assert manager.get(run_id).state == "running"
     manager.cancel(run_id)
-    wait_done(manager, run_id)
+    assert wait_for_run(manager, run_id).state == "cancelled"
 
 
 def test_a_diverging_run_ends_with_its_message_and_keeps_its_data(manager):
@@ -114,7 +111,7 @@ def test_a_diverging_run_ends_with_its_message_and_keeps_its_data(manager):
     assert all(v == v and abs(v) != float("inf") for v in losses), "no NaN reaches the charts"
 
 
-def test_history_survives_a_restart_and_live_runs_become_interrupted(manager):
+def test_history_survives_a_restart_and_live_runs_become_interrupted(manager, make_manager):
     done = manager.submit(TINY, "alice")
     wait_done(manager, done)
     # A run that was live when the server died: its status still says "running".
@@ -124,7 +121,7 @@ def test_history_survives_a_restart_and_live_runs_become_interrupted(manager):
     store.append_events("20260101-000000-abcdef", [{"event": "StepLosses", "step": 1, "epoch": 1, "losses": {}}])
     with open(store.folder("20260101-000000-abcdef") / "events.jsonl", "a") as handle:
         handle.write('{"event": "StepLos')  # torn by the crash
-    restarted = RunManager()
+    restarted = make_manager()
     runs = {run.id: run for run in restarted.list_runs()}
     assert runs[done].state == "completed" and runs[done].summary == manager.get(done).summary
     crashed = runs["20260101-000000-abcdef"]
@@ -134,8 +131,7 @@ def test_history_survives_a_restart_and_live_runs_become_interrupted(manager):
 
 def test_deleting_the_run_folder_mid_run_loses_nothing(manager):
     run_id = manager.submit(dataclasses.replace(TINY, epochs=40), "alice")
-    assert wait_until(lambda: any(e["event"] == "StepLosses" and e["phase"] == "distill"
-                                  for e in manager.get(run_id).events))
+    wait_until(lambda: distill_steps(manager, run_id), what="the run's distillation steps")
     folder = manager.store.folder(run_id)
     folder.rename(folder.with_name("deleted"))  # gone from under the app in one step, as `rm -r` would leave it
     shutil.rmtree(folder.with_name("deleted"))
@@ -147,22 +143,24 @@ def test_deleting_the_run_folder_mid_run_loses_nothing(manager):
     assert json.loads((manager.store.folder(run_id) / "status.json").read_text())["state"] == "completed"
 
 
-def test_queue_limits_per_owner_and_bad_configs_are_refused():
-    manager = RunManager(max_queued_per_owner=2)
+def test_queue_limits_per_owner_and_bad_configs_are_refused(make_manager):
+    manager = make_manager(max_queued_per_owner=2)
     gate = threading.Event()
     original = manager._execute
     manager._execute = lambda run: (gate.wait(30), original(run))
-    manager.submit(TINY, "alice")
-    assert wait_until(lambda: manager.queue_position(manager.list_runs("alice")[0].id) is None)
-    manager.submit(TINY, "alice")
-    manager.submit(TINY, "alice")
-    with pytest.raises(QueueFull, match="at most 2"):
+    try:
         manager.submit(TINY, "alice")
-    manager.submit(TINY, "bob")  # another user is not blocked by alice's queue
-    with pytest.raises(ValueError, match="temperature"):
-        manager.submit(dataclasses.replace(TINY, temperature=0.0), "bob")
-    gate.set()
-    manager.shutdown()
+        wait_until(lambda: manager.queue_position(manager.list_runs("alice")[0].id) is None,
+                   what="alice's first run to leave the queue")
+        manager.submit(TINY, "alice")
+        manager.submit(TINY, "alice")
+        with pytest.raises(QueueFull, match="at most 2"):
+            manager.submit(TINY, "alice")
+        manager.submit(TINY, "bob")  # another user is not blocked by alice's queue
+        with pytest.raises(ValueError, match="temperature"):
+            manager.submit(dataclasses.replace(TINY, temperature=0.0), "bob")
+    finally:
+        gate.set()  # the fixture then shuts the manager down
 
 
 def test_run_ids_from_urls_cannot_escape_the_runs_folder(manager):
