@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from conftest import wait_for_run
 from kdviz.views import explorer
 
 from kdviz.core import presets
@@ -31,13 +31,6 @@ def tiny_run(dataset: str) -> DistillConfig:
                          device="cpu")
 
 
-def wait_for(run_manager, run_id: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while run_manager.get(run_id).live:
-        assert time.monotonic() < deadline, "the tiny run did not finish in time"
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="session")
 def explorer_homes(tmp_path_factory) -> dict:
     """KDVIZ_HOMEs with the tiny teachers cached: "bare" has no run, "run" a completed tiny run on mnist5k."""
@@ -51,9 +44,12 @@ def explorer_homes(tmp_path_factory) -> dict:
         for config in TINY_TEACHERS.values():
             get_teacher(config, "cpu")
         manager = RunManager(RunStore(with_run / "runs"))
-        run_id = manager.submit(tiny_run("mnist5k"), "test")
-        wait_for(manager, run_id)
-        assert manager.get(run_id).state == "completed", manager.get(run_id).message
+        try:
+            run_id = manager.submit(tiny_run("mnist5k"), "test")
+            run = wait_for_run(manager, run_id, timeout=180)
+            assert run.state == "completed", run.message
+        finally:
+            manager.shutdown()
     shutil.copytree(with_run / "teachers", bare / "teachers")
     return {"run": with_run, "bare": bare, "run_id": run_id}
 
@@ -214,11 +210,10 @@ def test_other_images_offer_a_jump_to_a_probe_image(with_run):
     assert "ie.convergence" in charts(at)
 
 
-def test_without_a_run_the_page_offers_the_preset_and_picks_up_its_students(without_run, monkeypatch):
-    from kdviz.runs.manager import RunManager
+def test_without_a_run_the_page_offers_the_preset_and_picks_up_its_students(without_run, monkeypatch, make_manager):
     from kdviz.runs.store import RunStore
 
-    manager = RunManager(RunStore(without_run / "runs"))
+    manager = make_manager(RunStore(without_run / "runs"))
     monkeypatch.setattr(ui.core, "run_manager", lambda: manager)  # what the explorer section calls
     at = open_page({"image": "0"})
     assert set(traces(at, "ie.softmax.gallery")) == {"hard label", "teacher", "untrained student"}
@@ -226,7 +221,7 @@ def test_without_a_run_the_page_offers_the_preset_and_picks_up_its_students(with
     at.button(key="ie.run_preset").click()
     run(at)
     run_id = at.session_state["ie.run.mnist5k"]
-    wait_for(manager, run_id)
+    assert wait_for_run(manager, run_id, timeout=180).state == "completed", manager.get(run_id).message
     run(at)
     assert "KD student" in traces(at, "ie.softmax.gallery") and "ie.convergence" in charts(at)
 
@@ -239,7 +234,8 @@ def test_a_teacher_that_is_not_trained_yet_shows_progress_then_the_page(without_
     assert not thumbnail_buttons(at)
     task = ui.explorer_teacher_task(untrained)
     task.join(120)
-    assert task.state == "completed"
+    assert task.done, f"the teacher was still {task.state!r} after 120 s"
+    assert task.state == "completed", task.error
     run(at)
     assert len(thumbnail_buttons(at)) == explorer.GALLERY_SIZE
 

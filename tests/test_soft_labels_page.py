@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from conftest import wait_for_run
 from kdviz.views import soft_labels as sl
 from kdviz import ui
 
@@ -212,7 +213,6 @@ def cache_a_stand_in_teacher():
 
 def test_image_source_with_a_cached_teacher(kdviz_home):
     """A (fake, untrained) default teacher in the cache: the page shows a thumbnail and its 10 digits' logits."""
-    pytest.importorskip("torch")
     dataset = cache_a_stand_in_teacher()
     at = open_page({"source": "image", "image": "3", "temperature": "4"})
     images = at.get("image")
@@ -226,13 +226,11 @@ def test_image_source_with_a_cached_teacher(kdviz_home):
     assert bars(at)["hard label"]["y"][int(dataset.test_y[4])] == 1 and at.query_params["image"] == "4"
 
 
-def test_image_source_uses_the_latest_runs_trained_students(kdviz_home):
+def test_image_source_uses_the_latest_runs_trained_students(kdviz_home, make_manager):
     """No run yet: asking for the KD student says so and shows the untrained one; after a run, its students."""
-    torch = pytest.importorskip("torch")
-    import time
+    import torch
 
     from kdviz.core.engine import DistillConfig
-    from kdviz.runs.manager import RunManager
     from kdviz.core.models import ModelSpec
     from kdviz.core.presets import DEFAULT_TEACHER
 
@@ -241,12 +239,11 @@ def test_image_source_uses_the_latest_runs_trained_students(kdviz_home):
     assert any("no trained student yet" in info.value.lower() for info in at.info)
     assert "untrained student" in bars(at)
 
-    manager = RunManager()
+    manager = make_manager()
     run_id = manager.submit(DistillConfig(DEFAULT_TEACHER, ModelSpec("mlp", 16, 1), epochs=1, train_subset=200,
                                           device="cpu"), "test")
-    while manager.get(run_id).live:
-        time.sleep(0.1)
-    assert manager.get(run_id).state == "completed"
+    run = wait_for_run(manager, run_id, timeout=120)
+    assert run.state == "completed", run.message
     at = open_page({"source": "image", "image": "3", "student_model": "kd"})
     assert not at.info and not at.error
     kd = bars(at)["KD student (latest run)"]["y"]
