@@ -26,33 +26,47 @@ def _class_counts(labels: torch.Tensor) -> list[int]:
 
 # ---- offline datasets ------------------------------------------------------------------------------------------
 
-def test_mnist5k_has_a_fixed_stratified_4000_1000_split(mnist5k):
+def test_mnist5k_has_a_fixed_stratified_train_validation_test_split(mnist5k):
     assert mnist5k.name == "mnist5k" and mnist5k.classes == tuple("0123456789")
-    assert mnist5k.train_x.shape == (4000, 1, 28, 28) and mnist5k.test_x.shape == (1000, 1, 28, 28)
+    assert mnist5k.train_x.shape == (3200, 1, 28, 28) and mnist5k.val_x.shape == (800, 1, 28, 28)
+    assert mnist5k.test_x.shape == (1000, 1, 28, 28)
     assert mnist5k.train_x.dtype == torch.float32 and mnist5k.train_y.dtype == torch.int64
-    assert _class_counts(mnist5k.train_y) == [400] * 10
+    assert _class_counts(mnist5k.train_y) == [320] * 10
+    assert _class_counts(mnist5k.val_y) == [80] * 10
     assert _class_counts(mnist5k.test_y) == [100] * 10
     assert mnist5k.input_shape == (1, 28, 28) and mnist5k.num_classes == 10
+    assert mnist5k.split == {"train": 3200, "validation": 800, "test": 1000, "validation_fraction": 0.2,
+                             "seed": data.SPLIT_SEED, "version": data.DATA_VERSION}
 
 
-def test_mnist5k_train_and_test_do_not_overlap(mnist5k):
-    digest = lambda x: {hashlib.sha1(row.numpy().tobytes()).hexdigest() for row in x}  # noqa: E731
-    assert not digest(mnist5k.train_x) & digest(mnist5k.test_x)
+def _digests(x: torch.Tensor) -> set[str]:
+    return {hashlib.sha1(row.numpy().tobytes()).hexdigest() for row in x}
 
 
-def test_mnist5k_is_normalised_with_training_statistics(mnist5k):
-    assert abs(float(mnist5k.train_x.mean())) < 1e-4
-    assert float(mnist5k.train_x.std()) == pytest.approx(1.0, abs=1e-4)
-    assert 0.05 < mnist5k.mean < 0.3 and 0.2 < mnist5k.std < 0.5  # MNIST's pixel statistics in [0, 1]
-    pixels = mnist5k.to_pixels(mnist5k.test_x[:4])
-    assert pixels.shape == (4, 28, 28, 1) and pixels.dtype == np.uint8
-    assert pixels.min() == 0 and pixels.max() == 255
+def test_train_validation_and_test_share_no_image(mnist5k):
+    """mnist5k's 5000 images are all distinct, so disjoint contents mean a true three-way split of the set."""
+    train, val, test = (_digests(x) for x in (mnist5k.train_x, mnist5k.val_x, mnist5k.test_x))
+    assert len(train) + len(val) + len(test) == 5000
+    assert not train & val and not train & test and not val & test
 
 
 def test_the_split_is_the_same_for_everyone(mnist5k, tmp_path):
     again = load_dataset("mnist5k", tmp_path)  # another root: loaded again, not the memoised object
     assert again is not mnist5k
     assert torch.equal(again.train_x, mnist5k.train_x) and torch.equal(again.test_y, mnist5k.test_y)
+    assert torch.equal(again.val_x, mnist5k.val_x) and torch.equal(again.val_y, mnist5k.val_y)
+
+
+def test_validation_statistics_come_from_the_training_part_only(mnist5k):
+    """Normalised with the training part's mean and std: the validation and test parts are near, not exactly, 0/1."""
+    assert abs(float(mnist5k.train_x.mean())) < 1e-4
+    assert 0 < abs(float(mnist5k.val_x.mean())) < 0.1 and 0 < abs(float(mnist5k.test_x.mean())) < 0.1
+
+
+def test_the_background_is_a_normalised_black_pixel(mnist5k):
+    assert mnist5k.background == pytest.approx(-mnist5k.mean / mnist5k.std)
+    corner = mnist5k.train_x[:, 0, 0, 0]  # MNIST's corners are black
+    assert torch.allclose(corner, torch.full_like(corner, mnist5k.background))
 
 
 def test_load_dataset_memoises_per_name_and_root(tmp_path):
@@ -62,11 +76,11 @@ def test_load_dataset_memoises_per_name_and_root(tmp_path):
 def test_digits_is_offline_8x8_and_stratified(tmp_path):
     digits = load_dataset("digits", tmp_path)
     assert digits.input_shape == (1, 8, 8) and digits.num_classes == 10
-    assert len(digits.train_y) + len(digits.test_y) == 1797
-    assert len(digits.test_y) == pytest.approx(0.2 * 1797, abs=10)
-    test_share = torch.bincount(digits.test_y, minlength=10) / torch.bincount(
-        torch.cat([digits.train_y, digits.test_y]), minlength=10)
-    assert torch.all((test_share - 0.2).abs() < 0.01)
+    assert (len(digits.train_y), len(digits.val_y), len(digits.test_y)) == (1151, 287, 359)
+    everything = torch.bincount(torch.cat([digits.train_y, digits.val_y, digits.test_y]), minlength=10)
+    test_share = torch.bincount(digits.test_y, minlength=10) / everything
+    val_share = torch.bincount(digits.val_y, minlength=10) / everything
+    assert torch.all((test_share - 0.2).abs() < 0.01) and torch.all((val_share - 0.16).abs() < 0.01)
     assert abs(float(digits.train_x.mean())) < 1e-4
 
 
@@ -131,9 +145,9 @@ def test_random_shift_keeps_shape_and_moves_each_image_by_at_most_k():
     assert offsets == {(dy, dx) for dy in range(-k, k + 1) for dx in range(-k, k + 1)}  # every shift occurs
 
 
-def test_random_shift_fills_with_zeros():
+def test_random_shift_fills_with_the_value_it_is_given():
     x = torch.ones(200, 3, 6, 6)
-    shifted = random_shift(x, 1, torch.Generator().manual_seed(1))
+    shifted = random_shift(x, 1, torch.Generator().manual_seed(1), fill=0.0)
     for image in shifted:
         assert set(image.unique().tolist()) <= {0.0, 1.0}
         rows = image[0].sum(1).gt(0).sum().item()
@@ -141,6 +155,20 @@ def test_random_shift_fills_with_zeros():
         assert image.sum().item() == 3 * rows * cols  # a shifted block of ones, zeros where it moved away
         assert torch.equal(image[0], image[1]) and torch.equal(image[1], image[2])  # channels move together
     assert (shifted == 0).any()
+
+
+def test_jitter_of_an_image_with_a_background_border_adds_no_grey_frame(mnist5k):
+    """A real digit (black border of several pixels) shifted by ±2 with the dataset's background: every pixel of the
+    result is a pixel value of the original image, the border stays black, and the ink is only moved."""
+    image = mnist5k.train_x[:1]
+    assert torch.all(image[0, 0, :2] == mnist5k.background) and torch.all(image[0, 0, :, :2] == mnist5k.background)
+    shifted = random_shift(image.repeat(64, 1, 1, 1), 2, torch.Generator().manual_seed(0), mnist5k.background)
+    values = set(image.unique().tolist())
+    assert set(shifted.unique().tolist()) <= values  # nothing new: in particular no 0 (the mean grey)
+    assert 0.0 not in values
+    ink = image > mnist5k.background
+    assert torch.all((shifted > mnist5k.background).sum(dim=(1, 2, 3)) == ink.sum())  # the whole digit, moved
+    assert torch.allclose(shifted.sort(dim=-1).values.sum(), image.repeat(64, 1, 1, 1).sort(dim=-1).values.sum())
 
 
 def test_random_shift_is_deterministic_given_the_generator():
@@ -192,10 +220,11 @@ def tiny_cifar10(kdviz_home, monkeypatch):
 def test_cifar10_loads_from_the_torchvision_folder(tiny_cifar10, offline):
     cifar = load_dataset("cifar10")
     assert cifar.classes == tuple(CIFAR_CLASSES)
-    assert cifar.train_x.shape == (100, 3, 32, 32) and cifar.test_x.shape == (20, 3, 32, 32)
-    assert _class_counts(cifar.train_y) == [10] * 10
-    pixels = cifar.to_pixels(cifar.train_x)  # (N, 32, 32, 3)
-    labels = cifar.train_y.numpy()
+    assert cifar.train_x.shape == (90, 3, 32, 32) and cifar.val_x.shape == (10, 3, 32, 32)
+    assert cifar.test_x.shape == (20, 3, 32, 32)
+    assert _class_counts(cifar.train_y) == [9] * 10 and _class_counts(cifar.val_y) == [1] * 10
+    pixels = cifar.to_pixels(torch.cat([cifar.train_x, cifar.val_x]))  # (N, 32, 32, 3)
+    labels = torch.cat([cifar.train_y, cifar.val_y]).numpy()
     np.testing.assert_array_equal(pixels[:, 5, 5], np.stack([10 * labels, 10 * labels + 1, 10 * labels + 2], 1))
     assert np.all(pixels[:, 0, 0] == 255) and np.all(pixels[:, 31, 31] != 255)
     assert abs(float(cifar.train_x.mean())) < 1e-4
@@ -206,10 +235,10 @@ def test_cifar10_lecture_keeps_dog_cat_automobile_ship_in_that_order(tiny_cifar1
     assert lecture.name == "cifar10-lecture"
     assert lecture.classes == ("dog", "cat", "automobile", "ship")
     assert lecture.num_classes == 4 and lecture.input_shape == (3, 32, 32)
-    assert lecture.train_x.shape[0] == 40 and lecture.test_x.shape[0] == 8
+    assert (lecture.train_x.shape[0], lecture.val_x.shape[0], lecture.test_x.shape[0]) == (36, 4, 8)
     assert sorted(lecture.train_y.unique().tolist()) == [0, 1, 2, 3]
     original = {0: 5, 1: 3, 2: 1, 3: 8}  # new label → CIFAR-10 label
-    for x, y in ((lecture.train_x, lecture.train_y), (lecture.test_x, lecture.test_y)):
+    for x, y in ((lecture.train_x, lecture.train_y), (lecture.val_x, lecture.val_y), (lecture.test_x, lecture.test_y)):
         red = lecture.to_pixels(x)[:, 5, 5, 0]
         np.testing.assert_array_equal(red, [10 * original[int(label)] for label in y])
 

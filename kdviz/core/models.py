@@ -64,10 +64,70 @@ def check_spec(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
-def create_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """Build an untrained model; the caller seeds torch's RNG for reproducible initial weights."""
+def create_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int,
+                 generator: torch.Generator | None = None) -> nn.Module:
+    """Build an untrained model whose initial weights are drawn from `generator` (never from torch's global RNG,
+    which other runs in the same process share). None: a generator seeded 0, for models whose weights are loaded
+    right after (a cached teacher, a saved student)."""
     check_spec(spec)
-    return _REGISTRY[spec.arch].builder(spec, tuple(input_shape), num_classes)
+    with torch.device("meta"):  # build without allocating or initialising: PyTorch's own init reads the global RNG
+        model = _REGISTRY[spec.arch].builder(spec, tuple(input_shape), num_classes)
+    model = model.to_empty(device="cpu")
+    initialise(model, generator if generator is not None else torch.Generator().manual_seed(0))
+    return model
+
+
+@torch.no_grad()
+def initialise(model: nn.Module, generator: torch.Generator) -> nn.Module:
+    """PyTorch's default initialisation (`reset_parameters` of Linear, Conv2d and BatchNorm), drawn from generator.
+
+    Linear and Conv2d: weights Kaiming-uniform with a = √5, biases uniform in ±1/√fan_in (torch.nn.Linear's own
+    scheme); BatchNorm: weight 1, bias 0, fresh running statistics. Modules are visited in a fixed order, so the same
+    generator state gives the same weights on every machine.
+    """
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+            if module.bias is not None:
+                fan_in = module.weight[0].numel()
+                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif any(True for _ in module.parameters(recurse=False)):
+            raise TypeError(f"no seeded initialisation for {type(module).__name__}: add it to initialise()")
+    return model
+
+
+class SeededDropout(nn.Module):
+    """Dropout whose masks come from an explicit generator (nn.Dropout draws from the global RNG, shared by every
+    run in the process). The engine gives each model its own generator with seed_dropout()."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+        self.generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if self.generator is None:
+            raise RuntimeError("SeededDropout needs a generator before training: call models.seed_dropout(model, g)")
+        keep = torch.rand(x.shape, generator=self.generator, device=self.generator.device).to(x.device) >= self.p
+        return x * keep / (1 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def seed_dropout(model: nn.Module, generator: torch.Generator | None) -> nn.Module:
+    """Give every SeededDropout of model the generator (one stream per model: its masks follow from the seed)."""
+    for module in model.modules():
+        if isinstance(module, SeededDropout):
+            module.generator = generator
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -87,7 +147,7 @@ def _mlp(spec: ModelSpec, input_shape, num_classes) -> nn.Module:
     for _ in range(spec.depth):
         layers += [nn.Linear(width_in, spec.width), nn.ReLU()]
         if spec.dropout:
-            layers.append(nn.Dropout(spec.dropout))
+            layers.append(SeededDropout(spec.dropout))
         width_in = spec.width
     layers.append(nn.Linear(width_in, num_classes))
     return nn.Sequential(*layers)
@@ -106,7 +166,7 @@ def _cnn(spec: ModelSpec, input_shape, num_classes) -> nn.Module:
         channels = out
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     if spec.dropout:
-        layers.append(nn.Dropout(spec.dropout))
+        layers.append(SeededDropout(spec.dropout))
     layers.append(nn.Linear(channels, num_classes))
     return nn.Sequential(*layers)
 

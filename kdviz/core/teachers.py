@@ -1,4 +1,9 @@
-"""On-disk cache of trained teachers under KDVIZ_HOME/teachers, keyed by the teacher's config."""
+"""On-disk cache of trained teachers under KDVIZ_HOME/teachers, keyed by everything that changes their weights.
+
+A teacher's identity is its config plus what the config does not say but the weights depend on: the dataset's split
+(so a cached teacher can never have seen today's validation or test images), the data and cache format versions,
+the CPU thread count (the order of floating-point sums) and the device type.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -12,37 +17,46 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from kdviz.core.engine import Event, Finished, Notice, TeacherConfig, check_teacher_config, run_to_end, train_teacher
-from kdviz.core.data import load_dataset
+from kdviz.core.data import check_dataset_name, load_dataset
+from kdviz.core.engine import (Event, Finished, Notice, TeacherConfig, check_teacher_config, resolve_device, run_to_end,
+                               thread_count, train_teacher)
 from kdviz.core.models import create_model
 from kdviz.core.paths import atomic_write_bytes, teachers_dir
 
-FORMAT = 1
+FORMAT = 2
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
 
-def teacher_key(config: TeacherConfig) -> str:
-    """A stable hash of the config (the device is not part of a teacher's identity)."""
-    text = json.dumps(dataclasses.asdict(config), sort_keys=True)
+def teacher_identity(config: TeacherConfig, device: str = "auto") -> dict:
+    """Everything that changes a teacher's trained weights, as plain JSON (what the cache key hashes)."""
+    return {"config": json.loads(json.dumps(dataclasses.asdict(config))), "format": FORMAT,
+            "split": check_dataset_name(config.dataset).split_spec, "threads": thread_count(),
+            "device_type": resolve_device(device).type}
+
+
+def teacher_key(config: TeacherConfig, device: str = "auto") -> str:
+    """A stable hash of the teacher's identity (config, split, versions, thread count, device type)."""
+    text = json.dumps(teacher_identity(config, device), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def teacher_path(config: TeacherConfig) -> Path:
-    return teachers_dir() / f"{config.dataset}-{teacher_key(config)}.pt"
+def teacher_path(config: TeacherConfig, device: str = "auto") -> Path:
+    return teachers_dir() / f"{config.dataset}-{teacher_key(config, device)}.pt"
 
 
-def is_cached(config: TeacherConfig) -> bool:
-    return teacher_path(config).is_file()
+def is_cached(config: TeacherConfig, device: str = "auto") -> bool:
+    return teacher_path(config, device).is_file()
 
 
 class CacheError(Exception):
     """A cache file that cannot be used: corrupt, from another version, or for another config."""
 
 
-def load_cached(config: TeacherConfig) -> tuple[nn.Module, dict]:
-    """Load a cached teacher safely (weights_only) and check it matches config; raise CacheError if not."""
-    path = teacher_path(config)
+def load_cached(config: TeacherConfig, device: str = "auto") -> tuple[nn.Module, dict]:
+    """Load a cached teacher safely (weights_only) and check it matches its identity and today's split; raise
+    CacheError if not."""
+    path = teacher_path(config, device)
     try:
         record = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -51,9 +65,11 @@ def load_cached(config: TeacherConfig) -> tuple[nn.Module, dict]:
         raise CacheError(f"cannot read {path.name} ({type(error).__name__})") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise CacheError(f"{path.name} is not a kdviz teacher of format {FORMAT}")
-    if record.get("config") != json.loads(json.dumps(dataclasses.asdict(config))):
+    if record.get("identity") != teacher_identity(config, device):
         raise CacheError(f"{path.name} holds a teacher for another config")
     dataset = load_dataset(config.dataset)
+    if record.get("split") != dataset.split:  # the same spec, but the data on disk split into other sizes
+        raise CacheError(f"{path.name} was trained on another split of {config.dataset}")
     model = create_model(config.model, dataset.input_shape, dataset.num_classes)
     try:
         model.load_state_dict(record["state_dict"])
@@ -62,12 +78,13 @@ def load_cached(config: TeacherConfig) -> tuple[nn.Module, dict]:
     return model.eval(), record["summary"]
 
 
-def save_teacher(config: TeacherConfig, model: nn.Module, summary: dict) -> Path:
-    record = {"format": FORMAT, "config": dataclasses.asdict(config), "summary": summary,
+def save_teacher(config: TeacherConfig, model: nn.Module, summary: dict, device: str = "auto") -> Path:
+    record = {"format": FORMAT, "identity": teacher_identity(config, device),
+              "split": load_dataset(config.dataset).split, "summary": summary,
               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     buffer = io.BytesIO()
     torch.save(record, buffer)
-    path = teacher_path(config)
+    path = teacher_path(config, device)
     atomic_write_bytes(path, buffer.getvalue())
     return path
 
@@ -79,13 +96,13 @@ def prepare_teacher(config: TeacherConfig, device: str = "auto", should_stop=Non
     A corrupt or mismatched cache file is reported with a Notice and rebuilt.
     """
     check_teacher_config(config)
-    key = teacher_key(config)
+    key = teacher_key(config, device)
     with _locks_guard:
         lock = _locks.setdefault(key, threading.Lock())
     with lock:  # two sessions asking for the same teacher train it once
-        if is_cached(config):
+        if is_cached(config, device):
             try:
-                model, summary = load_cached(config)
+                model, summary = load_cached(config, device)
                 yield Finished("completed", {**summary, "cached": True}, {"teacher": model})
                 return
             except CacheError as error:
@@ -97,7 +114,7 @@ def prepare_teacher(config: TeacherConfig, device: str = "auto", should_stop=Non
                 break
             yield event
         if finished.status == "completed":
-            save_teacher(config, finished.models["teacher"], finished.summary)
+            save_teacher(config, finished.models["teacher"], finished.summary, device)
         yield Finished(finished.status, {**finished.summary, "cached": False}, finished.models)
 
 
