@@ -1,13 +1,14 @@
 """The live-distillation page through app.py's router (AppTest): start, watch, stop, diverge, history, sweeps."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from conftest import wait_until
 from kdviz.runs import tasks
+from kdviz.views import run_view
 
 from kdviz import ui
 
@@ -29,14 +30,15 @@ def app():
 
 
 def run_until(at: AppTest, predicate, timeout: float = 120.0) -> AppTest:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Rerun the page until predicate(at) holds (the shared bounded wait); fails with the page's headers."""
+    def rerun_and_check():
         at.run()
         assert not at.exception, at.exception
-        if predicate(at):
-            return at
-        time.sleep(0.3)
-    raise AssertionError(f"timed out; headers: {[h.value for h in at.subheader]}")
+        return predicate(at)
+
+    wait_until(rerun_and_check, timeout, what=lambda: f"the page; its headers: {[h.value for h in at.subheader]}",
+               interval=0.3)
+    return at
 
 
 def state_is(word: str):
@@ -62,8 +64,21 @@ def test_a_run_shows_live_charts_then_the_case_study_table(app):
     lecture = tables[1]
     assert list(lecture["architecture"]) == ["ResNet-152", "ResNet-50", "ResNet-50"]
     assert lecture["parameters"].iloc[0] == 60_192_808 and lecture["parameters"].iloc[1] == 25_557_032
-    verdicts = [m.value for m in app.success] + [m.value for m in app.warning]
-    assert any("Distillation" in v for v in verdicts), "the page says plainly whether KD helped"
+    summary = ui.run_manager().get(run_id).summary
+    hard_errors, kd_errors = summary["hard"]["errors"], summary["kd"]["errors"]
+    won, sentence = run_view.verdict(summary)
+    assert won == (kd_errors < hard_errors)
+    if kd_errors < hard_errors:
+        assert sentence.startswith("Distillation helped")
+    elif kd_errors == hard_errors:
+        assert sentence.startswith("Distillation made no difference")
+    else:
+        assert sentence.startswith("Distillation did NOT help")
+    if kd_errors != hard_errors:
+        assert f"{kd_errors} errors" in sentence and str(hard_errors) in sentence, sentence
+    shown, other = (app.success, app.warning) if won else (app.warning, app.success)
+    assert [m.value for m in shown] == [sentence], "the page says plainly whether KD helped, in the right colour"
+    assert not any(m.value.startswith("Distillation") for m in other)
     click(app, "Reset view")
     assert not app.subheader and "run" not in app.query_params, "reset closes the panel"
     assert ui.run_manager().get(run_id).state == "completed", "the run itself stays in the history"
