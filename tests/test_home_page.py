@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from conftest import wait_until
 from kdviz.runs import tasks
 
-from kdviz.core import presets
+from kdviz.core import presets, teachers
 
 from kdviz import ui
-from kdviz.core.engine import TeacherConfig
+from kdviz.core.engine import EpochEnd, TeacherConfig
 from kdviz.core.models import ModelSpec
 from kdviz.core.teachers import teacher_path
 
@@ -49,6 +52,32 @@ def _default_task() -> tasks.BackgroundTask:
     return tasks._tasks["default-teacher"]
 
 
+def _join(task: tasks.BackgroundTask, timeout: float = 60) -> tasks.BackgroundTask:
+    task.join(timeout)
+    assert task.done, f"the default teacher was still {task.state!r} after {timeout:g} s"
+    return task
+
+
+@pytest.fixture
+def held_training(monkeypatch):
+    """A tiny two-epoch default teacher that trains for real but holds after its first epoch until released, so the
+    test sees it running (at a known point) without racing it."""
+    reached, release = threading.Event(), threading.Event()
+    real = teachers.train_teacher  # what prepare_teacher trains with
+
+    def train_teacher(config, device="auto", should_stop=None):
+        for event in real(config, device, should_stop):
+            yield event
+            if isinstance(event, EpochEnd) and event.epoch == 1:
+                reached.set()
+                release.wait(60)
+
+    monkeypatch.setattr(teachers, "train_teacher", train_teacher)
+    monkeypatch.setattr(presets, "DEFAULT_TEACHER", dataclasses.replace(TINY_TEACHER, epochs=2))
+    yield SimpleNamespace(reached=reached, release=release, teacher=presets.DEFAULT_TEACHER)
+    release.set()  # before fresh_default_teacher cancels and joins the task
+
+
 def test_home_page_explains_kd_and_maps_the_app(monkeypatch):
     monkeypatch.setattr(presets, "DEFAULT_TEACHER", TINY_TEACHER)  # this test is about the text: train nothing big
     at = _run()
@@ -68,24 +97,49 @@ def test_home_page_explains_kd_and_maps_the_app(monkeypatch):
     assert at.sidebar.toggle[0].label == "Lecture mode"
 
 
-def test_home_page_shows_the_device_and_starts_the_default_teacher():
+def test_home_page_shows_the_device_and_the_teachers_progress_then_that_it_is_ready(held_training):
     at = _run()
     assert "**Device:** `cpu`" in _texts(at) or "**Device:** `cuda" in _texts(at)
+    task = _default_task()  # the first visit started training the default teacher in the background
+    wait_until(held_training.reached.is_set, 60, what=lambda: f"the teacher's first epoch (it is {task.state!r})")
+    assert task.state == "running" and not teacher_path(held_training.teacher).is_file()
+
+    at = _run()
+    progress = at.get("progress")
+    assert len(progress) == 1 and not at.success and not at.error
+    assert progress[0].value == 50  # one epoch of two
+    first_epoch = task.last_epoch.accuracy["teacher"]
+    assert progress[0].proto.text == ("Training the default teacher once (then it is cached), "
+                                      f"epoch 1: {first_epoch:.1%} test accuracy…")
+
+    held_training.release.set()
+    assert _join(task).state == "completed", task.error
+    at = _run()
+    assert not at.get("progress") and not at.error
+    accuracy = task.finished.summary["teacher"]["accuracy"]
+    assert len(at.success) == 1 and f"{accuracy:.1%} test accuracy" in at.success[0].value
+    assert teacher_path(held_training.teacher).is_file()
+
+
+def test_a_cancelled_default_teacher_is_not_cached_and_the_page_says_so(held_training):
+    _run()
     task = _default_task()
-    assert task.state in ("pending", "running", "completed")
-    progress, success = at.get("progress"), at.success
-    assert progress or success  # training with a progress bar, or (if very fast) already ready
-    if progress:
-        assert "Training the default teacher once" in progress[0].proto.text
-        assert 0 <= progress[0].value <= 100
+    wait_until(held_training.reached.is_set, 60, what=lambda: f"the teacher's first epoch (it is {task.state!r})")
+    task.cancel()  # what stop_all_tasks does when the server shuts down
+    held_training.release.set()
+    assert _join(task).state == "cancelled"
+    assert task.finished.summary["steps"] == task.started.steps_per_epoch, "it stopped at once, after epoch 1"
+    assert not teacher_path(held_training.teacher).is_file(), "a cancelled teacher is never cached"
+    at = _run()
+    assert not at.get("progress") and not at.success
+    assert len(at.error) == 1 and "could not be prepared (cancelled)" in at.error[0].value
 
 
 def test_home_page_says_when_the_default_teacher_is_ready(monkeypatch):
     monkeypatch.setattr(presets, "DEFAULT_TEACHER", TINY_TEACHER)
     _run()
-    task = _default_task()
-    task.join(60)
-    assert task.state == "completed"
+    task = _join(_default_task())
+    assert task.state == "completed", task.error
     at = _run()
     assert not at.get("progress")
     assert len(at.success) == 1 and "Default teacher ready" in at.success[0].value
@@ -100,7 +154,7 @@ def test_a_corrupt_cached_teacher_is_a_warning_not_a_crash(monkeypatch):
     path.parent.mkdir(parents=True)
     path.write_bytes(b"garbage")
     _run()
-    _default_task().join(60)
+    assert _join(_default_task()).state == "completed"
     at = _run()
     assert len(at.warning) == 1 and "training it again" in at.warning[0].value
     assert "Default teacher ready" in at.success[0].value
@@ -109,7 +163,7 @@ def test_a_corrupt_cached_teacher_is_a_warning_not_a_crash(monkeypatch):
 def test_a_teacher_that_cannot_be_prepared_is_an_error_message(monkeypatch, offline):
     monkeypatch.setattr(presets, "DEFAULT_TEACHER", dataclasses.replace(TINY_TEACHER, dataset="cifar10"))
     _run()
-    _default_task().join(60)
+    assert _join(_default_task()).state == "failed"
     at = _run()
     assert len(at.error) == 1
     message = at.error[0].value
