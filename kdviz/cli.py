@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -113,8 +112,8 @@ def cmd_prepare(args) -> int:
         if finished.status != "completed":
             raise CliError(f"training the {config.dataset} teacher ended: {finished.status}", EXIT_FAILED)
         facts = finished.summary["teacher"]
-        print(f"{config.dataset}: {name}, {facts['accuracy']:.2%} test accuracy, {facts['params']:,} parameters "
-              f"→ {teacher_path(config)}")
+        print(f"{config.dataset}: {name}, {facts['val_accuracy']:.2%} validation / {facts['accuracy']:.2%} test "
+              f"accuracy, {facts['params']:,} parameters → {teacher_path(config, args.device)}")
     return 0
 
 
@@ -154,13 +153,16 @@ def build_config(args):
 
 
 def cmd_distill(args) -> int:
+    from kdviz.core.data import load_dataset
     from kdviz.core.engine import distill
+    from kdviz.core.results import seed_summary
     from kdviz.core.teachers import prepare_teacher
 
     config = build_config(args)
     seeds = args.seeds if args.seeds else [config.seed]
     teacher_finished = consume(prepare_teacher(config.teacher, config.device), "teacher")
     teacher = teacher_finished.models["teacher"]
+    split = load_dataset(config.dataset).split
     runs = []
     for seed in seeds:
         finished = consume(distill(dataclasses.replace(config, seed=seed), teacher), f"seed {seed}")
@@ -168,9 +170,9 @@ def cmd_distill(args) -> int:
                      "hard": finished.summary["hard"], "kd": finished.summary["kd"],
                      "seconds": finished.summary["seconds"], "device": finished.summary["device"],
                      "threads": finished.summary["threads"]})
-    result = {"config": {**dataclasses.asdict(config), "seeds": seeds},
+    result = {"config": {**dataclasses.asdict(config), "seeds": seeds, "split": split},
               "teacher": teacher_finished.summary["teacher"], "runs": runs,
-              "summary": summarize(runs, teacher_finished.summary["n_test"])}
+              "summary": seed_summary(runs, split["test"], split["validation"])}
     print(format_case_study(result, args.preset))
     if args.json:
         from kdviz.core.paths import atomic_write_text
@@ -180,44 +182,31 @@ def cmd_distill(args) -> int:
     return 0
 
 
-def summarize(runs: list[dict], n_test: int) -> dict:
-    hard = [run["hard"]["accuracy"] for run in runs]
-    kd = [run["kd"]["accuracy"] for run in runs]
-    std = lambda values: statistics.stdev(values) if len(values) > 1 else 0.0  # noqa: E731
-    hard_errors, kd_errors = statistics.mean(1 - a for a in hard) * n_test, statistics.mean(1 - a for a in kd) * n_test
-    return {"hard_mean": statistics.mean(hard), "hard_std": std(hard), "kd_mean": statistics.mean(kd),
-            "kd_std": std(kd), "kd_wins": sum(k > h for h, k in zip(hard, kd)), "n_seeds": len(runs),
-            "hard_errors_mean": hard_errors, "kd_errors_mean": kd_errors, "n_test": n_test,
-            "relative_error_reduction": (hard_errors - kd_errors) / hard_errors if hard_errors else 0.0}
-
-
 def format_case_study(result: dict, preset: str) -> str:
-    """The lecture's case-study table: teacher / hard-label student / KD student."""
-    teacher, summary, runs = result["teacher"], result["summary"], result["runs"]
-    student = runs[0]["hard"]
-    n_test, n = summary["n_test"], summary["n_seeds"]
+    """The lecture's case-study table: teacher / hard-label student / KD student, validation beside test."""
+    from kdviz.core.results import case_rows, verdict
+
+    summary, runs = result["summary"], result["runs"]
+    n_test, n_val, n = summary["n_test"], summary["n_val"], summary["n_seeds"]
     spread = (lambda std: f" ± {std:.2%}") if n > 1 else (lambda std: "")
-    rows = [
-        ("teacher", teacher["params"], teacher["size_bytes"], f"{teacher['accuracy']:.2%}", f"{teacher['errors']}"),
-        ("hard-label student", student["params"], student["size_bytes"],
-         f"{summary['hard_mean']:.2%}{spread(summary['hard_std'])}", f"{summary['hard_errors_mean']:.1f}"),
-        ("KD student", student["params"], student["size_bytes"],
-         f"{summary['kd_mean']:.2%}{spread(summary['kd_std'])}", f"{summary['kd_errors_mean']:.1f}"),
-    ]
-    header = f"{'model':<20}{'parameters':>12}{'size (MB)':>11}{'test accuracy':>22}{f'errors / {n_test}':>15}"
+    header = (f"{'model':<20}{'parameters':>12}{'size (MB)':>11}{f'val accuracy ({n_val})':>24}"
+              f"{f'test accuracy ({n_test})':>24}{f'test errors / {n_test}':>20}")
     where = f"{runs[0]['device']}, {runs[0].get('threads', '?')} thread{'s' * (runs[0].get('threads') != 1)}"
     lines = [f"preset {preset}, {n} seed{'s' * (n > 1)}: {', '.join(str(r['seed']) for r in runs)} ({where})", header,
              "-" * len(header)]
-    lines += [f"{name:<20}{params:>12,}{size / 1e6:>11.2f}{acc:>22}{errors:>15}" for name, params, size, acc, errors
-              in rows]
+    for row in case_rows(result["teacher"], runs[0]["hard"], summary):
+        errors = f"{row['errors']:g}" if row["role"] == "teacher" or n == 1 else f"{row['errors']:.1f}"
+        val = f"{row['val_accuracy']:.2%}{spread(row['val_std']) if row['role'] != 'teacher' else ''}"
+        test = f"{row['accuracy']:.2%}{spread(row['std']) if row['role'] != 'teacher' else ''}"
+        lines.append(f"{row['name']:<20}{row['params']:>12,}{row['size_bytes'] / 1e6:>11.2f}{val:>24}{test:>24}"
+                     f"{errors:>20}")
     if n > 1:
-        lines.append("per seed (hard → KD): " + "; ".join(
+        lines.append("per seed, test (hard → KD): " + "; ".join(
             f"{r['seed']}: {r['hard']['accuracy']:.2%} → {r['kd']['accuracy']:.2%}" for r in runs))
-    change = summary["kd_mean"] - summary["hard_mean"]
-    verdict = "KD helped" if change > 0 else "KD did NOT help on this setting"
-    lines.append(f"{verdict}: {change * 100:+.2f} points, {summary['relative_error_reduction']:+.0%} relative error "
-                 f"reduction, KD better on {summary['kd_wins']} of {n} seeds; student is "
-                 f"{teacher['params'] / student['params']:.1f}× smaller than the teacher")
+    smaller = result["teacher"]["params"] / runs[0]["hard"]["params"]
+    lines.append(f"{verdict(summary)[1]} The student is {smaller:.1f}× smaller than the teacher. Validation "
+                 f"(KD − hard: {100 * (summary['kd_val_mean'] - summary['hard_val_mean']):+.2f} points) is what "
+                 "presets are chosen by; test is only reported.")
     return "\n".join(lines)
 
 

@@ -21,15 +21,13 @@ from torch import nn
 
 from kdviz.core.data import Dataset, check_dataset_name, load_dataset, random_shift, stratified_subset
 from kdviz.core.kd import check_alpha, check_temperature, distillation_loss
+from kdviz.core.roles import STUDENTS
 from kdviz.core.models import ModelSpec, check_spec, count_parameters, create_model, seed_dropout, size_bytes
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # A loss above this many nats has diverged even if still finite: cross-entropy starts at ln(classes) ≈ 2.3 and
 # Adam bounds each step, so with a huge learning rate the loss explodes to ~1e4–1e8 long before it overflows.
 DIVERGED_LOSS = 1e4
-
-
-STUDENTS = ("hard", "kd")  # the two students of every distillation, in this order everywhere
 
 
 def _diverged(value: float) -> bool:

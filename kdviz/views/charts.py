@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from kdviz.core.roles import ROLE_NAMES  # noqa: F401  (re-exported: charts name roles as the rest of kdviz)
+
 # One colour per role, on every page (colour-blind safe: Okabe–Ito).
 COLORS = {
     "teacher": "#0072B2",   # blue
@@ -11,8 +13,6 @@ COLORS = {
     "label": "#555555",     # grey: the one-hot hard label
     "untrained": "#CC79A7", # purple: a student before training
 }
-ROLE_NAMES = {"teacher": "teacher", "hard": "hard-label student", "kd": "KD student", "label": "hard label",
-              "untrained": "untrained student"}
 
 
 def style(fig: go.Figure, lecture: bool = False, height: int | None = None) -> go.Figure:

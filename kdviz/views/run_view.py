@@ -54,40 +54,37 @@ def progress(events: list[dict]) -> dict:
     return {"phase": phase, "fraction": fraction, "step": step, "total": total, "eta": eta, "device": device}
 
 
-def _case_row(role: str, architecture: str, params: int, size_bytes: int, accuracy: float, teacher_params: int,
-              gain: float | None) -> dict:
+def _case_row(role: str, architecture: str, params: int, size_bytes: int, val_accuracy: float | None,
+              accuracy: float, teacher_params: int, gain: float | None) -> dict:
     """One row of a case-study table; the same columns for this run and for the lecture's ImageNet example."""
     return {"model": role, "architecture": architecture, "parameters": params, "size (MB)": size_bytes / 1e6,
+            "validation accuracy (%)": None if val_accuracy is None else 100 * val_accuracy,
             "test accuracy (%)": 100 * accuracy,
             "smaller than teacher": "" if role == "teacher" else f"{teacher_params / params:.1f}×",
-            "vs hard-label": "" if gain is None else f"{100 * gain:+.2f} points"}
+            "vs hard-label (test)": "" if gain is None else f"{100 * gain:+.2f} points"}
 
 
 def case_study(summary: dict, student_name: str, teacher_name: str) -> pd.DataFrame:
-    """The lecture's table for this run: teacher / hard-label student / KD student, with errors out of N."""
-    teacher, hard, kd, n_test = summary["teacher"], summary["hard"], summary["kd"], summary["n_test"]
+    """The lecture's table for this run: teacher / hard-label student / KD student, validation beside test, with
+    test errors out of N (the rows of kdviz.core.results.case_rows, as the CLI prints them)."""
+    from kdviz.core.results import case_rows, seed_summary
+
+    n_test = summary["n_test"]
+    stats = seed_summary([summary], n_test, summary.get("n_val", 0))
     rows = []
-    for role, name, facts in (("teacher", teacher_name, teacher), ("hard-label student", student_name, hard),
-                              ("KD student", student_name, kd)):
-        gain = kd["accuracy"] - hard["accuracy"] if role == "KD student" else None
-        row = _case_row(role, name, facts["params"], facts["size_bytes"], facts["accuracy"], teacher["params"], gain)
-        rows.append({**row, f"errors / {n_test}": facts["errors"]})
+    for row in case_rows(summary["teacher"], summary["hard"], stats):
+        name = teacher_name if row["role"] == "teacher" else student_name
+        frame_row = _case_row(row["name"], name, row["params"], row["size_bytes"], row["val_accuracy"],
+                              row["accuracy"], summary["teacher"]["params"], row["gain"])
+        rows.append({**frame_row, f"test errors / {n_test}": int(row["errors"])})
     return pd.DataFrame(rows)
 
 
 def verdict(summary: dict) -> tuple[bool, str]:
-    """(KD won?, one plain sentence) — the page says so plainly when KD lost."""
-    hard, kd = summary["hard"], summary["kd"]
-    change = 100 * (kd["accuracy"] - hard["accuracy"])
-    if kd["errors"] < hard["errors"]:
-        cut = (hard["errors"] - kd["errors"]) / max(hard["errors"], 1)
-        return True, (f"Distillation helped: the KD student made {kd['errors']} errors instead of {hard['errors']} "
-                      f"({change:+.2f} points, {cut:.0%} fewer errors) with the same architecture.")
-    if kd["errors"] == hard["errors"]:
-        return False, "Distillation made no difference on this run: both students made the same number of errors."
-    return False, (f"Distillation did NOT help on this run: the KD student made {kd['errors']} errors, the "
-                   f"hard-label student {hard['errors']} ({change:+.2f} points). KD is not free: try a more capable "
-                   f"student, fewer training images, or another temperature.")
+    """(KD won?, one plain sentence) for one run — the page says so plainly when KD lost."""
+    from kdviz.core.results import seed_summary, verdict as seeds_verdict
+
+    return seeds_verdict(seed_summary([summary], summary["n_test"], summary.get("n_val", 0)))
 
 
 def metrics_csv(events: list[dict]) -> str:
@@ -112,9 +109,9 @@ def lecture_rows() -> pd.DataFrame:
     teacher, student = count_parameters(resnet152()), count_parameters(resnet50())
     case = LECTURE_CASE
     return pd.DataFrame([
-        _case_row("teacher", "ResNet-152", teacher, 4 * teacher, case["teacher_accuracy"], teacher, None),
-        _case_row("hard-label student", "ResNet-50", student, 4 * student, case["hard_accuracy"], teacher, None),
-        _case_row("KD student", "ResNet-50", student, 4 * student, case["kd_accuracy"], teacher,
+        _case_row("teacher", "ResNet-152", teacher, 4 * teacher, None, case["teacher_accuracy"], teacher, None),
+        _case_row("hard-label student", "ResNet-50", student, 4 * student, None, case["hard_accuracy"], teacher, None),
+        _case_row("KD student", "ResNet-50", student, 4 * student, None, case["kd_accuracy"], teacher,
                   case["kd_accuracy"] - case["hard_accuracy"]),
     ])
 
