@@ -314,6 +314,16 @@ def test_teacher_logits_are_computed_once_without_augmentation(teacher):
     assert one_epoch == two_epochs <= 3  # one pass over the training set, one over the test set
 
 
+def test_a_baseline_trained_alone_never_asks_the_teacher_for_labels(teacher):
+    counts = []
+    for epochs in (1, 2):
+        counting = CountingTeacher(teacher)
+        events = list(distill(dataclasses.replace(TINY, epochs=epochs, augment=1), counting, students=("hard",)))
+        assert events[-1].status == "completed"
+        counts.append(counting.calls)
+    assert counts[0] == counts[1] <= 2  # only its own accuracy on validation and test, once
+
+
 def test_teacher_labels_every_augmented_batch(teacher):
     one_epoch, steps_per_epoch = _teacher_calls(teacher, epochs=1, augment=1)
     two_epochs, _ = _teacher_calls(teacher, epochs=2, augment=1)

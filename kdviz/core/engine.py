@@ -381,7 +381,8 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
     optimizers = {role: make_optimizer(model, config.learning_rate, config.weight_decay)
                   for role, model in models.items()}
     batches = generator(config.seed, "batches")
-    cached_teacher_logits = None if config.augment else predict_logits(teacher, data.train_x)
+    needs_teacher = "kd" in models  # a baseline trained alone never asks the teacher
+    cached_teacher_logits = predict_logits(teacher, data.train_x) if needs_teacher and not config.augment else None
     probe = probe_indices(dataset.test_y, config.probe_size)
     probe_x = data.test_x[torch.as_tensor(probe, dtype=torch.long, device=data.test_x.device)]
     steps_per_epoch = math.ceil(len(data.train_x) / config.batch_size)
@@ -402,11 +403,11 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
                 break
             index = index.to(device)
             x, y = random_shift(data.train_x[index], config.augment, batches, dataset.background), data.train_y[index]
-            if cached_teacher_logits is None:
+            if cached_teacher_logits is not None:
+                teacher_logits = cached_teacher_logits[index]
+            elif needs_teacher:
                 with torch.no_grad():
                     teacher_logits = teacher(x)
-            else:
-                teacher_logits = cached_teacher_logits[index]
             losses = {}
             if "hard" in models:
                 losses["hard"] = F.cross_entropy(models["hard"](x), y)
