@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import time
 from pathlib import Path
 
 import pytest
 
 from bench.appserver import app_server
+from conftest import wait_for_run
 from kdviz.views.soft_labels import TEMPERATURES
 from upload_fixtures import png_seven, truncated_png
 
@@ -29,13 +29,13 @@ def _prepare_home(home: Path) -> None:
         model, summary = get_teacher(dataclasses.replace(DEFAULT_TEACHER, epochs=1, augment=0), "cpu")
         save_teacher(DEFAULT_TEACHER, model, summary)
         manager = RunManager(RunStore(home / "runs"))
-        run_id = manager.submit(DistillConfig(DEFAULT_TEACHER, ModelSpec("mlp", 32, 1), epochs=3, batch_size=128,
-                                              train_subset=500, device="cpu"), "test")
-        deadline = time.monotonic() + 240
-        while manager.get(run_id).live:
-            assert time.monotonic() < deadline, "the stand-in run did not finish"
-            time.sleep(0.3)
-        assert manager.get(run_id).state == "completed"
+        try:
+            run_id = manager.submit(DistillConfig(DEFAULT_TEACHER, ModelSpec("mlp", 32, 1), epochs=3, batch_size=128,
+                                                  train_subset=500, device="cpu"), "test")
+            run = wait_for_run(manager, run_id, timeout=240)
+            assert run.state == "completed", run.message
+        finally:
+            manager.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def test_pick_an_image_change_t_upload_and_click_the_heatmap(explorer_page, scre
     page.get_by_text("Dark knowledge").click()
     drag = page.locator(".nsewdrag").first
     drag.wait_for(timeout=30_000)
-    time.sleep(1)
+    page.wait_for_timeout(1000)  # the heatmap settles after its first draw
     box = drag.bounding_box()
     page.mouse.click(box["x"] + 9.5 * box["width"] / 10, box["y"] + 4.5 * box["height"] / 10)
     page.get_by_text(re.compile(r"Test images of class 4 the teacher finds most like 9")).wait_for(timeout=20_000)

@@ -1,9 +1,9 @@
 """Live distillation in a real browser: start a run, watch the accuracy chart grow, leave and come back, stop."""
 from __future__ import annotations
 
-import time
-
 import pytest
+
+from conftest import wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -15,14 +15,11 @@ ACCURACY_POINTS = """() => {
 }"""
 
 
-def wait_for(page, predicate, timeout=90.0, what=""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        page.wait_for_timeout(250)
-    raise AssertionError(f"timed out waiting for {what}")
+def wait_for(page, predicate, timeout=90.0, what="a condition"):
+    """The shared bounded wait, sleeping in Playwright (page.wait_for_timeout) so the page keeps being served."""
+    return wait_until(predicate, timeout, what=lambda: f"{what} (the accuracy chart has "
+                                                       f"{page.evaluate(ACCURACY_POINTS)} points)",
+                      interval=0.25, sleep=lambda seconds: page.wait_for_timeout(seconds * 1000))
 
 
 def test_watch_a_run_leave_the_page_come_back_and_stop(page, app_server, screenshot_dir):
@@ -53,7 +50,9 @@ def test_watch_a_run_leave_the_page_come_back_and_stop(page, app_server, screens
 
     page.get_by_role("button", name="Stop (keeps what was measured)").click()
     page.get_by_text(": cancelled").wait_for(timeout=30_000)
-    assert page.evaluate(ACCURACY_POINTS) >= resumed, "nothing measured is lost by a stop"
+    # the panel redraws once the run has stopped (the chart is briefly absent): nothing measured is lost by a stop
+    wait_for(page, lambda: page.evaluate(ACCURACY_POINTS) >= resumed, timeout=30,
+             what=f"the stopped run's accuracy chart with at least the {resumed} points measured before the stop")
     assert page.locator('[data-testid="stException"]').count() == 0
     page.set_viewport_size({"width": 1400, "height": 2200})
     page.wait_for_timeout(1000)
