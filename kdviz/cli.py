@@ -127,11 +127,13 @@ OVERRIDES = [  # (flag, config field, type, help): every engine option is settab
     ("--student", "student_arch", str, "student architecture"),
     ("--student-width", "student_width", int, "student width"),
     ("--student-depth", "student_depth", int, "student depth"),
+    ("--student-dropout", "student_dropout", float, "student dropout probability, in [0, 1)"),
     ("--temperature", "temperature", float, "distillation temperature T > 0"),
     ("--alpha", "alpha", float, "weight of the soft (KD) term, in [0, 1]"),
     ("--epochs", "epochs", int, "student training epochs"),
     ("--batch-size", "batch_size", int, "student batch size"),
     ("--lr", "learning_rate", float, "student learning rate (Adam)"),
+    ("--weight-decay", "weight_decay", float, "students' AdamW weight decay, in [0, 1]"),
     ("--augment", "augment", int, "student jitter in pixels (0: off; then teacher logits are cached)"),
     ("--train-subset", "train_subset", int, "train the students on this many images (0: all)"),
     ("--device", "device", str, "auto, cpu, cuda or mps"),
@@ -146,7 +148,8 @@ def build_config(args):
     config = get_preset(args.preset)
     given = {field: getattr(args, field) for _, field, _, _ in OVERRIDES if getattr(args, field) is not None}
     for role, current in (("teacher", config.teacher.model), ("student", config.student)):
-        spec = {knob: given.pop(f"{role}_{knob}") for knob in ("arch", "width", "depth") if f"{role}_{knob}" in given}
+        spec = {knob: given.pop(f"{role}_{knob}") for knob in ("arch", "width", "depth", "dropout")
+                if f"{role}_{knob}" in given}
         if spec:
             given["teacher_model" if role == "teacher" else "student"] = dataclasses.replace(current, **spec)
     return check_config(with_overrides(config, **given))

@@ -96,6 +96,30 @@ def test_flags_override_the_preset(capsys, tmp_path):
     assert config["train_subset"] == 100 and config["device"] == "cpu" and config["seeds"] == [0]
 
 
+def test_json_has_validation_beside_test_per_model_and_records_the_split(capsys, tmp_path):
+    out_json = tmp_path / "v.json"
+    assert cli.main([*TINY_RUN, "--seeds", "0", "1", "--weight-decay", "0.1", "--student-dropout", "0.2",
+                     "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(out_json.read_text())
+    config = result["config"]
+    assert config["weight_decay"] == 0.1 and config["student"]["dropout"] == 0.2
+    assert config["split"] == {"train": 1151, "validation": 287, "test": 359, "validation_fraction": 0.2, "seed": 0,
+                               "version": config["split"]["version"]}
+    for run in result["runs"]:
+        for role in ("hard", "kd"):
+            assert 0 <= run[role]["val_accuracy"] <= 1 and 0 <= run[role]["accuracy"] <= 1
+    summary = result["summary"]
+    for role in ("hard", "kd"):
+        values = [run[role]["val_accuracy"] for run in result["runs"]]
+        assert summary[f"{role}_val_mean"] == pytest.approx(sum(values) / 2)
+    assert "val_accuracy" in result["teacher"]
+    header = next(line for line in out.splitlines() if line.startswith("model"))
+    assert "val accuracy (287)" in header and "test accuracy (359)" in header
+    kd_row = next(line for line in out.splitlines() if line.startswith("KD student"))
+    assert f"{100 * summary['kd_val_mean']:.2f}%" in kd_row and f"{100 * summary['kd_mean']:.2f}%" in kd_row
+
+
 # ---- bad input: one line, no traceback, non-zero -----------------------------------------------------------------
 
 BAD_ARGUMENTS = [
@@ -111,6 +135,8 @@ BAD_ARGUMENTS = [
     (["distill", "--preset", "quick", "--device", "tpu"], "'tpu'"),
     (["distill", "--preset", "quick", "--bogus"], "--bogus"),
     (["distill", "--preset", "quick", "--student-width", "0"], "got 0"),
+    (["distill", "--preset", "quick", "--weight-decay", "-1"], "weight decay must be a number in [0, 1], got -1.0"),
+    (["distill", "--preset", "quick", "--student-dropout", "1"], "dropout must be in [0, 1), got 1.0"),
     (["train"], "'train'"),
     ([], "command"),
 ]
