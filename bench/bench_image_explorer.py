@@ -68,7 +68,7 @@ APPTEST_SCRIPT = textwrap.dedent("""
     from kdviz.views import images
 
     from kdviz import ui
-    data = ui.explorer_dataset("mnist5k")
+    data = ui.dataset("mnist5k")
     pixels = data.to_pixels(data.test_x)
     start = time.perf_counter()
     [images.to_png(p, 3) for p in pixels[:60]]

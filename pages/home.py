@@ -31,27 +31,9 @@ for i, plan in enumerate(ui.PAGES[1:]):
         st.caption(plan.blurb)
 
 
-@st.fragment(run_every=1.0)
-def machine_status() -> None:
-    """Device and default-teacher state; polls the background training until the teacher is ready."""
-    from kdviz.core.engine import available_devices, resolve_device  # torch: imported after the text above is shown
-
-    st.markdown(f"**Device:** `{resolve_device('auto')}` (available here: {', '.join(available_devices())})")
-    task = ui.default_teacher_task()
-    for notice in task.notices:
-        st.warning(notice)
-    if task.state in ("pending", "running"):
-        epoch = task.last_epoch
-        detail = f", epoch {epoch.epoch}: {epoch.accuracy['teacher']:.1%} test accuracy" if epoch else ""
-        st.progress(task.progress(), text=f"Training the default teacher once (then it is cached){detail}…")
-    elif task.state == "completed":
-        facts = task.finished.summary["teacher"]
-        st.success(f"Default teacher ready: {ui.default_teacher_name()}, {facts['accuracy']:.1%} test accuracy, "
-                   f"{facts['params']:,} parameters ({facts['size_bytes'] / 1e6:.1f} MB).", icon=":material/check:")
-    else:
-        st.error(f"The default teacher could not be prepared ({task.error or task.state}). "
-                 "Run `python -m kdviz prepare` in a terminal to see why.")
-
-
 st.subheader("This machine")
-machine_status()
+from kdviz.core.engine import available_devices, resolve_device  # noqa: E402  torch: after the text above is shown
+from kdviz.core.presets import DEFAULT_TEACHER  # noqa: E402
+
+st.markdown(f"**Device:** `{resolve_device('auto')}` (available here: {', '.join(available_devices())})")
+ui.teacher_progress(DEFAULT_TEACHER, waiting=False)  # starts the default teacher's training on a fresh server

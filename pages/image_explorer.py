@@ -4,10 +4,10 @@
 import pandas  # noqa: F401
 import streamlit as st
 
-from kdviz.views import charts, explorer
-
 from kdviz import ui
-from kdviz.views.soft_labels import TEMPERATURES
+from kdviz.core.roles import ROLE_NAMES, STUDENT_ROLES
+from kdviz.views import charts, explorer
+from kdviz.views.query import TEMPERATURES
 
 SECTIONS = {"gallery": ":material/photo_library: Gallery", "upload": ":material/upload: Your own image",
             "dark": ":material/grid_on: Dark knowledge"}
@@ -32,7 +32,7 @@ teacher = ui.explorer_teacher(name)
 if teacher is None:
     st.stop()
 teacher_model, teacher_logits = teacher
-data, students = ui.explorer_dataset(name), ui.explorer_students(name)
+data, students = ui.dataset(name), ui.students(name)
 labels, classes = data.test_y.numpy(), data.classes
 image = ui.explorer_image(len(labels))
 ui.explorer_sync_url(name, image, temperature)
@@ -46,11 +46,11 @@ section = st.segmented_control("Show", list(SECTIONS), format_func=SECTIONS.get,
 
 def prediction(label, logits: dict, key: str) -> None:
     """Teacher vs the chosen students at T on one image: softmax bars (full width) and the logits."""
-    roles = [role for role in explorer.STUDENT_ROLES if role in logits]
+    roles = [role for role in STUDENT_ROLES if role in logits]
     if st.session_state.get(f"ie.offered.{key}") != roles:  # new students (a run finished): show them all
         st.session_state[f"ie.offered.{key}"] = st.session_state[f"ie.roles.{key}"] = roles
     chosen = st.segmented_control("Compare the teacher with", roles, selection_mode="multi", key=f"ie.roles.{key}",
-                                  format_func=charts.ROLE_NAMES.get) or []
+                                  format_func=ROLE_NAMES.get) or []
     ui.explorer_prediction(classes, label, logits["teacher"], {role: logits[role] for role in chosen},
                            temperature, log_scale, lecture, key)
 

@@ -2,9 +2,8 @@
 import numpy as np
 import streamlit as st
 
-from kdviz.views import charts, soft_labels as sl
-
 from kdviz import ui
+from kdviz.views import charts, soft_labels as sl
 
 HINTON = "[Hinton et al. 2015, §2](https://arxiv.org/abs/1503.02531)"
 
@@ -30,9 +29,10 @@ if source == "lecture":
 elif source == "custom":
     logits = ui.custom_logits_editor(state)
 else:
-    logits, student_name = ui.image_example(state)
-    if logits is None:
+    picked = ui.image_example(state)
+    if picked is None:
         st.stop()
+    logits, student_role, student_name = picked  # a trained student is drawn in its own role's colour
 if source != "custom":
     st.session_state.pop("sl.table_rows", None)  # the table restarts from the state's logits when shown again
 
@@ -48,7 +48,7 @@ def loss_panel(view: sl.View, temperature: float, alpha: float) -> None:
                 "teacher's entropy."),
                ("total", losses["total"], "α · T²·KL + (1 − α) · CE.")]
     for column, (label, value, help_text) in zip(st.columns(len(metrics)), metrics):
-        column.metric(label, fmt(value), help=help_text + " In nats.", border=True)
+        column.metric(label, sl.format_metric(value), help=f"{help_text} In nats: {fmt(value)}.", border=True)
     st.markdown(f"Soft cross-entropy − KL = {fmt(losses['soft_cross_entropy'] - losses['kl'])} nats: exactly the "
                 f"teacher's entropy at T = {temperature:g}. It does not depend on the student, so both losses have "
                 "the same gradient, but only KL is 0 when the student matches the teacher.")

@@ -46,7 +46,21 @@ def test_parse_query_valid_and_invalid():
                                           ["mnist5k", "digits"])
     assert query == explorer.Query("mnist5k", 0, 1.0) and len(notices) == 3
     query, notices = explorer.parse_query({"temperature": "3.3"}, ["mnist5k"])
-    assert query.temperature == 3.0 and "nearest" not in notices[0] and "3.3" in notices[0]
+    assert query.temperature == 3.0 and "3.3" in notices[0] and "not on the slider" in notices[0]
+    assert explorer.to_query("digits", 12, 4.0) == {"dataset": "digits", "image": "12", "temperature": "4"}
+    assert set(explorer.to_query("digits", 12, 4.0)) == set(explorer.QUERY_KEYS)
+
+
+@pytest.mark.parametrize("params", [{"temperature": "3.3"}, {"temperature": "0"}, {"temperature": "1000"},
+                                    {"temperature": "hot"}, {"image": "-3"}, {"image": "²"}, {"image": "123456789"}])
+def test_the_explorer_and_the_soft_labels_page_read_a_link_the_same_way(params):
+    """One parser per kind of value (kdviz.views.query): the same link gives the same value and the same notice."""
+    from kdviz.views import soft_labels
+
+    query, notices = explorer.parse_query(params, ["mnist5k"])
+    state, soft_notices = soft_labels.parse_query(params)
+    key = next(iter(params))
+    assert getattr(query, key) == getattr(state, key) and notices == soft_notices and len(notices) == 1
     image, notice = explorer.clamp_image(999, 100)
     assert image == 0
     assert "100 images" in notice and "0 to 99" in notice and "showing image 0 instead of 999" in notice
@@ -169,24 +183,69 @@ def test_read_history_without_snapshots_is_none():
 
 # ---- runs on disk ----------------------------------------------------------------------------------------------
 
-def _fake_run(store: RunStore, run_id: str, dataset: str, state: str, students: bytes | None) -> None:
-    config = dataclasses.asdict(dataclasses.replace(TINY_RUN, teacher=dataclasses.replace(TINY_RUN.teacher,
-                                                                                           dataset=dataset)))
+def _fake_run(store: RunStore, run_id: str, dataset: str, state: str, students: bytes | None,
+              teacher: TeacherConfig | None = None) -> None:
+    teacher = teacher or dataclasses.replace(TINY_RUN.teacher, dataset=dataset)
+    config = dataclasses.asdict(dataclasses.replace(TINY_RUN, teacher=teacher))
     store.create(run_id, {"config": config, "owner": "test", "created": 0})
     store.write_status(run_id, {"state": state})
     if students is not None:
         store.students_path(run_id).write_bytes(students)
 
 
-def test_latest_completed_run_skips_other_datasets_unfinished_runs_and_runs_without_students(kdviz_home):
+def test_latest_completed_skips_other_teachers_unfinished_runs_and_runs_without_students(kdviz_home):
     store = RunStore()
-    assert explorer.latest_completed_run("digits", store) is None
+    digits, mnist = (dataclasses.replace(TINY_RUN.teacher, dataset=name) for name in ("digits", "mnist5k"))
+    assert store.latest_completed(digits) is None
     _fake_run(store, "20260101-000000-aaaaaa", "digits", "completed", b"x")
     _fake_run(store, "20260101-000001-bbbbbb", "digits", "cancelled", b"x")
     _fake_run(store, "20260101-000002-cccccc", "mnist5k", "completed", b"x")
     _fake_run(store, "20260101-000003-dddddd", "digits", "completed", None)
-    assert explorer.latest_completed_run("digits", store) == "20260101-000000-aaaaaa"
-    assert explorer.latest_completed_run("mnist5k", store) == "20260101-000002-cccccc"
+    assert store.latest_completed(digits) == "20260101-000000-aaaaaa"
+    assert store.latest_completed(mnist) == "20260101-000002-cccccc"
+
+
+def test_a_newer_run_of_another_teacher_on_the_same_dataset_is_never_paired_with_this_teacher(kdviz_home):
+    """The explorer once showed the students of the latest run on the *dataset* beside a teacher they never learnt
+    from: the run's recorded teacher must be the teacher shown."""
+    store = RunStore()
+    shown = TINY_RUN.teacher
+    other = dataclasses.replace(shown, model=ModelSpec("mlp", 64, 2))  # same dataset, another teacher
+    _fake_run(store, "20260101-000000-aaaaaa", "digits", "completed", b"x", teacher=shown)
+    _fake_run(store, "20260101-000005-eeeeee", "digits", "completed", b"x", teacher=other)  # newer
+    _fake_run(store, "20260101-000006-ffffff", "digits", "completed", b"x",
+              teacher=dataclasses.replace(shown, seed=1))  # the same architecture, trained from another seed
+    assert store.latest_completed(shown) == "20260101-000000-aaaaaa"
+    assert store.latest_completed(other) == "20260101-000005-eeeeee"
+    assert store.latest_completed(dataclasses.replace(shown, epochs=7)) is None
+
+
+def test_the_explorer_loads_no_students_of_another_teacher(kdviz_home, monkeypatch):
+    """End to end through the one lookup the pages use (kdviz.ui.models.students): only another teacher's run on
+    the dataset, so only the untrained student is shown."""
+    from kdviz import ui
+
+    store = RunStore()
+    other = dataclasses.replace(TINY_RUN, teacher=dataclasses.replace(TINY_RUN.teacher, model=ModelSpec("mlp", 64, 1)))
+    teacher = create_model(other.teacher.model, (1, 8, 8), 10)
+    run_id = new_run_id()
+    events = list(distill(other, teacher))
+    finished = events[-1]
+    store.create(run_id, {"config": dataclasses.asdict(other), "owner": "test", "created": 0})
+    store.append_events(run_id, [{"phase": "distill", **event_to_dict(e)} for e in events[:-1]])
+    store.write_status(run_id, {"state": "completed"})
+    torch.save({"config": dataclasses.asdict(other), **{f"{role}_state_dict": model.state_dict()
+                                                        for role, model in finished.models.items()}},
+               store.students_path(run_id))
+    monkeypatch.setattr(explorer, "teacher_for", {"digits": TINY_RUN.teacher}.get)
+    monkeypatch.setattr(explorer, "run_config_for", lambda name: TINY_RUN)
+    students = ui.students("digits")
+    assert students.run_id is None and list(students.logits) == ["untrained"]
+    monkeypatch.setattr(explorer, "teacher_for", {"digits": other.teacher}.get)
+    students = ui.students("digits")
+    assert students.run_id == run_id and list(students.logits) == ["untrained", "hard", "kd"]
+    probe = list(students.history.probe_indices)  # with a run, the untrained student is that run's starting point
+    np.testing.assert_allclose(students.logits["untrained"][probe], students.history.logits["hard"][0], atol=1e-5)
 
 
 def test_damaged_students_file_is_reported_and_the_page_keeps_the_untrained_student(kdviz_home, monkeypatch):

@@ -108,16 +108,18 @@ def test_home_page_shows_the_device_and_the_teachers_progress_then_that_it_is_re
     progress = at.get("progress")
     assert len(progress) == 1 and not at.success and not at.error
     assert progress[0].value == 50  # one epoch of two
-    first_epoch = task.last_epoch.accuracy["teacher"]
-    assert progress[0].proto.text == ("Training the default teacher once (then it is cached), "
-                                      f"epoch 1: {first_epoch:.1%} test accuracy…")
+    epoch = task.last_epoch
+    assert progress[0].proto.text == ("Training the default teacher once (then it is cached), epoch 1: "
+                                      f"{epoch.val_accuracy['teacher']:.1%} validation, "
+                                      f"{epoch.accuracy['teacher']:.1%} test accuracy…")
 
     held_training.release.set()
     assert _join(task).state == "completed", task.error
     at = _run()
     assert not at.get("progress") and not at.error
-    accuracy = task.finished.summary["teacher"]["accuracy"]
-    assert len(at.success) == 1 and f"{accuracy:.1%} test accuracy" in at.success[0].value
+    facts = task.finished.summary["teacher"]
+    assert len(at.success) == 1 and f"{facts['accuracy']:.1%} test accuracy" in at.success[0].value
+    assert f"{facts['val_accuracy']:.1%} validation" in at.success[0].value
     assert teacher_path(held_training.teacher).is_file()
 
 
@@ -142,7 +144,7 @@ def test_home_page_says_when_the_default_teacher_is_ready(monkeypatch):
     assert task.state == "completed", task.error
     at = _run()
     assert not at.get("progress")
-    assert len(at.success) == 1 and "Default teacher ready" in at.success[0].value
+    assert len(at.success) == 1 and "The default teacher is ready" in at.success[0].value
     accuracy = task.finished.summary["teacher"]["accuracy"]
     assert f"{accuracy:.1%} test accuracy" in at.success[0].value
     assert teacher_path(TINY_TEACHER).is_file()  # and it is cached for the next server start
@@ -157,7 +159,7 @@ def test_a_corrupt_cached_teacher_is_a_warning_not_a_crash(monkeypatch):
     assert _join(_default_task()).state == "completed"
     at = _run()
     assert len(at.warning) == 1 and "training it again" in at.warning[0].value
-    assert "Default teacher ready" in at.success[0].value
+    assert "The default teacher is ready" in at.success[0].value
 
 
 def test_a_teacher_that_cannot_be_prepared_is_an_error_message(monkeypatch, offline):

@@ -126,7 +126,7 @@ def test_gallery_shows_60_thumbnails_and_picking_one_updates_charts_and_url(with
     assert at.number_input(key="ie.image").value == index
     assert at.query_params["image"] == str(index) and at.query_params["dataset"] == "mnist5k"
     label = int(np.argmax(traces(at, "ie.softmax.gallery")["hard label"]["y"]))
-    data = ui.explorer_dataset("mnist5k")
+    data = ui.dataset("mnist5k")
     assert label == int(data.test_y[index])
     table = at.dataframe[0].value
     assert list(table["model"]) == ["teacher", "untrained student", "hard-label student", "KD student"]
@@ -171,6 +171,14 @@ def test_link_restores_dataset_image_and_temperature_and_bad_links_get_notices(w
     assert traces(at, "ie.softmax.gallery")["teacher"]["x"] == list("0123456789")
     at = open_page({"dataset": "cifar10", "image": "99999", "temperature": "hot"})
     assert len(at.warning) == 3 and at.number_input(key="ie.image").value == 0
+
+
+def test_the_url_keeps_parameters_the_explorer_does_not_own(with_run):
+    at = open_page({"owner": "0123456789abcdef", "image": "3"})
+    at.select_slider(key="ie.temperature").set_value(10.0)
+    run(at)
+    assert at.query_params["temperature"] == "10" and at.query_params["image"] == "3"
+    assert at.query_params["owner"] == "0123456789abcdef"
 
 
 def test_switching_dataset_starts_from_its_first_image(with_run):
@@ -226,13 +234,31 @@ def test_without_a_run_the_page_offers_the_preset_and_picks_up_its_students(with
     assert "KD student" in traces(at, "ie.softmax.gallery") and "ie.convergence" in charts(at)
 
 
+def test_the_students_of_another_teachers_run_are_not_shown(explorer_homes, tiny_teachers, monkeypatch, tmp_path):
+    """The only finished run on mnist5k distilled another teacher: its students are not shown beside this one."""
+    import dataclasses
+
+    from kdviz.core.teachers import get_teacher
+
+    home = tmp_path / "home"
+    shutil.copytree(explorer_homes["run"], home)
+    monkeypatch.setenv("KDVIZ_HOME", str(home))
+    other = dataclasses.replace(TINY_TEACHERS["mnist5k"], seed=1)  # the same architecture, another teacher
+    get_teacher(other, "cpu")
+    monkeypatch.setattr(explorer, "teacher_for", {**TINY_TEACHERS, "mnist5k": other}.get)
+    at = open_page({"image": "0"})
+    assert set(traces(at, "ie.softmax.gallery")) == {"hard label", "teacher", "untrained student"}
+    assert "ie.convergence" not in charts(at) and "ie.kl" not in charts(at)
+    assert any("No finished distillation run of this teacher" in info.value for info in at.info)
+
+
 def test_a_teacher_that_is_not_trained_yet_shows_progress_then_the_page(without_run, monkeypatch):
     untrained = TeacherConfig("digits", ModelSpec("mlp", 24, 1), epochs=2, batch_size=64, augment=0)
     monkeypatch.setattr(explorer, "teacher_for", {"mnist5k": untrained, "digits": untrained}.get)
     at = open_page({"dataset": "digits"})
     assert any("being trained once" in info.value for info in at.info)
     assert not thumbnail_buttons(at)
-    task = ui.explorer_teacher_task(untrained)
+    task = ui.teacher_task(untrained)
     task.join(120)
     assert task.done, f"the teacher was still {task.state!r} after 120 s"
     assert task.state == "completed", task.error
@@ -296,7 +322,7 @@ def test_heatmap_cell_shows_the_images_behind_it_and_opens_one(with_run):
     assert shapes[0]["x0"] == 8.5 and shapes[0]["y0"] == 3.5  # the chosen cell is outlined
     buttons = thumbnail_buttons(at, columns=4)
     assert len(buttons) == 8
-    data = ui.explorer_dataset("mnist5k")
+    data = ui.dataset("mnist5k")
     indices = [int(button.key.rsplit(".", 1)[1]) for button in buttons]
     assert all(int(data.test_y[i]) == 4 for i in indices)
     buttons[0].click()
@@ -322,3 +348,4 @@ def test_the_last_upload_survives_a_section_switch_and_a_bad_one_replaces_it(wit
     at.file_uploader(key="ie.upload").set_value(("empty.png", b"", "image/png"))
     run(at)
     assert len(at.error) == 1 and "ie.softmax.upload" not in charts(at)
+

@@ -221,3 +221,20 @@ def test_too_many_duplicate_or_empty_classes_in_the_url():
 @pytest.mark.parametrize("value, text", [(0.99961, "0.9996"), (3.35e-4, "3.35e-04"), (0.0, "0"), (1e-300, "1.00e-300")])
 def test_format_probability(value, text):
     assert sl.format_probability(value) == text
+
+
+def test_the_students_offered_are_kdvizs_roles_in_their_order():
+    from kdviz.core.roles import ROLE_NAMES, STUDENT_ROLES
+
+    assert tuple(sl.STUDENT_MODELS) == STUDENT_ROLES
+    assert all(sl.STUDENT_MODELS[role].startswith(ROLE_NAMES[role]) for role in STUDENT_ROLES)
+    written = {key for state in (sl.PageState("image"), sl.PageState("custom", log_scale=True))
+               for key in sl.to_query(state)}
+    assert written <= set(sl.QUERY_KEYS)
+
+
+@pytest.mark.parametrize("value, text", [(0.1660, "0.1660"), (8.337e-4, "8.3e-4"), (0.0, "0"), (-2.5e-7, "-2.5e-7"),
+                                         (123456.0, "1.2e+5"), (3.2, "3.2000")])
+def test_metric_tiles_get_short_numbers(value, text):
+    assert sl.format_metric(value) == text and len(text) <= 7
+    assert float(text) == pytest.approx(value, rel=0.05)

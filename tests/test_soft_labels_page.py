@@ -14,8 +14,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import wait_for_run
-from kdviz.views import soft_labels as sl
 from kdviz import ui
+from kdviz.views import soft_labels as sl
+from kdviz.views.charts import COLORS
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = next(plan.path for plan in ui.PAGES if plan.path.endswith("soft_labels.py"))
@@ -207,7 +208,8 @@ def cache_a_stand_in_teacher():
     dataset = load_dataset(DEFAULT_TEACHER.dataset)
     torch.manual_seed(1)
     save_teacher(DEFAULT_TEACHER, create_model(DEFAULT_TEACHER.model, dataset.input_shape, dataset.num_classes), {})
-    ui.soft_labels._image_logits.clear()
+    ui.models._teacher.clear()
+    ui.models._students.clear()
     return dataset
 
 
@@ -246,7 +248,81 @@ def test_image_source_uses_the_latest_runs_trained_students(kdviz_home, make_man
     assert run.state == "completed", run.message
     at = open_page({"source": "image", "image": "3", "student_model": "kd"})
     assert not at.info and not at.error
-    kd = bars(at)["KD student (latest run)"]["y"]
+    kd = bars(at)["KD student (latest run)"]
     _, students = manager.store.load_students(run_id)
     expected = torch.softmax(students["kd"](dataset.test_x[3:4]) / 1.0, -1)[0].tolist()
-    assert kd == pytest.approx(expected, abs=1e-4)
+    assert kd["y"] == pytest.approx(expected, abs=1e-4)
+    # one colour per role: the KD student in the KD colour, on the bars and on the entropy curves
+    assert kd["marker"]["color"] == COLORS["kd"] != COLORS["untrained"]
+    entropy = {trace["name"]: trace for trace in charts(at)["sl.entropy"]["data"]}
+    assert entropy["KD student (latest run)"]["line"]["color"] == COLORS["kd"]
+
+    at.selectbox(key="sl.student_model").set_value("hard").run()  # the rerun that picks it shows it at once
+    hard = bars(at)["hard-label student (latest run)"]
+    expected = torch.softmax(students["hard"](dataset.test_x[3:4]), -1)[0].tolist()
+    assert hard["y"] == pytest.approx(expected, abs=1e-4) and hard["marker"]["color"] == COLORS["hard"]
+    assert at.query_params["student_model"] == "hard"
+
+    at.selectbox(key="sl.student_model").set_value("untrained").run()
+    untrained = bars(at)["untrained student"]
+    explorer = ui.students(dataset.name)  # the image explorer's students: the same run, the same untrained student
+    assert explorer.run_id == run_id
+    expected = torch.softmax(torch.as_tensor(explorer.logits["untrained"][3]), -1).tolist()
+    assert untrained["y"] == pytest.approx(expected, abs=1e-6) and untrained["marker"]["color"] == COLORS["untrained"]
+
+
+def test_the_url_keeps_parameters_of_other_pages(kdviz_home):
+    """sync_query_params writes only the page's own keys: the owner id (and a run) in the link stay."""
+    at = open_page({"owner": "0123456789abcdef", "run": "20260101-000000-aaaaaa", "temperature": "4"})
+    set_temperature(at, 10.0)
+    assert at.query_params["owner"] == "0123456789abcdef" and at.query_params["run"] == "20260101-000000-aaaaaa"
+    assert at.query_params["temperature"] == "10"
+    at.radio(key="sl.source").set_value("custom").run()
+    assert at.query_params["teacher"] == "5,-3,-5,-7" and at.query_params["owner"] == "0123456789abcdef"
+    at.radio(key="sl.source").set_value("lecture").run()
+    assert "teacher" not in at.query_params and "classes" not in at.query_params  # the page's own stale keys go
+    assert at.query_params["run"] == "20260101-000000-aaaaaa"
+
+
+def test_the_soft_labels_page_and_the_image_explorer_load_the_teacher_once(kdviz_home, monkeypatch):
+    """One cached loader (kdviz.ui.models.teacher, keyed by the teacher file): both pages, one load."""
+    from kdviz.core import teachers
+
+    cache_a_stand_in_teacher()
+    calls = []
+    real = teachers.load_cached
+    monkeypatch.setattr(teachers, "load_cached", lambda *args, **kwargs: calls.append(args) or real(*args, **kwargs))
+    at = open_page({"source": "image", "image": "2"})
+    assert not at.error and "teacher" in bars(at)
+    explorer = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
+    explorer.query_params.update({"dataset": "mnist5k", "image": "2"})
+    explorer.switch_page(next(p.path for p in ui.PAGES if p.path.endswith("image_explorer.py"))).run()
+    assert not explorer.exception and not explorer.error
+    teacher = json.loads(next(c for c in explorer.get("plotly_chart") if c.key == "ie.softmax.gallery").proto.spec)
+    same = next(t for t in teacher["data"] if t["name"] == "teacher")["y"]
+    assert same == pytest.approx(bars(at)["teacher"]["y"], abs=1e-9)  # the same teacher logits at T = 1
+    assert len(calls) == 1
+
+
+def test_training_the_teacher_from_the_page_shows_the_shared_progress_then_the_image(kdviz_home, monkeypatch):
+    from kdviz.core import presets
+    from kdviz.core.engine import TeacherConfig
+    from kdviz.core.models import ModelSpec
+    from kdviz.runs import tasks
+
+    tiny = TeacherConfig("digits", ModelSpec("mlp", 16, 1), epochs=2, batch_size=64, augment=0)
+    monkeypatch.setattr(presets, "DEFAULT_TEACHER", tiny)
+    monkeypatch.setattr(tasks, "_tasks", {})
+    ui.core._default_teacher_task.clear()
+    at = open_page({"source": "image", "image": "5"})
+    assert any("not trained yet" in info.value for info in at.info)
+    at.button[0].click().run()  # "Train the default teacher now"
+    assert not at.exception
+    task = ui.teacher_task(tiny)
+    task.join(120)
+    assert task.state == "completed", task.error or task.state
+    at.run()
+    assert not at.exception and not at.error
+    assert bars(at)["hard label"]["x"] == [str(c) for c in range(10)]
+    assert at.number_input(key="sl.image").value == 5
+    ui.core._default_teacher_task.clear()

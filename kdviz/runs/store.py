@@ -1,6 +1,7 @@
 """Runs on disk: KDVIZ_HOME/runs/<id>/ holds config.json, status.json, events.jsonl and students.pt."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import shutil
@@ -8,6 +9,7 @@ import time
 from pathlib import Path
 
 from kdviz.core.paths import atomic_write_text, runs_dir
+from kdviz.core.roles import STUDENTS
 
 LIVE_STATES = ("queued", "running", "paused")
 FINAL_STATES = ("completed", "cancelled", "diverged", "failed", "interrupted")
@@ -96,6 +98,21 @@ class RunStore:
     def delete(self, run_id: str) -> None:
         shutil.rmtree(self.folder(run_id), ignore_errors=True)
 
+    def latest_completed(self, teacher) -> str | None:
+        """The newest run that distilled this teacher (a TeacherConfig), completed and saved its students, or None.
+
+        The one answer to "which run is the latest?": a run's students are only ever shown beside the teacher they
+        learnt from, so the run's recorded teacher config must equal the teacher's (both as JSON); a run on the
+        same dataset with another teacher does not count.
+        """
+        wanted = json.loads(json.dumps(dataclasses.asdict(teacher)))
+        for run_id in self.run_ids():
+            status, record = self.read_json(run_id, "status.json") or {}, self.read_json(run_id, "config.json") or {}
+            if status.get("state") == "completed" and (record.get("config") or {}).get("teacher") == wanted \
+                    and self.students_path(run_id).is_file():
+                return run_id
+        return None
+
     def students_path(self, run_id: str) -> Path:
         return self.folder(run_id) / "students.pt"
 
@@ -114,7 +131,7 @@ class RunStore:
         config = config_from_dict(record["config"])
         dataset = load_dataset(config.dataset)
         models = {}
-        for name in ("hard", "kd"):
+        for name in STUDENTS:
             model = create_model(config.student, dataset.input_shape, dataset.num_classes)
             model.load_state_dict(record[f"{name}_state_dict"])
             models[name] = model.eval()

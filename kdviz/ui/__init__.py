@@ -5,7 +5,6 @@ from kdviz.ui.core import (  # noqa: F401
     LECTURE_MODE_KEY,
     PAGES,
     _default_teacher_task,
-    default_teacher_name,
     default_teacher_task,
     lecture_mode,
     lecture_style,
@@ -16,6 +15,15 @@ from kdviz.ui.core import (  # noqa: F401
     seed,
     sidebar,
     sync_query_params,
+)
+from kdviz.ui.models import (  # noqa: F401
+    dataset,
+    students,
+    teacher,
+    teacher_name,
+    teacher_progress,
+    teacher_task,
+    test_pixels,
 )
 from kdviz.ui.soft_labels import (  # noqa: F401
     SOFT_LABELS_STATE,
@@ -41,7 +49,6 @@ from kdviz.ui.explorer import (  # noqa: F401
     EXPLORER_PICKED,
     explorer_cell_pickers,
     explorer_convergence,
-    explorer_dataset,
     explorer_gallery,
     explorer_heatmap,
     explorer_image,
@@ -50,11 +57,9 @@ from kdviz.ui.explorer import (  # noqa: F401
     explorer_reset,
     explorer_run_offer,
     explorer_state,
-    explorer_students,
     explorer_summary,
     explorer_sync_url,
     explorer_teacher,
-    explorer_teacher_task,
     explorer_thumbnails,
     explorer_upload,
     explorer_upload_preview,

@@ -79,15 +79,6 @@ def _default_teacher_task():
     return tasks.task_for("default-teacher", lambda should_stop: prepare_teacher(DEFAULT_TEACHER, "auto", should_stop))
 
 
-def default_teacher_name() -> str:
-    """E.g. "MLP 784-1200-1200-10 on mnist5k", read from the default teacher's config."""
-    from kdviz.core.data import load_dataset
-    from kdviz.core.presets import DEFAULT_TEACHER
-
-    dataset = load_dataset(DEFAULT_TEACHER.dataset)
-    return f"{DEFAULT_TEACHER.model.describe(dataset.input_shape, dataset.num_classes)} on {DEFAULT_TEACHER.dataset}"
-
-
 def default_teacher_task():
     return _default_teacher_task()
 
@@ -137,7 +128,18 @@ def seed(key: str, value) -> None:
         st.session_state[key] = value
 
 
-def sync_query_params(query: dict[str, str]) -> None:
-    """Write the page's state into the URL, so that a lecturer can copy the link; only when it changed."""
-    if st.query_params.to_dict() != query:
-        st.query_params.from_dict(query)
+def sync_query_params(query: dict[str, str], keys) -> None:
+    """Write the page's state into the URL, so that a lecturer can copy the link: every page writes its URL here.
+
+    keys: the parameters this page owns. Those in query are set (only when changed), the others of keys removed;
+    every other parameter (the owner id, the live page's run) is left as it is.
+    """
+    unknown = set(query) - set(keys)
+    if unknown:
+        raise ValueError(f"the page does not own the URL parameters {sorted(unknown)}")
+    for key in keys:
+        if key in query:
+            if st.query_params.get(key) != query[key]:
+                st.query_params[key] = query[key]
+        elif key in st.query_params:
+            del st.query_params[key]

@@ -1,10 +1,11 @@
-"""The image explorer: cached models and logits, its URL, the gallery, uploads, the heatmap, waiting for a run."""
+"""The image explorer: its URL, the gallery, uploads, the heatmap, waiting for a run (models: kdviz.ui.models)."""
 from __future__ import annotations
 
 import streamlit as st
 
-from kdviz.ui import core
-from kdviz.ui.core import default_teacher_task, owner_id, seed
+from kdviz.ui import core, models
+from kdviz.ui.core import owner_id, seed, sync_query_params
+from kdviz.ui.models import dataset as explorer_dataset
 from kdviz.ui.runs import describe_config
 
 EXPLORER_PARSED = "ie.parsed"
@@ -31,42 +32,10 @@ def explorer_state(datasets: list[str]) -> list[str]:
 
 
 def explorer_sync_url(dataset: str, image: int, temperature: float) -> None:
-    """Mirror dataset, image and T in the URL (only our keys: other pages' and the owner id stay)."""
-    from kdviz.views.soft_labels import format_number
-
-    for key, value in (("dataset", dataset), ("image", str(image)), ("temperature", format_number(temperature))):
-        if st.query_params.get(key) != value:
-            st.query_params[key] = value
-
-
-@st.cache_resource(show_spinner=False)
-def explorer_dataset(name: str):
-    from kdviz.core.data import load_dataset
-
-    return load_dataset(name)
-
-
-@st.cache_resource(show_spinner="Computing the teacher's logits on the test images…")
-def _explorer_teacher(file_key: str, _config):
-    """(teacher model, (N, C) test logits), once per teacher file (its path and modification time)."""
+    """Mirror dataset, image and T in the URL (only this page's keys: the owner id and others stay)."""
     from kdviz.views import explorer
-    from kdviz.core.teachers import load_cached
 
-    model, _ = load_cached(_config)
-    return model, explorer.test_logits(model, explorer_dataset(_config.dataset))
-
-
-def _explorer_loaded_teacher(config):
-    """(teacher, test logits) from the cache, or None when the file is missing or unusable."""
-    from kdviz.core.teachers import CacheError, is_cached, teacher_path
-
-    if not is_cached(config):
-        return None
-    path = teacher_path(config)
-    try:
-        return _explorer_teacher(f"{path}:{path.stat().st_mtime_ns}", config)
-    except (CacheError, OSError):
-        return None  # damaged: the background task reports it and trains the teacher again
+    sync_query_params(explorer.to_query(dataset, image, temperature), explorer.QUERY_KEYS)
 
 
 def explorer_teacher(dataset: str):
@@ -74,62 +43,10 @@ def explorer_teacher(dataset: str):
     from kdviz.views import explorer
 
     config = explorer.teacher_for(dataset)
-    teacher = _explorer_loaded_teacher(config)
-    if teacher is None:
-        _explorer_teacher_wait(config)
-    return teacher
-
-
-def explorer_teacher_task(config):
-    """The background task preparing this teacher: the home page's for the default teacher, else its own."""
-    from kdviz.runs import tasks
-    from kdviz.core import presets
-    from kdviz.core.teachers import prepare_teacher, teacher_key
-
-    if config == presets.DEFAULT_TEACHER:
-        return default_teacher_task()
-    return tasks.task_for(f"teacher-{teacher_key(config)}",
-                         lambda should_stop: prepare_teacher(config, "auto", should_stop))
-
-
-@st.fragment(run_every=1.0)
-def _explorer_teacher_wait(config) -> None:
-    task = explorer_teacher_task(config)
-    for notice in task.notices:
-        st.warning(notice, icon=":material/build:")
-    if task.state == "completed" and _explorer_loaded_teacher(config) is not None:
-        st.rerun()  # the whole page, now with its teacher
-    elif task.state == "completed":
-        st.error("The teacher was trained but its cache file cannot be read; restart the server to train it again.",
-                 icon=":material/error:")
-    elif task.state in ("pending", "running"):
-        epoch = task.last_epoch
-        detail = f" Epoch {epoch.epoch}: {epoch.accuracy['teacher']:.1%} test accuracy." if epoch else ""
-        data = explorer_dataset(config.dataset)
-        st.info(f"The {config.dataset} teacher ({config.model.describe(data.input_shape, data.num_classes)}) is "
-                "being trained once, in the "
-                "background; it is then cached and this page fills in by itself." + detail,
-                icon=":material/hourglass_top:")
-        st.progress(task.progress())
-    else:
-        st.error(f"The teacher could not be trained ({task.error or task.state}); reload the page to try again, or "
-                 "run `python -m kdviz prepare` in a terminal to see why.", icon=":material/error:")
-
-
-@st.cache_resource(show_spinner="Loading the students and their logits on the test images…", max_entries=8)
-def _explorer_students(dataset: str, run_id: str | None, runs_root: str):
-    from kdviz.views import explorer
-    from kdviz.runs.store import RunStore
-
-    return explorer.load_students(explorer_dataset(dataset), run_id, RunStore(runs_root))
-
-
-def explorer_students(dataset: str):
-    """The untrained student and, from the newest completed run on this dataset, the hard-label and KD students."""
-    from kdviz.views import explorer
-    from kdviz.core.paths import runs_dir
-
-    return _explorer_students(dataset, explorer.latest_completed_run(dataset), str(runs_dir()))
+    loaded = models.teacher(config)
+    if loaded is None:
+        models.teacher_progress(config)
+    return loaded
 
 
 @st.cache_resource(show_spinner=False)
@@ -137,8 +54,7 @@ def explorer_thumbnails(dataset: str, scale: int) -> list[bytes]:
     """Every test image as a small PNG (enlarged with crisp pixels), rendered once per dataset."""
     from kdviz.views import images
 
-    data = explorer_dataset(dataset)
-    return [images.to_png(pixels, scale) for pixels in data.to_pixels(data.test_x)]
+    return [images.to_png(pixels, scale) for pixels in models.test_pixels(dataset)]
 
 
 def explorer_run_offer(dataset: str) -> None:
@@ -151,8 +67,9 @@ def explorer_run_offer(dataset: str) -> None:
     if st.session_state.get(key):
         _explorer_run_wait(st.session_state[key], key)
         return
-    st.info(f"No finished distillation run on {dataset} yet: the hard-label and KD students come from one. "
-            f"The {preset!r} preset ({PRESETS[preset][0]}) makes them.", icon=":material/school:")
+    st.info(f"No finished distillation run of this teacher ({models.teacher_name(explorer.teacher_for(dataset))}) "
+            "yet: the hard-label and KD students come from one, and are only shown beside the teacher they learnt "
+            f"from. The {preset!r} preset ({PRESETS[preset][0]}) makes them.", icon=":material/school:")
     if st.button(f"Run the {preset!r} preset", icon=":material/play_arrow:", key="ie.run_preset"):
         try:
             st.session_state[key] = core.run_manager().submit(explorer.run_config_for(dataset), owner_id())
@@ -236,9 +153,8 @@ def explorer_picked(dataset: str, image: int, teacher_logits, students) -> None:
     """The chosen image, large, with what the teacher says about it and where the students come from."""
     import dataclasses
 
-    from kdviz.views import images
-
     from kdviz.core import kd
+    from kdviz.views import images
 
     data = explorer_dataset(dataset)
     pixels = data.to_pixels(data.test_x[image])
@@ -264,9 +180,8 @@ def explorer_prediction(classes, label, teacher_logits, students: dict, temperat
     then the logits."""
     import numpy as np
 
-    from kdviz.views import charts
-
     from kdviz.core import kd
+    from kdviz.views import charts
     from kdviz.views.soft_labels import format_probability
 
     teacher = kd.softmax(teacher_logits, temperature)
@@ -288,14 +203,14 @@ def explorer_prediction(classes, label, teacher_logits, students: dict, temperat
 
 def explorer_summary(classes, label, logits: dict, temperature: float) -> None:
     """Every model's guess, probability of the true class and KL from the teacher at T."""
-    from kdviz.views import charts, explorer
+    from kdviz.core.roles import ROLE_NAMES
+    from kdviz.views import explorer
 
     rows = explorer.summary_rows(tuple(classes), logits["teacher"],
                                  {role: z for role, z in logits.items() if role != "teacher"}, label, temperature,
-                                 charts.ROLE_NAMES)
+                                 ROLE_NAMES)
     st.dataframe(rows, hide_index=True, column_config={
-        "model": st.column_config.TextColumn(width="medium"),
-        "guess": st.column_config.TextColumn(help="The class with the highest probability (at this T).", width="small"),
+        "guess": st.column_config.TextColumn(help="The class with the highest probability (at this T)."),
         "p(true class)": st.column_config.NumberColumn(format="percent"),
         "KL from teacher": st.column_config.NumberColumn(format="%.4f", help="KL(teacher ‖ model) at this T, in "
                                                                               "nats: 0 means the same soft labels.")})
@@ -306,9 +221,8 @@ def explorer_convergence(students, image: int, labels, teacher_logits, classes, 
     """The run's students on this image at every epoch, approaching the teacher (for the run's probe images)."""
     import numpy as np
 
-    from kdviz.views import charts, explorer
-
     from kdviz.core import kd
+    from kdviz.views import charts, explorer
 
     history = students.history
     if history is None:

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from kdviz.ui.core import default_teacher_task, seed, sync_query_params
+from kdviz.ui import models
+from kdviz.ui.core import seed, sync_query_params
 
 SOFT_LABELS_STATE = "soft_labels.state"
+
+
 def soft_labels_state():
     """(state, notices): the page's state, parsed once per session from the URL (with a notice per bad value)."""
     from kdviz.views import soft_labels
@@ -25,7 +28,7 @@ def update_soft_labels_state(**changes):
 
     state = dataclasses.replace(st.session_state[SOFT_LABELS_STATE], **changes)
     st.session_state[SOFT_LABELS_STATE] = state
-    sync_query_params(soft_labels.to_query(state))
+    sync_query_params(soft_labels.to_query(state), soft_labels.QUERY_KEYS)
     return state
 
 
@@ -65,51 +68,53 @@ def custom_logits_editor(state):
     return logits
 
 
-@st.cache_resource(show_spinner="Computing the teacher's and the student's logits on the test images…", max_entries=8)
-def _image_logits(student_model: str, run_id: str | None):
-    from kdviz.views.image_logits import load_image_logits
-
-    return load_image_logits(student_model, run_id)
-
-
 def image_logits(student_model: str):
-    """Process-wide: the logits of every test image, computed once per student and run (torch is imported here)."""
-    from kdviz.views.image_logits import latest_run
+    """The default teacher's and one student's logits on every test image (None while the teacher is not cached), from
+    the models the image explorer shows (kdviz.ui.models): the same teacher file, loaded once, and the same students.
 
-    return _image_logits(student_model, None if student_model == "untrained" else latest_run())
+    Raises NoRunYet when a trained student is asked for and no run of the default teacher has finished.
+    """
+    from kdviz.core.presets import DEFAULT_TEACHER
+    from kdviz.views.image_logits import image_logits as build
+
+    loaded = models.teacher(DEFAULT_TEACHER)
+    if loaded is None:
+        return None
+    name = DEFAULT_TEACHER.dataset
+    return build(models.dataset(name), models.test_pixels(name), loaded[1], models.students(name), student_model)
 
 
 def image_example(state):
-    """Pick a test image (thumbnail shown) and a student; returns (Logits, the student's name), or (None, None) with a
-    message while no teacher is cached."""
+    """Pick a test image (thumbnail shown) and a student; returns (Logits, the student's role, its name), or None
+    with a message while no teacher is cached."""
+    from kdviz.core.presets import DEFAULT_TEACHER
     from kdviz.views import soft_labels
-    from kdviz.views.image_logits import NoRunYet, teacher_ready
-    from kdviz.core.teachers import CacheError
+    from kdviz.views.image_logits import NoRunYet
 
-    if not teacher_ready():
-        st.info("The default teacher (MLP 784-1200-1200-10 on mnist5k) is not trained yet. It trains once, in the "
-                "background, and is then cached; the home page starts it too.", icon=":material/hourglass_top:")
-        if st.session_state.get("sl.train_teacher") or st.button("Train the default teacher now"):
-            st.session_state["sl.train_teacher"] = True
-            _teacher_progress()
-        return None, None
-    try:
-        data = image_logits(state.student_model)
+    seed("sl.student_model", state.student_model)
+    try:  # the selectbox's value: a student chosen in this very rerun is the one whose logits are shown
+        data = image_logits(st.session_state["sl.student_model"])
     except NoRunYet as error:
         st.info(f"There is no trained student yet: {error}. Showing the untrained student.",
                 icon=":material/info:")
         state = update_soft_labels_state(student_model="untrained")
         st.session_state["sl.student_model"] = "untrained"
         data = image_logits("untrained")
-    except (CacheError, OSError, ValueError) as error:
-        st.error(f"The cached teacher could not be used ({error}). Delete it from KDVIZ_HOME/teachers, or run "
-                 "`python -m kdviz prepare` to train it again.")
-        return None, None
+    if data is None:
+        if st.session_state.get("sl.train_teacher"):
+            models.teacher_progress(DEFAULT_TEACHER)
+            return None
+        st.info(f"The default teacher ({models.teacher_name(DEFAULT_TEACHER)}) is not trained yet (or its cache file "
+                "cannot be used). It trains once, in the background, and is then cached; the home page starts it "
+                "too.", icon=":material/hourglass_top:")
+        if st.button("Train the default teacher now"):
+            st.session_state["sl.train_teacher"] = True
+            st.rerun()
+        return None
     if state.image >= len(data):
         st.warning(f"There are only {len(data)} test images; showing image {len(data) - 1}.")
         state = update_soft_labels_state(image=len(data) - 1)
     seed("sl.image", state.image)
-    seed("sl.student_model", state.student_model)
     picture, pickers = st.columns([1, 4], vertical_alignment="center")
     with pickers:
         index = st.number_input(f"Test image of {data.dataset} (0 to {len(data) - 1})", 0, len(data) - 1,
@@ -117,21 +122,9 @@ def image_example(state):
         student_model = st.selectbox("Student", list(soft_labels.STUDENT_MODELS), key="sl.student_model",
                                      format_func=soft_labels.STUDENT_MODELS.get,
                                      help="The trained students come from the latest finished run of the "
-                                          "default teacher (Live distillation page).")
+                                          "default teacher (Live distillation page), as on the image explorer.")
     example = data.example(index)
     with picture:
         st.image(data.thumbnail(index), caption=f"true class: {example.classes[example.label]}", width=140)
     update_soft_labels_state(image=int(index), student_model=student_model)
-    return example, soft_labels.STUDENT_MODELS[student_model]
-
-
-@st.fragment(run_every=1.0)
-def _teacher_progress() -> None:
-    task = default_teacher_task()
-    if task.state == "completed":
-        st.rerun(scope="app")
-    elif task.done:
-        st.error(f"The default teacher could not be trained ({task.error or task.state}). Run "
-                 "`python -m kdviz prepare` in a terminal to see why.")
-    else:
-        st.progress(task.progress(), text="Training the default teacher (once; then it is cached)…")
+    return example, student_model, soft_labels.STUDENT_MODELS[student_model]

@@ -233,7 +233,7 @@ def gradient_bars(classes, update, texts, temperature: float, lecture: bool = Fa
 
 
 # ---- the image explorer -----------------------------------------------------------------------------------------
-# Same look as the soft-labels page (plain dicts through _figure, one colour per role), for several students at once.
+# Same look as the soft-labels page (plain dicts through fast_figure, one colour per role), for several students.
 
 def _names(names: dict | None) -> dict:
     return {**ROLE_NAMES, **(names or {})}
@@ -322,13 +322,16 @@ def convergence_animation(classes, hard_label, teacher_probs, epochs, students: 
     layout = {"barmode": "group", "bargap": 0.2, "bargroupgap": 0.04, "xaxis": _class_axis(lecture),
               "yaxis": _probability_axis([], False),
               "title": title_block(f"Softmax at T = {temperature:g}, epoch by epoch", lecture),
-              "margin": {"b": 130}, "legend": {"orientation": "v", "x": 1.02, "y": 1, "yanchor": "top"},
+              # the legend above the plot, not beside it: the bars and the epoch slider get the whole width
+              "margin": {**top_margin(lecture), "b": 130}, "legend": {"orientation": "h", "x": 0, "y": 1.02,
+                                                                      "yanchor": "bottom"},
               "updatemenus": [{"type": "buttons", "direction": "left", "x": 0, "y": -0.22, "xanchor": "left",
                                "yanchor": "top", "pad": {"r": 10, "t": 10}, "showactive": False, "font": font,
                                "buttons": [{"label": "▶ play", "method": "animate", "args": [None, play]},
                                            {"label": "pause", "method": "animate", "args": [[None], jump]}]}],
-              "sliders": [{"active": last, "x": 0.26, "len": 0.74, "y": -0.16, "yanchor": "top", "font": font,
-                           "currentvalue": {"prefix": "epoch ", "font": font},
+              "sliders": [{"active": last, "x": 0.3, "len": 0.7, "y": -0.16, "yanchor": "top", "font": font,
+                           # the current epoch at the slider's right end, clear of the play and pause buttons
+                           "currentvalue": {"prefix": "epoch ", "font": font, "xanchor": "right"},
                            "steps": [{"label": str(epoch), "method": "animate", "args": [[str(epoch)], jump]}
                                      for epoch in epochs]}]}
     figure = fast_figure(data, layout, lecture, 560 if lecture else 470)
@@ -345,10 +348,10 @@ def kl_curves(epochs, kl: dict, temperature: float, names: dict | None = None, l
              "hovertemplate": "epoch %{x}: %{y:.4f} nats<extra>" + names[role] + "</extra>"}
             for role, values in kl.items()]
     layout = {"xaxis": {"title": {"text": "epoch"}, "dtick": max(1, len(epochs) // 8)},
-              "legend": {**LEGEND_BELOW, "y": -0.25},
+              "legend": _bottom_legend(), "margin": top_margin(lecture, bottom=110 if lecture else 90),
               "yaxis": {"title": {"text": "KL(teacher ‖ student), nats"}, "rangemode": "tozero"},
               "title": title_block(f"KL from the teacher at T = {temperature:g}", lecture)}
-    return fast_figure(data, layout, lecture, 470 if lecture else 360)
+    return fast_figure(data, layout, lecture, 560 if lecture else 470)  # as tall as the animation beside it
 
 
 def _cell_text(p: float) -> str:

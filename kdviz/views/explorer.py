@@ -1,4 +1,4 @@
-"""The image explorer without Streamlit: which teacher, the gallery's order, dark knowledge, and the latest run's students.
+"""The image explorer without Streamlit: which teacher, the gallery's order, dark knowledge, and a run's students.
 
 Every model's logits on the whole test set are computed once (a few ms for the small offline sets); picking an image
 is then a row lookup and a softmax, which keeps the page's reaction to a click far below 200 ms.
@@ -15,15 +15,15 @@ import torch
 
 from kdviz.core import kd, presets
 from kdviz.core.data import Dataset, offline_names
-from kdviz.core.engine import DistillConfig, TeacherConfig, predict_logits
-from kdviz.core.models import create_model
+from kdviz.core.engine import DistillConfig, TeacherConfig, initial_student, predict_logits
+from kdviz.core.roles import STUDENTS
 from kdviz.runs.store import RunStore
-from kdviz.views.soft_labels import DEFAULT_TEMPERATURE, snap_temperature
+from kdviz.views.query import DEFAULT_TEMPERATURE, format_number, parse_image, parse_temperature
 
 GALLERY_SIZE = 60
 ORDERS = {"mixed": "a few of each class", "unsure": "most unsure first", "mistakes": "teacher's mistakes only",
           "index": "test-set order"}
-STUDENT_ROLES = ("untrained", "hard", "kd")
+QUERY_KEYS = ("dataset", "image", "temperature")  # the URL parameters this page writes; others are left alone
 
 
 # ---- which teacher, which preset ---------------------------------------------------------------------------------
@@ -69,23 +69,15 @@ def parse_query(params: Mapping[str, str], datasets: list[str]) -> tuple[Query, 
     if dataset not in datasets:
         notices.append(f"The dataset in the link ({dataset!r}) cannot be explored offline; showing {datasets[0]}.")
         dataset = datasets[0]
-    image, text = 0, params.get("image", "0")
-    if text.isascii() and text.isdigit() and len(text) < 9:
-        image = int(text)
-    else:
-        notices.append(f"The image number in the link ({text!r}) is not a whole number ≥ 0; showing image 0.")
-    temperature, text = DEFAULT_TEMPERATURE, params.get("temperature", str(DEFAULT_TEMPERATURE))
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if math.isfinite(value):
-        temperature = snap_temperature(value)
-        if temperature != value:
-            notices.append(f"The temperature in the link ({text}) is not on the slider; showing T = {temperature:g}.")
-    else:
-        notices.append(f"The temperature in the link ({text!r}) is not a number; showing T = 1.")
+    image = parse_image(params["image"], notices) if "image" in params else 0
+    temperature = parse_temperature(params["temperature"], notices) if "temperature" in params \
+        else DEFAULT_TEMPERATURE
     return Query(dataset, image, temperature), notices
+
+
+def to_query(dataset: str, image: int, temperature: float) -> dict[str, str]:
+    """The page's state as URL parameters (QUERY_KEYS; the inverse of parse_query)."""
+    return {"dataset": dataset, "image": str(image), "temperature": format_number(temperature)}
 
 
 def clamp_image(image: int, n_images: int) -> tuple[int, str | None]:
@@ -177,10 +169,8 @@ def test_logits(model: torch.nn.Module, dataset: Dataset) -> np.ndarray:
 
 
 def untrained_student(config: DistillConfig, dataset: Dataset) -> torch.nn.Module:
-    """The student as both of a run's students start: the same architecture and seed as engine.distill uses."""
-    with torch.random.fork_rng(devices=[]):  # seed locally; the global RNG state is restored afterwards
-        torch.manual_seed(config.seed)
-        return create_model(config.student, dataset.input_shape, dataset.num_classes).eval()
+    """The student as both of a run's students start: engine.initial_student (the weights distill copies), in eval."""
+    return initial_student(config, dataset).eval()
 
 
 def normalise(model_input: np.ndarray, dataset: Dataset) -> torch.Tensor:
@@ -193,20 +183,7 @@ def logits_of(models: dict[str, torch.nn.Module], x: torch.Tensor) -> dict[str, 
     return {role: predict_logits(model, x)[0].double().numpy() for role, model in models.items()}
 
 
-# ---- the latest run ----------------------------------------------------------------------------------------------
-
-def latest_completed_run(dataset: str, store: RunStore | None = None) -> str | None:
-    """The newest run on this dataset that completed and saved its students, or None."""
-    store = store or RunStore()
-    for run_id in store.run_ids():
-        status, record = store.read_json(run_id, "status.json"), store.read_json(run_id, "config.json")
-        if not (status and record and status.get("state") == "completed"):
-            continue
-        if record.get("config", {}).get("teacher", {}).get("dataset") == dataset \
-                and store.students_path(run_id).is_file():
-            return run_id
-    return None
-
+# ---- a run's history -----------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class History:
@@ -226,7 +203,7 @@ def read_history(events: list[dict]) -> History | None:
     snapshots = [e for e in events if e.get("event") == "Snapshot"]
     if started is None or not snapshots or not started.get("probe_indices"):
         return None
-    roles = ("hard", "kd")
+    roles = [role for role in STUDENTS if role in snapshots[0]["logits"]]
     logits = {role: np.array([s["logits"][role] for s in snapshots], dtype=np.float64) for role in roles}
     return History(tuple(started["probe_indices"]), tuple(s["epoch"] for s in snapshots), logits)
 

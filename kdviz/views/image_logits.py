@@ -1,67 +1,28 @@
-"""Real logits for the soft-labels page: the cached default teacher and a student on the default dataset's test images.
+"""The soft-labels page's dataset images: one test image's teacher and student logits, from the explorer's models.
 
+The teacher, its test logits and the students (the untrained one, and those of the latest run of that teacher) are
+the image explorer's (kdviz.views.explorer, cached once in kdviz.ui.models): both pages show the same numbers.
 This module imports torch (seconds): the page imports it only when the dataset-image source is chosen.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
-import torch
-from torch import nn
 
-from kdviz.core.data import Dataset, load_dataset
-from kdviz.core.engine import predict_logits
-from kdviz.core.models import create_model
-from kdviz.core.presets import DEFAULT_TEACHER, get_preset
-from kdviz.runs.store import RunStore
+from kdviz.core.data import Dataset
+from kdviz.core.roles import ROLE_NAMES, STUDENT_ROLES
+from kdviz.views.explorer import Students
 from kdviz.views.soft_labels import Logits
-from kdviz.core.teachers import is_cached, load_cached
 
 
 class NoRunYet(LookupError):
-    """The trained students were asked for, but no run of the default teacher has finished yet."""
-
-
-def _untrained_student(dataset: Dataset, run_id: str | None) -> nn.Module:
-    """The lecture preset's student before any training, from a fixed seed (the same weights every time)."""
-    torch.manual_seed(0)
-    return create_model(get_preset("lecture").student, dataset.input_shape, dataset.num_classes).eval()
-
-
-def latest_run() -> str | None:
-    """The newest completed run that distilled the default teacher (whose students are saved), or None."""
-    store, teacher = RunStore(), json.loads(json.dumps(dataclasses.asdict(DEFAULT_TEACHER)))
-    for run_id in store.run_ids():
-        status, record = store.read_json(run_id, "status.json") or {}, store.read_json(run_id, "config.json") or {}
-        if status.get("state") == "completed" and record.get("config", {}).get("teacher") == teacher \
-                and store.students_path(run_id).is_file():
-            return run_id
-    return None
-
-
-def _trained_student(role: str) -> Callable[[Dataset, str | None], nn.Module]:
-    def build(dataset: Dataset, run_id: str | None) -> nn.Module:
-        if run_id is None:
-            raise NoRunYet("no distillation of the default teacher has finished yet: start one (the lecture preset) "
-                           "on the Live distillation page")
-        return RunStore().load_students(run_id)[1][role]
-
-    return build
-
-
-# Where the student's logits come from, by the names of kdviz.views.soft_labels.STUDENT_MODELS: an untrained student, or
-# the hard-label / KD student of the latest finished run of the default teacher (KDVIZ_HOME/runs).
-STUDENT_BUILDERS: dict[str, Callable[[Dataset, str | None], nn.Module]] = {
-    "untrained": _untrained_student, "hard": _trained_student("hard"), "kd": _trained_student("kd")}
+    """A trained student was asked for, but no run of the teacher shown has finished yet."""
 
 
 @dataclass(frozen=True)
 class ImageLogits:
-    """The teacher's and one student's logits on every test image of the default teacher's dataset."""
+    """The teacher's and one student's logits on every test image of a dataset."""
 
     dataset: str
     classes: tuple[str, ...]
@@ -83,20 +44,16 @@ class ImageLogits:
         return image[..., 0] if image.shape[-1] == 1 else image
 
 
-def teacher_ready() -> bool:
-    return is_cached(DEFAULT_TEACHER)
+def image_logits(dataset: Dataset, pixels: np.ndarray, teacher_logits: np.ndarray, students: Students,
+                 role: str) -> ImageLogits:
+    """The teacher's test logits beside the student of this role (kdviz.core.roles.STUDENT_ROLES).
 
-
-def load_image_logits(student_model: str = "untrained", run_id: str | None = None) -> ImageLogits:
-    """Logits of the cached default teacher and the named student (of run_id, for trained ones).
-
-    Raises CacheError when the teacher's cache is unusable and NoRunYet when a trained student has no run.
+    Raises NoRunYet when a trained student is asked for and no run of this teacher has finished.
     """
-    if student_model not in STUDENT_BUILDERS:
-        raise ValueError(f"unknown student {student_model!r}: choose one of {', '.join(STUDENT_BUILDERS)}")
-    dataset = load_dataset(DEFAULT_TEACHER.dataset)
-    teacher, _ = load_cached(DEFAULT_TEACHER)
-    student = STUDENT_BUILDERS[student_model](dataset, run_id)
-    return ImageLogits(dataset.name, dataset.classes, dataset.test_y.numpy(),
-                       predict_logits(teacher, dataset.test_x).double().numpy(),
-                       predict_logits(student, dataset.test_x).double().numpy(), dataset.to_pixels(dataset.test_x))
+    if role not in STUDENT_ROLES:
+        raise ValueError(f"unknown student {role!r}: choose one of {', '.join(STUDENT_ROLES)}")
+    if role not in students.logits:
+        raise NoRunYet(f"no distillation of this teacher has finished yet, so there is no {ROLE_NAMES[role]}: start "
+                       "one (the lecture preset) on the Live distillation page")
+    return ImageLogits(dataset.name, dataset.classes, dataset.test_y.numpy(), teacher_logits, students.logits[role],
+                       pixels)

@@ -15,19 +15,23 @@ from typing import Mapping
 import numpy as np
 
 from kdviz.core import kd
+from kdviz.core.roles import ROLE_NAMES, STUDENT_ROLES
+from kdviz.views.query import (DEFAULT_TEMPERATURE, MAX_TEMPERATURE, MIN_TEMPERATURE,  # noqa: F401 (the page's)
+                               TEMPERATURES, format_number, parse_image, parse_temperature, snap_temperature,
+                               to_float)
 
 MIN_CLASSES, MAX_CLASSES = 2, 20
 MAX_ABS_LOGIT = 1e6  # kd.softmax is stable up to here; beyond it z / T can overflow to inf at T = 0.1
 MAX_NAME_LENGTH = 24
-MIN_TEMPERATURE, MAX_TEMPERATURE = 0.1, 100.0
-# The slider's temperatures: log-spaced "nice" values, 10 per decade, including 1, 2, 4, 10, 20 and 100.
-TEMPERATURES = tuple(round(m * 10.0**e, 3) for e in (-1, 0, 1) for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8)) + (100.0,)
 CURVE_TEMPERATURES = np.logspace(-1, 2, 151)  # (151,) the x axis of the curves over T
 SOURCES = {"lecture": "Lecture example", "custom": "Your own logits", "image": "An image from the dataset"}
-# Where the image source's student comes from. Issue 4's run manager will add "hard" and "kd" (latest run).
-STUDENT_MODELS = {"untrained": "untrained student", "hard": "hard-label student (latest run)",
-                  "kd": "KD student (latest run)"}
-DEFAULT_TEMPERATURE, DEFAULT_ALPHA = 1.0, 0.9
+# The image source's student, by role: the untrained student, or a student of the latest finished run of the default
+# teacher (kdviz.runs.store.RunStore.latest_completed).
+STUDENT_MODELS = {role: ROLE_NAMES[role] + ("" if role == "untrained" else " (latest run)") for role in STUDENT_ROLES}
+DEFAULT_ALPHA = 0.9
+# Every URL parameter this page writes (and so may remove); others in the link (e.g. the owner id) are left alone.
+QUERY_KEYS = ("source", "temperature", "alpha", "log", "classes", "teacher", "student", "label", "image",
+              "student_model")
 TABLE_COLUMNS = ("class", "teacher logit", "student logit")  # the custom logits table
 
 
@@ -138,48 +142,14 @@ def table_rows(logits: Logits) -> list[dict]:
             for name, t, s in zip(logits.classes, logits.teacher, logits.student)]
 
 
-# ---- temperature, alpha and the URL ----------------------------------------------------------------------------
-
-def snap_temperature(value: float) -> float:
-    """The slider's temperature nearest to value on a log scale (value is clamped to [0.1, 100] first)."""
-    value = min(max(float(value), MIN_TEMPERATURE), MAX_TEMPERATURE)
-    return min(TEMPERATURES, key=lambda t: abs(math.log(t / value)))
-
-
-def format_number(x: float) -> str:
-    """Shortest text that reads back as the same float: 5.0 → "5", -3.25 → "-3.25"."""
-    text = repr(float(x))
-    return text[:-2] if text.endswith(".0") else text
-
+# ---- the URL (temperatures and image numbers are read by kdviz.views.query, as on the image explorer) -----------
 
 def _split(text: str) -> list[str]:
     return [] if text.strip() == "" else [part.strip() for part in text.split(",")]
 
 
-def _number(text: str) -> float:
-    """A number from the URL; NaN for anything that is not one (the caller says so and uses its default)."""
-    try:
-        return float(text)
-    except ValueError:
-        return math.nan
-
-
-def _parse_temperature(text: str, notices: list[str]) -> float:
-    value = _number(text)
-    if not math.isfinite(value):
-        notices.append(f"The temperature in the link ({text!r}) is not a number; showing T = 1.")
-        return DEFAULT_TEMPERATURE
-    snapped = snap_temperature(value)
-    if not (MIN_TEMPERATURE <= value <= MAX_TEMPERATURE):
-        notices.append(f"The temperature in the link ({text}) is outside 0.1 to 100; showing T = {snapped:g}.")
-    elif snapped != value:
-        notices.append(f"The temperature in the link ({text}) is not on the slider; showing the nearest, "
-                       f"T = {snapped:g}.")
-    return snapped
-
-
 def _parse_alpha(text: str, notices: list[str]) -> float:
-    value = _number(text)
+    value = to_float(text)
     if not math.isfinite(value):
         notices.append(f"The alpha in the link ({text!r}) is not a number; showing alpha = {DEFAULT_ALPHA:g}.")
         return DEFAULT_ALPHA
@@ -219,7 +189,7 @@ def parse_query(params: Mapping[str, str]) -> tuple[PageState, list[str]]:
     if source == "custom":
         state = dataclasses.replace(state, custom=_parse_custom(params, notices))
     if "temperature" in params:
-        state = dataclasses.replace(state, temperature=_parse_temperature(params["temperature"], notices))
+        state = dataclasses.replace(state, temperature=parse_temperature(params["temperature"], notices))
     if "alpha" in params:
         state = dataclasses.replace(state, alpha=_parse_alpha(params["alpha"], notices))
     if "log" in params:
@@ -228,11 +198,7 @@ def parse_query(params: Mapping[str, str]) -> tuple[PageState, list[str]]:
         else:
             notices.append(f"The log-scale setting in the link ({params['log']!r}) should be 1 or 0; ignored.")
     if "image" in params:
-        text = params["image"]
-        if text.isascii() and text.isdigit() and len(text) < 9:
-            state = dataclasses.replace(state, image=int(text))
-        else:
-            notices.append(f"The image number in the link ({text!r}) is not a whole number ≥ 0; showing image 0.")
+        state = dataclasses.replace(state, image=parse_image(params["image"], notices))
     if "student_model" in params:
         if params["student_model"] in STUDENT_MODELS:
             state = dataclasses.replace(state, student_model=params["student_model"])
@@ -309,6 +275,15 @@ def format_value(x: float) -> str:
     if x == 0:
         return "0"
     return f"{x:.4f}" if 1e-3 <= abs(x) < 1e5 else f"{x:.3e}"
+
+
+def format_metric(x: float) -> str:
+    """A loss on a metric tile (about six characters fit): format_value in the usual range, else two significant
+    digits with a short exponent (8.3e-4, 1.2e+05)."""
+    if x == 0 or 1e-3 <= abs(x) < 1e5:
+        return format_value(x)
+    mantissa, exponent = f"{x:.1e}".split("e")
+    return f"{mantissa}e{int(exponent):+d}" if int(exponent) > 0 else f"{mantissa}e{int(exponent)}"
 
 
 def numbers_table(logits: Logits, view: View, temperature: float, student_name: str) -> str:
