@@ -85,10 +85,10 @@ def gallery() -> None:
         ui.explorer_convergence(students, image, labels, teacher_logits[image], classes, temperature, lecture)
 
 
-def upload() -> None:
+def upload(returning: bool) -> None:
     left, right = st.columns([1, 1], gap="large")
     with left:
-        prepared = ui.explorer_upload(name, data.input_shape)
+        prepared = ui.explorer_upload(name, data.input_shape, returning)
         if prepared is None:
             return
         label = st.selectbox("What did you draw?", [-1, *range(len(classes))], key="ie.upload_label",
@@ -123,4 +123,8 @@ def dark_knowledge() -> None:
         ui.explorer_gallery(name, shown, [f"{p:.0%}" if p >= 0.01 else f"{p:.1e}" for p in probabilities], image, 4)
 
 
-{"gallery": gallery, "upload": upload, "dark": dark_knowledge}[section]()
+returning = ui.explorer_enter(section)
+if section == "upload":
+    upload(returning)
+else:
+    {"gallery": gallery, "dark": dark_knowledge}[section]()

@@ -252,17 +252,30 @@ def explorer_convergence(students, image: int, labels, teacher_logits, classes, 
 
 
 EXPLORER_LAST_UPLOAD = "ie.last_upload"
+EXPLORER_SHOWN = "ie.shown"  # the section the latest script run started to draw
+
+
+def explorer_enter(section: str) -> bool:
+    """Record the section this script run draws; True when the previous run drew another one (a section switch)."""
+    previous = st.session_state.get(EXPLORER_SHOWN)
+    st.session_state[EXPLORER_SHOWN] = section
+    return previous != section
 
 
 def _explorer_upload_changed() -> None:
-    if st.session_state.get("ie.upload") is None:  # the user removed the file: forget it
+    # The user removed the file: forget it. Only when the uploader was on screen in the previous run: coming back from
+    # another section the browser may mount an empty uploader (a change to None) that is no removal. Under load the
+    # section switch's run can be interrupted before Streamlit drops the hidden uploader's state, so this happens.
+    if st.session_state.get("ie.upload") is None and st.session_state.get(EXPLORER_SHOWN) == "upload":
         st.session_state.pop(EXPLORER_LAST_UPLOAD, None)
 
 
-def explorer_upload(dataset: str, input_shape):
+def explorer_upload(dataset: str, input_shape, returning: bool = False):
     """The uploader, and the upload turned into the dataset's input; None after showing why not (one sentence).
 
     The last good upload (a small copy) is remembered for the session, so switching sections does not lose it.
+    returning: this run switched to the upload section (explorer_enter); the uploader is then empty in the browser, or
+    (when the switch's run was interrupted) still holds the same file: both show the last upload, said so.
     """
     from kdviz.views import images
 
@@ -270,19 +283,20 @@ def explorer_upload(dataset: str, input_shape):
                                 on_change=_explorer_upload_changed,
                                 help="PNG, JPEG, WebP, BMP or GIF (its first frame), up to 10 MB. It is read in "
                                      "memory, never saved.")
-    if uploaded is not None:
+    last = st.session_state.get(EXPLORER_LAST_UPLOAD)
+    last = last if last is not None and last[0] == dataset else None
+    if uploaded is not None and not (returning and last is not None and last[2] == uploaded.file_id):
         try:
             prepared = images.prepare(uploaded.getvalue(), dataset, input_shape)
         except images.ImageRejected as error:
             st.session_state.pop(EXPLORER_LAST_UPLOAD, None)
             st.error(str(error), icon=":material/broken_image:")
             return None
-        st.session_state[EXPLORER_LAST_UPLOAD] = (dataset, uploaded.name, images.shrunk(prepared))
+        st.session_state[EXPLORER_LAST_UPLOAD] = (dataset, uploaded.name, uploaded.file_id, images.shrunk(prepared))
         return prepared
-    last = st.session_state.get(EXPLORER_LAST_UPLOAD)
-    if last is not None and last[0] == dataset:
+    if last is not None:
         st.caption(f"Showing your last upload, {last[1]}.")
-        return last[2]
+        return last[3]
     st.caption("Draw a digit on paper or in any paint program and upload a photo or screenshot of it.")
     return None
 
