@@ -1,10 +1,10 @@
 """Live distillation: configure a run, watch a hard-label and a KD student learn side by side, read the result."""
+import pandas as pd
 import streamlit as st
-
-from kdviz.views import run_charts, run_view
 
 from kdviz import ui
 from kdviz.core.presets import PRESETS
+from kdviz.views import run_charts, run_view
 
 ui.require_router()
 
@@ -37,9 +37,7 @@ with run_tab:
 
 
 def _label(run) -> str:
-    summary = f", KD {run.summary['kd']['accuracy']:.1%} vs hard {run.summary['hard']['accuracy']:.1%}" \
-        if run.summary else ""
-    return f"{run.id} · {run.state} · {ui.describe_config(run.config)}{summary}"
+    return run_view.run_label(run.id, run.state, run.config, run.summary)
 
 
 with history_tab:
@@ -48,12 +46,15 @@ with history_tab:
         st.info("Your runs will be listed here; they are kept on disk and survive a server restart.")
     else:
         by_id = {run.id: run for run in runs}
-        picked = st.multiselect("Runs to compare", list(by_id), default=list(by_id)[:1],
-                                format_func=lambda run_id: _label(by_id[run_id]), key="compare")
+        # the options' labels never change (Streamlit keeps a multiselect's choice by label): state and accuracies
+        # are in each chosen run's box below
+        picked = st.multiselect("Runs to compare", list(by_id), default=list(by_id)[:1], key="compare",
+                                format_func=lambda run: f"{run} · {run_view.describe_config(by_id[run].config)}")
         chosen = [by_id[run_id] for run_id in picked]
         frames = [(run.id[-6:], run_view.accuracy_frame(run.events)) for run in chosen]
         if frames:
-            st.plotly_chart(run_charts.overlay_chart(frames, ui.lecture_mode()), key="overlay")
+            split = ui.split_choice("overlay_split", pd.concat([frame for _, frame in frames]))
+            st.plotly_chart(run_charts.overlay_chart(frames, ui.lecture_mode(), split), key="overlay")
         for run in chosen:
             with st.container(border=True):
                 st.markdown(f"**{_label(run)}**")
@@ -61,7 +62,8 @@ with history_tab:
 
 with sweep_tab:
     st.markdown("Queue one run per value of a parameter, everything else as configured in the **Run** tab, and "
-                "compare the final accuracy of both students. The runs wait in the queue and finish one by one.")
+                "compare both students' final validation and test accuracy: the best value is the one with the best "
+                "validation accuracy. The runs wait in the queue and finish one by one.")
     parameter = st.selectbox("Parameter", list(run_view.SWEEP_PARAMETERS),
                              format_func=run_view.SWEEP_PARAMETERS.get, key="sweep_parameter")
     defaults = {"temperature": "1, 2, 4, 8, 20", "alpha": "0, 0.5, 0.9, 1", "student_width": "30, 100, 300, 800"}

@@ -9,7 +9,8 @@ pytestmark = pytest.mark.browser
 
 ACCURACY_POINTS = """() => {
   const plots = [...document.querySelectorAll('.js-plotly-plot')];
-  const plot = plots.find(p => p.layout && p.layout.title && String(p.layout.title.text).includes('Test accuracy'));
+  const plot = plots.find(p => p.layout && p.layout.title
+                          && /(^|>)(Validation|Test) accuracy($|<)/.test(String(p.layout.title.text)));
   if (!plot || !plot._fullData) return 0;  // _fullData: decoded arrays (plotly ships x as typed-array base64)
   return Math.max(0, ...plot._fullData.map(trace => (trace.x || []).length));
 }"""

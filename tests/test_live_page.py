@@ -61,11 +61,14 @@ def test_a_run_shows_live_charts_then_the_case_study_table(app):
     tables = [frame.value for frame in app.dataframe]
     this_run = tables[0]
     assert list(this_run["model"]) == ["teacher", "hard-label student", "KD student"]
-    assert {"parameters", "size (MB)", "test accuracy (%)"} <= set(this_run.columns)
+    assert {"parameters", "size (MB)", "validation (%)", "test (%)"} <= set(this_run.columns)
+    assert this_run["validation (%)"].notna().all()
     lecture = tables[1]
     assert list(lecture["architecture"]) == ["ResNet-152", "ResNet-50", "ResNet-50"]
     assert lecture["parameters"].iloc[0] == 60_192_808 and lecture["parameters"].iloc[1] == 25_557_032
     summary = ui.run_manager().get(run_id).summary
+    assert list(this_run["validation (%)"]) == pytest.approx(
+        [100 * summary[role]["val_accuracy"] for role in ("teacher", "hard", "kd")])
     hard_errors, kd_errors = summary["hard"]["errors"], summary["kd"]["errors"]
     won, sentence = run_view.verdict(summary)
     assert won == (kd_errors < hard_errors)
@@ -86,6 +89,40 @@ def test_a_run_shows_live_charts_then_the_case_study_table(app):
     assert ui.run_manager().get(run_id).state == "completed", "the run itself stays in the history"
 
 
+def accuracy_chart(at: AppTest, run_id: str) -> dict:
+    import json
+
+    return json.loads(next(chart for chart in at.get("plotly_chart") if chart.key == f"accuracy-{run_id}").proto.spec)
+
+
+def test_the_accuracy_chart_shows_validation_then_test(app):
+    click(app, "Start run")
+    run_id = app.query_params["run"]
+    run_until(app, state_is("completed"))
+    split = app.segmented_control(key=f"split-{run_id}")
+    assert split.value == "validation" and list(split.options) == ["validation", "test"]
+    figure = accuracy_chart(app, run_id)
+    assert figure["layout"]["title"]["text"] == "Validation accuracy"
+    events = ui.run_manager().get(run_id).events
+    last = [e for e in events if e["event"] == "EpochEnd" and e.get("phase") == "distill"][-1]
+    kd = next(trace for trace in figure["data"] if trace["name"] == "KD student")
+    assert kd["y"][-1] == pytest.approx(100 * last["val_accuracy"]["kd"])
+    split.set_value("test").run()
+    figure = accuracy_chart(app, run_id)
+    assert figure["layout"]["title"]["text"] == "Test accuracy"
+    assert figure["layout"]["shapes"][0]["y0"] == pytest.approx(100 * last["accuracy"]["teacher"])
+
+
+def test_the_form_offers_weight_decay_and_student_dropout(app):
+    app.number_input(key="quick:wd").set_value(0.001).run()
+    app.number_input(key="quick:s_dropout").set_value(0.2).run()
+    click(app, "Start run")
+    run = ui.run_manager().get(app.query_params["run"])
+    assert run.config["weight_decay"] == pytest.approx(0.001) and run.config["student"]["dropout"] == pytest.approx(0.2)
+    run_until(app, state_is("completed"))
+    assert any("weight decay 0.001" in c.value and "dropout 0.2" in c.value for c in app.caption)
+
+
 def test_stop_keeps_what_was_measured(app):
     app.number_input(key="quick:epochs").set_value(300).run()
     click(app, "Start run")
@@ -98,6 +135,10 @@ def test_stop_keeps_what_was_measured(app):
     click(app, "Stop")
     run_until(app, state_is("cancelled"))
     assert len(app.get("plotly_chart")) >= 2, "the charts keep the data measured before the stop"
+    run = ui.run_manager().get(app.query_params["run"])
+    last = max(e["epoch"] for e in run.events if e["event"] == "EpochEnd" and e.get("phase") == "distill")
+    verdicts = [m.value for m in [*app.success, *app.warning] if "Distillation" in m.value or "distillation" in m.value]
+    assert verdicts and all(f"(after epoch {last})" in v for v in verdicts), (verdicts, last)  # not the teacher's
 
 
 def test_a_diverging_learning_rate_says_so(app):
@@ -112,10 +153,16 @@ def test_history_lists_past_runs_with_downloads(app):
     run_until(app, state_is("completed"))
     compare = app.multiselect(key="compare")
     assert len(compare.options) == 1 and compare.options[0].startswith(app.query_params["run"])
+    assert compare.value == [app.query_params["run"]], "the latest run stays chosen after it finished"
     compare.set_value([app.query_params["run"]]).run()
+    summary = ui.run_manager().get(app.query_params["run"]).summary
+    shown = f"KD val {summary['kd']['val_accuracy']:.1%} / test {summary['kd']['accuracy']:.1%}"
+    assert any(shown in m.value for m in app.markdown), "the run's box names both students' validation and test"
     downloads = [button.proto.label for button in app.get("download_button")]
     assert downloads == ["Metrics (CSV)", "Students' weights"]
-    assert any("Runs compared" in str(chart.proto.spec) for chart in app.get("plotly_chart"))
+    assert any("Runs compared, validation accuracy" in str(chart.proto.spec) for chart in app.get("plotly_chart"))
+    app.segmented_control(key="overlay_split").set_value("test").run()
+    assert any("Runs compared, test accuracy" in str(chart.proto.spec) for chart in app.get("plotly_chart"))
 
 
 def test_a_shared_link_is_read_only_and_unknown_runs_get_a_message(app):
@@ -147,6 +194,13 @@ def test_a_sweep_queues_runs_and_draws_the_summary(app):
               and not ui.run_manager().list_runs()[0].live, timeout=180)
     table = next(frame.value for frame in app.dataframe if "temperature" in frame.value.columns)
     assert list(table["temperature"]) == [1.0, 4.0]
+    assert {"hard-label, validation (%)", "KD, validation (%)", "hard-label, test (%)", "KD, test (%)"} <= set(table)
+    runs = {run.tags["value"]: run for run in ui.run_manager().list_runs() if run.tags.get("sweep")}
+    best = max(runs, key=lambda value: runs[value].summary["kd"]["val_accuracy"])  # the first of ties: the lowest
+    best = min(v for v in runs if runs[v].summary["kd"]["val_accuracy"] == runs[best].summary["kd"]["val_accuracy"])
+    sentence = next(m.value for m in app.success if m.value.startswith("Best on validation"))
+    assert sentence.startswith(f"Best on validation: T = {best:g} ")
+    assert f"KD student {runs[best].summary['kd']['accuracy']:.1%}" in sentence
 
 
 def test_bad_sweep_values_get_a_message(app):

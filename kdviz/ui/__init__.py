@@ -34,11 +34,11 @@ from kdviz.ui.soft_labels import (  # noqa: F401
     update_soft_labels_state,
 )
 from kdviz.ui.runs import (  # noqa: F401
-    describe_config,
     distill_config_form,
     lecture_case_table,
     run_actions,
     run_panel,
+    split_choice,
     start_sweep,
     sweep_panel,
 )

@@ -6,7 +6,6 @@ import streamlit as st
 from kdviz.ui import core, models
 from kdviz.ui.core import owner_id, seed, sync_query_params
 from kdviz.ui.models import dataset as explorer_dataset
-from kdviz.ui.runs import describe_config
 
 EXPLORER_PARSED = "ie.parsed"
 EXPLORER_PICKED = "ie.picked"
@@ -155,6 +154,7 @@ def explorer_picked(dataset: str, image: int, teacher_logits, students) -> None:
 
     from kdviz.core import kd
     from kdviz.views import images
+    from kdviz.views.run_view import describe_config
 
     data = explorer_dataset(dataset)
     pixels = data.to_pixels(data.test_x[image])

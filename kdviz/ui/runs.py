@@ -6,13 +6,21 @@ import streamlit as st
 from kdviz.ui import core
 from kdviz.ui.core import lecture_mode, owner_id
 
-def describe_config(config: dict) -> str:
-    """A short human description of a saved run config."""
-    student = config.get("student", {})
-    subset = config.get("train_subset") or "all"
-    return (f"{config.get('teacher', {}).get('dataset', '?')}, student {student.get('arch')} "
-            f"{student.get('width')}×{student.get('depth')}, T={config.get('temperature')}, "
-            f"α={config.get('alpha')}, {config.get('epochs')} epochs, {subset} images, seed {config.get('seed')}")
+SPLIT_LABELS = {"validation": "validation", "test": "test"}
+SPLIT_HELP = ("Validation: images held out of training, what choices (the sweep's best value) read. Test: held out "
+              "of everything, only reported.")
+
+
+def split_choice(key: str, frame) -> str:
+    """A small "validation | test" switch for an accuracy chart (validation first); runs from before the validation
+    split only have test."""
+    from kdviz.views import run_view
+
+    options = ["test"] if run_view.lacks_validation(frame) else list(run_view.SPLITS)
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = options[0]
+    return st.segmented_control("Accuracy on", options, key=key, required=True, format_func=SPLIT_LABELS.get,
+                                help=SPLIT_HELP)
 
 
 def distill_config_form(preset: str):
@@ -45,6 +53,9 @@ def distill_config_form(preset: str):
             student_arch = st.selectbox("Student", archs, index=archs.index(base.student.arch), key=key("s_arch"))
             student_width = st.number_input("Student width", 1, 8192, base.student.width, key=key("s_width"))
             student_depth = st.number_input("Student depth", 1, 16, base.student.depth, key=key("s_depth"))
+            dropout = st.number_input("Student dropout", 0.0, 0.9, float(base.student.dropout), 0.05,
+                                      key=key("s_dropout"), help="Dropout on the students' hidden layers; both "
+                                      "students draw the same masks (seeded).")
             temperature = st.number_input("Temperature T", 0.01, 1000.0, float(base.temperature), key=key("T"))
             alpha = st.slider("α: weight of the soft term", 0.0, 1.0, float(base.alpha), 0.05, key=key("alpha"),
                               help="kdviz weighs the soft (KD) term by α and the hard term by 1 − α. "
@@ -53,8 +64,11 @@ def distill_config_form(preset: str):
             st.markdown("**Training**")
             epochs = st.number_input("Epochs", 1, 500, base.epochs, key=key("epochs"))
             batch_size = st.number_input("Batch size", 1, 4096, base.batch_size, key=key("batch"))
-            learning_rate = st.number_input("Learning rate (Adam)", 1e-6, 10.0, base.learning_rate,
+            learning_rate = st.number_input("Learning rate (AdamW)", 1e-6, 10.0, base.learning_rate,
                                             format="%.5f", key=key("lr"))
+            weight_decay = st.number_input("Weight decay (AdamW)", 0.0, 1.0, float(base.weight_decay), 1e-4,
+                                           format="%.5f", key=key("wd"),
+                                           help="Decoupled weight decay, the same for both students.")
             subset = st.number_input("Training images (0 = all)", 0, 100_000, base.train_subset, key=key("subset"))
             augment = st.number_input("Jitter augmentation (pixels)", 0, 8, base.augment, key=key("augment"))
             seed = st.number_input("Seed", 0, 2**31 - 1, base.seed, key=key("seed"))
@@ -66,10 +80,11 @@ def distill_config_form(preset: str):
     teacher = dataclasses.replace(base.teacher, dataset=dataset, model=ModelSpec(
         teacher_arch, int(teacher_width), int(teacher_depth), base.teacher.model.dropout))
     config = dataclasses.replace(
-        base, teacher=teacher, student=ModelSpec(student_arch, int(student_width), int(student_depth)),
+        base, teacher=teacher,
+        student=ModelSpec(student_arch, int(student_width), int(student_depth), round(float(dropout), 4)),
         temperature=float(temperature), alpha=float(alpha), epochs=int(epochs), batch_size=int(batch_size),
-        learning_rate=float(learning_rate), train_subset=int(subset), augment=int(augment), seed=int(seed),
-        device=device)
+        learning_rate=float(learning_rate), weight_decay=float(weight_decay), train_subset=int(subset),
+        augment=int(augment), seed=int(seed), device=device)
     try:
         return check_config(config), None
     except ValueError as error:
@@ -114,7 +129,7 @@ def _draw_run(run) -> None:
              "cancelled": ":material/stop_circle:", "diverged": ":material/error:", "failed": ":material/error:",
              "interrupted": ":material/power_off:"}.get(run.state, "")
     st.subheader(f"{badge} Run {run.id}: {run.state}")
-    st.caption(describe_config(run.config) + ("" if mine else " · viewing a shared run (read-only)"))
+    st.caption(run_view.describe_config(run.config) + ("" if mine else " · viewing a shared run (read-only)"))
     if mine:
         share = f"{str(st.context.url or '').split('?')[0]}?run={run.id}"
         st.caption(f"Read-only link to share this run: `{share}`")
@@ -139,9 +154,10 @@ def _draw_run(run) -> None:
         _run_controls(run)
     losses, accuracies = run_view.loss_frame(run.events), run_view.accuracy_frame(run.events)
     if len(accuracies):
+        split = split_choice(f"split-{run.id}", accuracies)  # above both charts, so that they stay level
         left, right = st.columns(2)
         left.plotly_chart(run_charts.loss_chart(losses, lecture), key=f"loss-{run.id}")
-        right.plotly_chart(run_charts.accuracy_chart(accuracies, lecture), key=f"accuracy-{run.id}")
+        right.plotly_chart(run_charts.accuracy_chart(accuracies, lecture, split), key=f"accuracy-{run.id}")
     if run.summary and "hard" in run.summary:
         _case_study(run)
 
@@ -182,13 +198,22 @@ def _case_study(run) -> None:
         names = [config.student.describe(), config.teacher.model.describe()]
     won, sentence = run_view.verdict(run.summary)
     if run.state != "completed":
-        epoch = max((e["epoch"] for e in run.events if e["event"] == "EpochEnd"), default=0)
+        epoch = max((e["epoch"] for e in run_view.distill_events(run.events) if e["event"] == "EpochEnd"),
+                    default=0)  # the distillation's epochs, not the teacher's
         sentence = f"When the run was {run.state} (after epoch {epoch}): {sentence[0].lower()}{sentence[1:]}"
     (st.success if won else st.warning)(sentence, icon=":material/school:" if won else ":material/warning:")
     columns = {"parameters": st.column_config.NumberColumn(format="localized"),
                "size (MB)": st.column_config.NumberColumn(format="%.2f"),
-               "test accuracy (%)": st.column_config.NumberColumn(format="%.2f")}
-    st.markdown(f"**This run** ({config.dataset}, {run.summary['n_test']} test images)")
+               run_view.VAL_COLUMN: st.column_config.NumberColumn(
+                   format="%.2f", help="Accuracy on images held out of training: what choices read."),
+               run_view.TEST_COLUMN: st.column_config.NumberColumn(
+                   format="%.2f", help="Accuracy on images held out of everything: only reported."),
+               "smaller": st.column_config.TextColumn(help="How many times fewer parameters than the teacher."),
+               run_view.GAIN_COLUMN: st.column_config.TextColumn(
+                   help="The KD student's test accuracy minus the hard-label student's.")}
+    n_val = run.summary.get("n_val")
+    held_out = f"{n_val} validation and " if n_val else ""
+    st.markdown(f"**This run** ({config.dataset}: {held_out}{run.summary['n_test']} test images)")
     st.dataframe(run_view.case_study(run.summary, *names), hide_index=True, column_config=columns)
     st.markdown("**The lecture's case study** (ImageNet top-1 as given in the lecture; parameters counted from "
                 "torchvision's ResNet definitions, 4 bytes each)")
@@ -255,14 +280,22 @@ def _draw_sweep(runs) -> None:
         st.warning("This sweep has no runs on this server.")
         return
     parameter = runs[0].tags["parameter"]
+    name = run_view.SWEEP_PARAMETERS[parameter]
     done = sum(not run.live for run in runs)
-    st.progress(done / len(runs), text=f"sweep over {run_view.SWEEP_PARAMETERS[parameter]}: {done} of {len(runs)} "
-                                       "runs finished")
+    st.progress(done / len(runs), text=f"sweep over {name}: {done} of {len(runs)} runs finished")
     frame = run_view.sweep_frame(runs)
-    if len(frame):
-        st.plotly_chart(run_charts.sweep_chart(frame, run_view.SWEEP_PARAMETERS[parameter], lecture_mode()),
-                        key="sweep-chart")
-        table = frame.assign(hard=100 * frame["hard"], kd=100 * frame["kd"], gain=100 * (frame["kd"] - frame["hard"]))
-        st.dataframe(table.rename(columns={"value": parameter, "hard": "hard-label student (%)",
-                                           "kd": "KD student (%)", "gain": "KD − hard (points)"}),
-                     hide_index=True)
+    if not len(frame):
+        return
+    best = run_view.best_on_validation(frame)
+    st.plotly_chart(run_charts.sweep_chart(frame, name, lecture_mode(), None if best is None else best["value"]),
+                    key="sweep-chart")
+    (st.info if best is None else st.success)(run_view.sweep_verdict(frame, parameter), icon=":material/rule:")
+    table = frame.assign(**{column: 100 * frame[column] for column in ("hard_val", "kd_val", "hard", "kd")},
+                         gain=100 * (frame["kd"] - frame["hard"]))
+    st.dataframe(table.rename(columns={"value": parameter, "hard_val": "hard-label, validation (%)",
+                                       "kd_val": "KD, validation (%)", "hard": "hard-label, test (%)",
+                                       "kd": "KD, test (%)", "gain": "KD − hard, test (points)"}),
+                 hide_index=True, column_config={column: st.column_config.NumberColumn(format="%.2f") for column in (
+                     "hard-label, validation (%)", "KD, validation (%)", "hard-label, test (%)", "KD, test (%)",
+                     "KD − hard, test (points)")})
+    st.caption("The best value is chosen on validation only; its test accuracy is what to report.")
