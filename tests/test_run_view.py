@@ -131,3 +131,10 @@ def test_the_case_study_shows_validation_beside_test_and_old_summaries_still_dra
     assert list(table["test (%)"]) == pytest.approx([97.0, 90.0, 94.0])
     won, sentence = run_view.verdict(old)
     assert won and "6 test errors instead of 10" in sentence
+
+
+def test_the_loss_chart_labels_only_powers_of_ten():
+    """Minor log ticks (2, 5 between the powers) cluttered the axis in lecture mode's large font."""
+    frame = pd.DataFrame({"step": [1, 2, 3], "epoch": [1, 1, 1], "series": ["hard"] * 3, "loss": [10, 1, 1e-3]})
+    axis = run_charts.loss_chart(frame, lecture=True).to_dict()["layout"]["yaxis"]
+    assert axis["type"] == "log" and axis["dtick"] == 1

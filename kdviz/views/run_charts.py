@@ -41,7 +41,7 @@ def loss_chart(frame: pd.DataFrame, lecture: bool = False) -> go.Figure:
             for series, (color, dash, name) in LOSS_STYLES.items()
             if len(part := frame[frame["series"] == series])]
     layout = {"title": title_block("Training loss", lecture), "margin": top_margin(lecture, bottom=10),
-              **_axes("optimiser step", "loss (nats, log scale)", type="log", exponentformat="power"),
+              **_axes("optimiser step", "loss (nats, log scale)", type="log", exponentformat="power", dtick=1),
               # four series make a tall legend: below the plot it never covers the title
               "legend": {"orientation": "h", "y": -0.25, "yanchor": "top", "x": 0}}
     return fast_figure(data, layout, lecture, height=(580 if lecture else 480))
