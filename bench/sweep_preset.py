@@ -340,9 +340,10 @@ def _stages(lesson, size) -> list[Stage]:
             Stage("temperature", "kd", kd_temperature), Stage("alpha", "kd", kd_alpha),
             Stage("jitter", "kd", jitter), Stage("epochs", "kd", kd_epochs),
             Stage("learning rate", "kd", learning_rate), Stage("regularise", "kd", regularise),
+            # the baseline in the same order as KD's own tuning: jitter, learning rate, then regularisation
+            Stage("baseline: jitter", "baseline", jitter),
             Stage("baseline: learning rate", "baseline", learning_rate),
-            Stage("baseline: regularise", "baseline", regularise),
-            Stage("baseline: jitter", "baseline", jitter)]
+            Stage("baseline: regularise", "baseline", regularise)]
 
 
 # ---- presets -------------------------------------------------------------------------------------------------------
