@@ -57,6 +57,22 @@ def test_the_split_is_the_same_for_everyone(mnist5k, tmp_path):
     assert torch.equal(again.val_x, mnist5k.val_x) and torch.equal(again.val_y, mnist5k.val_y)
 
 
+def test_the_data_is_bit_identical_whatever_torch_thread_count_loaded_it(tmp_path):
+    """Normalisation statistics must not depend on the thread count at load time (a torch reduction's summation order
+    does): the app, the CLI and a sweep load the data at different moments, with different counts."""
+    threads = torch.get_num_threads()
+    try:
+        loaded = []
+        for count, root in ((1, tmp_path / "one"), (3, tmp_path / "three")):
+            torch.set_num_threads(count)
+            loaded.append(load_dataset("mnist5k", root))
+    finally:
+        torch.set_num_threads(threads)
+    one, three = loaded
+    assert (one.mean, one.std) == (three.mean, three.std)
+    assert torch.equal(one.train_x, three.train_x) and torch.equal(one.test_x, three.test_x)
+
+
 def test_validation_statistics_come_from_the_training_part_only(mnist5k):
     """Normalised with the training part's mean and std: the validation and test parts are near, not exactly, 0/1."""
     assert abs(float(mnist5k.train_x.mean())) < 1e-4
