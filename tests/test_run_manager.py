@@ -167,3 +167,37 @@ def test_run_ids_from_urls_cannot_escape_the_runs_folder(manager):
     for bad in ("../../etc", "20260101-000000-ABCDEF/..", "", "x" * 22):
         assert not is_valid_run_id(bad)
         assert manager.get(bad) is None
+
+
+def _numbers(run) -> list:
+    """Everything a run measured, without timestamps: losses, accuracies, snapshots and the summary's accuracies."""
+    kept = ("StepLosses", "EpochEnd", "Snapshot")
+    events = [{k: v for k, v in e.items() if k != "t"} for e in run.events
+              if e["event"] in kept and e["phase"] == "distill"]  # the teacher is trained by the first run only
+    facts = {role: {k: run.summary[role][k] for k in ("accuracy", "val_accuracy")} for role in ("hard", "kd")}
+    return [events, facts]
+
+
+def test_runs_in_parallel_workers_equal_the_same_runs_one_after_the_other(make_manager, tmp_path):
+    """One lecture server, two students' runs at the same moment on two workers: bit-identical to running them alone
+    (explicit generators only; dropout and jitter on, so any use of the global RNG would show)."""
+    configs = [dataclasses.replace(TINY, augment=1, student=ModelSpec("mlp", 12, 2, dropout=0.3)),
+               dataclasses.replace(TINY, seed=7, temperature=2.0)]
+    alone = make_manager(RunStore(tmp_path / "alone"), workers=1)
+    sequential = []
+    for config in configs:  # one after the other: each waits for the previous to finish
+        sequential.append(wait_for_run(alone, alone.submit(config, "alice")))
+    together = make_manager(RunStore(tmp_path / "together"), workers=2)
+    gate = threading.Barrier(2)
+    original = together._execute
+
+    def start_together(run):
+        gate.wait(30)  # both workers enter their runs at the same moment
+        original(run)
+
+    together._execute = start_together
+    ids = [together.submit(config, owner) for config, owner in zip(configs, ("alice", "bob"))]
+    parallel = [wait_for_run(together, run_id) for run_id in ids]
+    assert [run.state for run in sequential + parallel] == ["completed"] * 4
+    for solo, shared in zip(sequential, parallel):
+        assert _numbers(shared) == _numbers(solo)
