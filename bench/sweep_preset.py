@@ -32,7 +32,7 @@ from typing import Callable
 from kdviz.core.engine import DistillConfig, EpochEnd, Finished, TeacherConfig, distill
 from kdviz.core.models import ModelSpec
 from kdviz.core.presets import DEFAULT_TEACHER
-from kdviz.core.results import mean_std, seed_summary
+from kdviz.core.results import seed_summary
 
 EXPERIMENT_TIE = 0.01  # relative error reductions this close to the best are a tie (a 10-seed mean moves that much)
 ACCURACY_TIE = 0.001  # mean validation accuracies within 0.1 points are a tie; the quicker setting wins a tie
@@ -224,21 +224,8 @@ class Runner:
                "seconds_per_seed": setting.estimated_seconds(preset, roles)}
         per_seed = [{role: self.facts(setting, role, seed) for role in roles} for seed in seeds]
         row["per_seed"] = per_seed
-        if roles == ("hard", "kd"):
-            row["stats"] = seed_summary(per_seed, preset.test_images, preset.val_images)
-        else:  # the baseline alone: the same statistics for its one student
-            row["stats"] = role_stats(per_seed, "hard", preset)
+        row["stats"] = seed_summary(per_seed, preset.test_images, preset.val_images, roles)
         return row
-
-
-def role_stats(per_seed: list[dict], role: str, preset: "Preset") -> dict:
-    """seed_summary's keys for one student (a baseline trained alone)."""
-    stats = {"n_seeds": len(per_seed), "n_test": preset.test_images, "n_val": preset.val_images}
-    for split, key, n in (("", "accuracy", preset.test_images), ("val_", "val_accuracy", preset.val_images)):
-        values = [facts[role][key] for facts in per_seed]
-        stats[f"{role}_{split}mean"], stats[f"{role}_{split}std"] = mean_std(values)
-        stats[f"{role}_{split}errors_mean"] = sum(round((1 - v) * n) for v in values) / len(values)
-    return stats
 
 
 # ---- what each stage ranks by --------------------------------------------------------------------------------------

@@ -220,3 +220,26 @@ def test_a_download_dataset_offline_fails_with_a_clear_message_and_the_server_ke
     app.number_input(key="quick:epochs").set_value(2).run()
     click(app, "Start run")
     run_until(app, state_is("completed"))
+
+
+def test_a_preset_run_offers_its_tuned_hard_label_baseline_and_runs_it(app):
+    """The twin shares KD's settings; a swept preset's run offers the baseline tuned on its own (on validation)."""
+    import dataclasses
+
+    from kdviz.core import presets
+    from kdviz.core.engine import config_from_dict
+
+    app.number_input(key="quick:epochs").set_value(presets.get_preset("quick").epochs).run()  # the preset as swept
+    click(app, "Start run")
+    first = app.query_params["run"]
+    run_until(app, state_is("completed"))
+    texts = " ".join(m.value for m in app.markdown)
+    assert "A fair baseline" in texts and "twin" in texts and "epochs 60" in texts and "weight decay 1" in texts
+    click(app, "Run the tuned hard-label baseline")
+    second = app.query_params["run"]
+    assert second != first
+    run_until(app, state_is("completed"))
+    run = ui.run_manager().get(second)
+    expected = dataclasses.replace(presets.baseline_config("quick"), seed=0)
+    assert config_from_dict(run.config) == expected and run.owner == ui.run_manager().get(first).owner
+    assert not any(b for b in app.button if "tuned hard-label baseline" in b.label)  # the baseline offers nothing

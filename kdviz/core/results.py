@@ -20,21 +20,23 @@ def _reduction(before: float, after: float) -> float:
     return (before - after) / before if before else 0.0
 
 
-def seed_summary(runs: list[dict], n_test: int, n_val: int) -> dict:
+def seed_summary(runs: list[dict], n_test: int, n_val: int, roles: tuple[str, ...] = ("hard", "kd")) -> dict:
     """runs: one {"hard": facts, "kd": facts} per seed → the statistics every table and choice uses.
 
     Accuracies are means ± std over the seeds; errors are mean counts out of n_test (n_val); a win is a seed on
     which the KD student makes strictly fewer errors than its hard-label twin. The `val_` keys are what sweeps rank
-    by; the others (test) are only reported.
+    by; the others (test) are only reported. roles=("hard",): a baseline trained alone (no wins, no reduction).
     """
     out: dict = {"n_seeds": len(runs), "n_test": n_test, "n_val": n_val}
     for split, key, n in (("", "accuracy", n_test), ("val_", "val_accuracy", n_val)):
         errors = {}
-        for role in ("hard", "kd"):
+        for role in roles:
             values = [run[role][key] for run in runs]
             out[f"{role}_{split}mean"], out[f"{role}_{split}std"] = mean_std(values)
             errors[role] = [round((1 - v) * n) for v in values]
             out[f"{role}_{split}errors_mean"] = statistics.mean(errors[role])
+        if set(roles) != {"hard", "kd"}:
+            continue
         out[f"kd_{split}wins"] = sum(k < h for h, k in zip(errors["hard"], errors["kd"]))
         out[f"{split}relative_error_reduction"] = _reduction(out[f"hard_{split}errors_mean"],
                                                              out[f"kd_{split}errors_mean"])

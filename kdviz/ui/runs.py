@@ -215,9 +215,40 @@ def _case_study(run) -> None:
     held_out = f"{n_val} validation and " if n_val else ""
     st.markdown(f"**This run** ({config.dataset}: {held_out}{run.summary['n_test']} test images)")
     st.dataframe(run_view.case_study(run.summary, *names), hide_index=True, column_config=columns)
+    _fair_baseline(config)
     st.markdown("**The lecture's case study** (ImageNet top-1 as given in the lecture; parameters counted from "
                 "torchvision's ResNet definitions, 4 bytes each)")
     st.dataframe(lecture_case_table(), hide_index=True, column_config=columns)
+
+
+def _fair_baseline(config) -> None:
+    """Under a swept preset's run: its twin shares KD's settings; offer the hard-label student tuned on its own."""
+    import dataclasses
+
+    from kdviz.core import presets
+
+    name = presets.preset_of(config)
+    if name is None or name not in presets.BASELINES:
+        return
+    baseline = dataclasses.replace(presets.baseline_config(name), seed=config.seed, device=config.device)
+    if config == baseline:
+        return
+    settings = ", ".join(f"{field.replace('_', ' ')} {value:g}" for field, value in presets.BASELINES[name].items())
+    with st.container(border=True):
+        st.markdown(f"**A fair baseline.** The hard-label student above is the KD student's *twin*: it trains with "
+                    f"the settings chosen for the KD student. The sweep that chose the {name!r} preset also tuned a "
+                    f"hard-label student on its own, on validation ({settings}); compare the KD student with it too "
+                    f"(the sweep's results over 20 seeds: bench/SWEEP_{name.upper()}.md).")
+        if st.button(":material/balance: Run the tuned hard-label baseline", key=f"baseline-{name}-{config.seed}",
+                     help="Queues one run with the baseline's settings and this seed; its hard-label student is "
+                          "the tuned baseline (it does not depend on T or α)."):
+            try:
+                st.query_params["run"] = st.session_state["current_run"] = core.run_manager().submit(
+                    baseline, owner_id())
+            except ValueError as error:
+                st.error(str(error), icon=":material/warning:")
+                return
+            st.rerun()
 
 
 def run_actions(run) -> None:
