@@ -31,7 +31,7 @@ from typing import Callable
 
 from kdviz.core.engine import DistillConfig, EpochEnd, Finished, TeacherConfig, distill
 from kdviz.core.models import ModelSpec
-from kdviz.core.presets import DEFAULT_TEACHER
+from kdviz.core.presets import DEFAULT_TEACHER, get_preset
 from kdviz.core.results import seed_summary
 
 EXPERIMENT_TIE = 0.01  # relative error reductions this close to the best are a tie (a 10-seed mean moves that much)
@@ -381,7 +381,7 @@ LECTURE = Preset(
     seconds_per_mac=6.6 / 255e9, seconds_per_step=0.0, usual_batch_size=128, usual_learning_rate=1e-3,
     epoch_counts=(20, 30, 40, 50, 60), learning_rates=(5e-4, 1e-3, 2e-3))
 
-QUICK_TEACHER = TeacherConfig("digits", ModelSpec("mlp", 256, 2), epochs=30, batch_size=64, augment=0)
+QUICK_TEACHER = get_preset("quick").teacher  # the preset's own teacher: digits, mlp 256x2, 30 epochs, batch 64
 QUICK = Preset(
     "quick", QUICK_TEACHER, inputs=64, classes=10, train_images=1151, val_images=287, test_images=359,
     reference=Setting(width=128, depth=2, train_subset=300, epochs=40, temperature=20.0, alpha=1.0, batch_size=64,
