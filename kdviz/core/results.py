@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import statistics
 
-from kdviz.core.roles import ROLE_NAMES
+from kdviz.core.roles import ROLE_NAMES, STUDENTS
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -20,7 +20,7 @@ def _reduction(before: float, after: float) -> float:
     return (before - after) / before if before else 0.0
 
 
-def seed_summary(runs: list[dict], n_test: int, n_val: int, roles: tuple[str, ...] = ("hard", "kd")) -> dict:
+def seed_summary(runs: list[dict], n_test: int, n_val: int, roles: tuple[str, ...] = STUDENTS) -> dict:
     """runs: one {"hard": facts, "kd": facts} per seed → the statistics every table and choice uses.
 
     Accuracies are means ± std over the seeds; errors are mean counts out of n_test (n_val); a win is a seed on
@@ -35,7 +35,7 @@ def seed_summary(runs: list[dict], n_test: int, n_val: int, roles: tuple[str, ..
             out[f"{role}_{split}mean"], out[f"{role}_{split}std"] = mean_std(values)
             errors[role] = [round((1 - v) * n) for v in values]
             out[f"{role}_{split}errors_mean"] = statistics.mean(errors[role])
-        if set(roles) != {"hard", "kd"}:
+        if set(roles) != set(STUDENTS):
             continue
         out[f"kd_{split}wins"] = sum(k < h for h, k in zip(errors["hard"], errors["kd"]))
         out[f"{split}relative_error_reduction"] = _reduction(out[f"hard_{split}errors_mean"],
@@ -54,7 +54,7 @@ def case_rows(teacher: dict, student: dict, stats: dict) -> list[dict]:
              "size_bytes": teacher["size_bytes"], "val_accuracy": teacher["val_accuracy"], "val_std": 0.0,
              "accuracy": teacher["accuracy"], "std": 0.0, "errors": teacher["errors"], "smaller": None,
              "gain": None}]
-    for role in ("hard", "kd"):
+    for role in STUDENTS:
         rows.append({"role": role, "name": ROLE_NAMES[role], "params": student["params"],
                      "size_bytes": student["size_bytes"], "val_accuracy": stats[f"{role}_val_mean"],
                      "val_std": stats[f"{role}_val_std"], "accuracy": stats[f"{role}_mean"],
