@@ -15,8 +15,8 @@ PRESETS: dict[str, tuple[str, DistillConfig]] = {
     # 800×2 student on 1000 images) where KD cuts validation errors most, then KD's own settings by the KD student's
     # validation accuracy, within a lecture's 15 s a seed.
     "lecture": ("Hinton's MNIST experiment in miniature (mnist5k, offline)",
-                DistillConfig(DEFAULT_TEACHER, ModelSpec("mlp", 800, 2), temperature=20.0, alpha=1.0, epochs=30,
-                              batch_size=128, learning_rate=2e-3, weight_decay=0.1, augment=2, train_subset=1000)),
+                DistillConfig(DEFAULT_TEACHER, ModelSpec("mlp", 800, 2), temperature=20.0, alpha=0.9, epochs=30,
+                              batch_size=128, learning_rate=2e-3, augment=2, train_subset=1000)),
     # Chosen the same way by bench/sweep_preset.py --preset quick (bench/SWEEP_QUICK.md).
     "quick": ("digits 8×8, seconds on a laptop (offline)",
               DistillConfig(TeacherConfig("digits", ModelSpec("mlp", 256, 2), epochs=30, batch_size=64, augment=0),
