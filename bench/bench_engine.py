@@ -169,7 +169,7 @@ def bench_overhead(repeats: int, epochs: int, dataset, teacher) -> None:
                             lambda: bare_single(config, dataset), repeats)
         report(f"train_teacher, MLP 1200x2, jitter {augment}", pairs, "engine", "bare", "engine ÷ bare", "≤ 1.10",
                lambda ratio: ratio <= 1.10)
-    config = dataclasses.replace(get_preset("lecture"), epochs=epochs, train_subset=0, device="cpu")
+    config = dataclasses.replace(get_preset("lecture"), epochs=epochs, train_subset=0, augment=0, device="cpu")
     pairs = interleaved(lambda: engine_epochs(distill(config, teacher)),
                         lambda: bare_distill(config, teacher, dataset), repeats)
     report("distill, two MLP 800x2 students, 3200 images", pairs, "engine", "bare", "engine ÷ bare", "≤ 1.10",
@@ -180,7 +180,7 @@ def bench_overhead(repeats: int, epochs: int, dataset, teacher) -> None:
 
 def bench_cached_logits(repeats: int, epochs: int, dataset, teacher) -> None:
     print("\n(b) KD epoch with cached teacher logits vs the teacher (MLP 1200x2) on every batch, 3200 images")
-    lecture = dataclasses.replace(get_preset("lecture"), epochs=epochs, train_subset=0, device="cpu")
+    lecture = dataclasses.replace(get_preset("lecture"), epochs=epochs, train_subset=0, augment=0, device="cpu")
     for width in (800, 100):  # the lecture preset's student, and a small one
         config = dataclasses.replace(lecture, student=ModelSpec("mlp", width, 2))
         student = create_model(config.student, dataset.input_shape, dataset.num_classes)
