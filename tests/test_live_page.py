@@ -234,7 +234,7 @@ def test_a_preset_run_offers_its_tuned_hard_label_baseline_and_runs_it(app):
     first = app.query_params["run"]
     run_until(app, state_is("completed"))
     texts = " ".join(m.value for m in app.markdown)
-    assert "A fair baseline" in texts and "twin" in texts and "epochs 60" in texts and "weight decay 1" in texts
+    assert "A fair baseline" in texts and "twin" in texts and "60 epochs" in texts and "weight decay 1" in texts and "jitter ±0 pixels" in texts
     click(app, "Run the tuned hard-label baseline")
     second = app.query_params["run"]
     assert second != first
@@ -243,3 +243,5 @@ def test_a_preset_run_offers_its_tuned_hard_label_baseline_and_runs_it(app):
     expected = dataclasses.replace(presets.baseline_config("quick"), seed=0)
     assert config_from_dict(run.config) == expected and run.owner == ui.run_manager().get(first).owner
     assert not any(b for b in app.button if "tuned hard-label baseline" in b.label)  # the baseline offers nothing
+    assert run.tags == {"baseline_of": "quick"}
+    assert any("tuned hard-label baseline of the 'quick' preset" in i.value for i in app.info)

@@ -215,7 +215,12 @@ def _case_study(run) -> None:
     held_out = f"{n_val} validation and " if n_val else ""
     st.markdown(f"**This run** ({config.dataset}: {held_out}{run.summary['n_test']} test images)")
     st.dataframe(run_view.case_study(run.summary, *names), hide_index=True, column_config=columns)
-    _fair_baseline(config)
+    if run.tags.get("baseline_of"):
+        st.info(f"This run is the tuned hard-label baseline of the {run.tags['baseline_of']!r} preset: compare its "
+                "hard-label student with the preset's KD student. (Its KD student trains with the baseline's "
+                "settings, which were not chosen for it.)", icon=":material/balance:")
+    else:
+        _fair_baseline(config)
     st.markdown("**The lecture's case study** (ImageNet top-1 as given in the lecture; parameters counted from "
                 "torchvision's ResNet definitions, 4 bytes each)")
     st.dataframe(lecture_case_table(), hide_index=True, column_config=columns)
@@ -233,7 +238,10 @@ def _fair_baseline(config) -> None:
     baseline = dataclasses.replace(presets.baseline_config(name), seed=config.seed, device=config.device)
     if config == baseline:
         return
-    settings = ", ".join(f"{field.replace('_', ' ')} {value:g}" for field, value in presets.BASELINES[name].items())
+    words = {"epochs": "{:g} epochs", "learning_rate": "learning rate {:g}", "weight_decay": "weight decay {:g}",
+             "augment": "jitter ±{:g} pixels"}
+    settings = ", ".join(words.get(field, field + " {:g}").format(value)
+                         for field, value in presets.BASELINES[name].items())
     with st.container(border=True):
         st.markdown(f"**A fair baseline.** The hard-label student above is the KD student's *twin*: it trains with "
                     f"the settings chosen for the KD student. The sweep that chose the {name!r} preset also tuned a "
@@ -244,7 +252,7 @@ def _fair_baseline(config) -> None:
                           "the tuned baseline (it does not depend on T or α)."):
             try:
                 st.query_params["run"] = st.session_state["current_run"] = core.run_manager().submit(
-                    baseline, owner_id())
+                    baseline, owner_id(), tags={"baseline_of": name})
             except ValueError as error:
                 st.error(str(error), icon=":material/warning:")
                 return
