@@ -265,27 +265,17 @@ def model_facts(model: nn.Module, test_accuracy: float, val_accuracy: float, n_t
             "params": count_parameters(model), "size_bytes": size_bytes(model)}
 
 
-@dataclass(frozen=True)
-class Tensors:
-    """A run's data on its device: the training part (or its subset), validation and test."""
-
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-
-
-def _on_device(dataset: Dataset, device: torch.device, train_index: torch.Tensor | None = None) -> Tensors:
+def _on_device(dataset: Dataset, device: torch.device, train_index: torch.Tensor | None = None) -> Dataset:
+    """The dataset's tensors on the run's device, the training part cut to train_index (a subset) if given."""
     train_x, train_y = dataset.train_x, dataset.train_y
     if train_index is not None:
         train_x, train_y = train_x[train_index], train_y[train_index]
-    return Tensors(*(t.to(device) for t in (train_x, train_y, dataset.val_x, dataset.val_y, dataset.test_x,
-                                             dataset.test_y)))
+    moved = {name: tensor.to(device) for name, tensor in (("train_x", train_x), ("train_y", train_y),
+             ("val_x", dataset.val_x), ("val_y", dataset.val_y), ("test_x", dataset.test_x), ("test_y", dataset.test_y))}
+    return dataclasses.replace(dataset, **moved)
 
 
-def evaluate(models: dict[str, nn.Module], data: Tensors) -> tuple[dict, dict]:
+def evaluate(models: dict[str, nn.Module], data: Dataset) -> tuple[dict, dict]:
     """({role: test accuracy}, {role: validation accuracy})."""
     return ({role: accuracy(model, data.test_x, data.test_y) for role, model in models.items()},
             {role: accuracy(model, data.val_x, data.val_y) for role, model in models.items()})
