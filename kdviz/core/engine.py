@@ -240,6 +240,15 @@ def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[t
     return list(torch.randperm(n, generator=generator).split(batch_size))
 
 
+def training_batches(data: Dataset, batch_size: int, augment: int, batches: torch.Generator, device: torch.device
+                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """One epoch of (index, x, y): the shuffled order and the jitter both drawn from `batches`, the run's one stream
+    for them, so every model trained in the same run sees the same batches in the same order."""
+    for index in epoch_batches(len(data.train_x), batch_size, batches):
+        index = index.to(device)
+        yield index, random_shift(data.train_x[index], augment, batches, data.background), data.train_y[index]
+
+
 def make_optimizer(model: nn.Module, learning_rate: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """Adam with decoupled weight decay (AdamW; with weight_decay 0 it is plain Adam)."""
     return torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
@@ -311,13 +320,11 @@ def train_teacher(config: TeacherConfig, device: str = "auto", should_stop: Stop
     test_accuracy, val_accuracy = {"teacher": 0.0}, {"teacher": 0.0}
     for epoch in range(1, config.epochs + 1):
         model.train()
-        for index in epoch_batches(len(data.train_x), config.batch_size, batches):
+        for _, x, y in training_batches(data, config.batch_size, config.augment, batches, torch_device):
             if should_stop is not None and should_stop():
                 status = "cancelled"
                 break
-            index = index.to(torch_device)
-            x = random_shift(data.train_x[index], config.augment, batches, dataset.background)
-            loss = F.cross_entropy(model(x), data.train_y[index])
+            loss = F.cross_entropy(model(x), y)
             value = float(loss.detach())
             step += 1
             if _diverged(value):
@@ -387,12 +394,10 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
     for epoch in range(1, config.epochs + 1):
         for model in models.values():
             model.train()
-        for index in epoch_batches(len(data.train_x), config.batch_size, batches):
+        for index, x, y in training_batches(data, config.batch_size, config.augment, batches, device):
             if should_stop is not None and should_stop():
                 status = "cancelled"
                 break
-            index = index.to(device)
-            x, y = random_shift(data.train_x[index], config.augment, batches, dataset.background), data.train_y[index]
             if cached_teacher_logits is not None:
                 teacher_logits = cached_teacher_logits[index]
             elif needs_teacher:
