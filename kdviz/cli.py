@@ -155,6 +155,27 @@ def build_config(args):
     return check_config(with_overrides(config, **given))
 
 
+def check_server_budget(config, seeds: list[int]) -> float | None:
+    """Refuse (OverBudget, a ValueError: one line) a run over this server's per-run budget; return its wall-clock
+    limit. Only the first seed may have to train the teacher: the later ones find it cached."""
+    from kdviz.core.budget import check_budget, server_settings
+    from kdviz.core.teachers import is_cached
+
+    budget = server_settings().budget
+    cached = is_cached(config.teacher, config.device)
+    for index, seed in enumerate(seeds):
+        check_budget(dataclasses.replace(config, seed=seed), budget, teacher_cached=cached or index > 0)
+    return budget.max_seconds
+
+
+def deadline(seconds: float | None):
+    """A should_stop that turns true `seconds` from now (None: never stops)."""
+    if seconds is None:
+        return None
+    end = time.monotonic() + seconds
+    return lambda: time.monotonic() >= end
+
+
 def cmd_distill(args) -> int:
     from kdviz.core.data import load_dataset
     from kdviz.core.engine import distill
@@ -163,12 +184,22 @@ def cmd_distill(args) -> int:
 
     config = build_config(args)
     seeds = args.seeds if args.seeds else [config.seed]
-    teacher_finished = consume(prepare_teacher(config.teacher, config.device), "teacher")
+    max_seconds = check_server_budget(config, seeds) if args.budget else None
+    stop = deadline(max_seconds)  # a run is the teacher's preparation and the first seed, as in the app
+    teacher_finished = consume(prepare_teacher(config.teacher, config.device, stop), "teacher")
+    if teacher_finished.status == "cancelled":
+        raise CliError(f"the teacher's training reached this server's wall-clock limit ({max_seconds:g} s a run) "
+                       "and stopped; cache it first (`python -m kdviz prepare`) or choose a smaller one", EXIT_FAILED)
     teacher = teacher_finished.models["teacher"]
     split = load_dataset(config.dataset).split
     runs = []
-    for seed in seeds:
-        finished = consume(distill(dataclasses.replace(config, seed=seed), teacher), f"seed {seed}")
+    for index, seed in enumerate(seeds):
+        finished = consume(distill(dataclasses.replace(config, seed=seed), teacher,
+                                   stop if index == 0 else deadline(max_seconds)), f"seed {seed}")
+        if finished.status == "cancelled":
+            print(f"note: seed {seed} reached this server's wall-clock limit ({max_seconds:g} s a run) and stopped "
+                  f"after {finished.summary['steps']:,} steps; its numbers are what it measured by then",
+                  file=sys.stderr)
         runs.append({"seed": seed, "status": finished.status,
                      "hard": finished.summary["hard"], "kd": finished.summary["kd"],
                      "seconds": finished.summary["seconds"], "device": finished.summary["device"],
@@ -240,6 +271,9 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--preset", default="lecture", help="lecture, quick or cifar10-lecture; flags override it")
     run.add_argument("--seeds", "--seed", type=int, nargs="+", help="one or more seeds (default: the preset's)")
     run.add_argument("--json", help="also write the results as JSON to this path")
+    run.add_argument("--budget", action="store_true",
+                     help="apply this server's per-run budget (KDVIZ_MAX_RUN_* / KDVIZ_HOME/server.toml): refuse a "
+                          "run over it, stop one at its wall-clock limit; the CLI is unlimited without it")
     for flag, field, kind, text in OVERRIDES:
         run.add_argument(flag, dest=field, type=kind, default=None, help=text)
     run.set_defaults(run=cmd_distill)
