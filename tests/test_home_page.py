@@ -28,14 +28,12 @@ def fresh_default_teacher(monkeypatch):
     """A fresh default-teacher task per test; at the end it is cancelled and joined so it never trains on in the
     background while the rest of the suite runs (the real default teacher costs 20-40 s of CPU)."""
     monkeypatch.setattr(tasks, "_tasks", {})
-    ui._default_teacher_task.clear()
     yield
     for task in list(tasks._tasks.values()):
         task.cancel()
     for task in list(tasks._tasks.values()):
         task.join(60)
         assert task.done, "the background teacher did not stop"
-    ui._default_teacher_task.clear()
 
 
 def _run() -> AppTest:

@@ -11,7 +11,9 @@ import pytest
 
 from conftest import wait_for_run, wait_until
 from kdviz.core.engine import DistillConfig, TeacherConfig
-from kdviz.runs.manager import QueueFull
+from kdviz.core.budget import OverBudget, server_settings
+from kdviz.runs.log import EventLog
+from kdviz.runs.manager import NotYours, QueueFull
 from kdviz.core.models import ModelSpec
 from kdviz.runs.store import RunStore, is_valid_run_id
 
@@ -75,10 +77,10 @@ def test_queue_is_first_in_first_out_and_concurrency_is_bounded(manager):
 def test_cancel_a_queued_run_and_a_running_run_keeps_what_was_measured(manager):
     slow = dataclasses.replace(TINY, epochs=200)
     first, second = manager.submit(slow, "alice"), manager.submit(TINY, "alice")
-    manager.cancel(second)
+    manager.cancel(second, "alice")
     assert manager.get(second).state == "cancelled"
     wait_until(lambda: distill_steps(manager, first), what="the first run's distillation steps")
-    manager.cancel(first)
+    manager.cancel(first, "alice")
     wait_done(manager, first)
     run = manager.get(first)
     assert run.state == "cancelled"
@@ -88,16 +90,16 @@ def test_cancel_a_queued_run_and_a_running_run_keeps_what_was_measured(manager):
 def test_pause_blocks_progress_and_resume_continues(manager):
     run_id = manager.submit(dataclasses.replace(TINY, epochs=100), "alice")
     wait_until(lambda: distill_steps(manager, run_id), what="the run's distillation steps")
-    manager.pause(run_id)
-    assert manager.get(run_id).state == "paused"
+    manager.pause(run_id, "alice")
+    wait_until(lambda: manager.get(run_id).state == "paused", what="the run to pause at its next step")
     time.sleep(0.3)
     count = len(manager.get(run_id).events)
     time.sleep(0.5)
     assert len(manager.get(run_id).events) <= count + 1, "a paused run takes no more steps"
-    manager.resume_run(run_id)
+    manager.resume_run(run_id, "alice")
     wait_until(lambda: len(manager.get(run_id).events) > count + 5, what="more steps after resume")
     assert manager.get(run_id).state == "running"
-    manager.cancel(run_id)
+    manager.cancel(run_id, "alice")
     assert wait_for_run(manager, run_id).state == "cancelled"
 
 
@@ -127,6 +129,8 @@ def test_history_survives_a_restart_and_live_runs_become_interrupted(manager, ma
     crashed = runs["20260101-000000-abcdef"]
     assert crashed.state == "interrupted" and len(crashed.events) == 1
     assert [run.id for run in restarted.list_runs("alice")] == [done]
+    assert restarted.get(done).owner != "alice", "only a hash of the identity is stored"
+    assert "alice" not in (restarted.store.folder(done) / "config.json").read_text()
 
 
 def test_deleting_the_run_folder_mid_run_loses_nothing(manager):
@@ -138,13 +142,14 @@ def test_deleting_the_run_folder_mid_run_loses_nothing(manager):
     wait_done(manager, run_id)
     run = manager.get(run_id)
     assert run.state == "completed"
-    on_disk = RunStore().read_events(run_id)
-    assert len(on_disk) == len(run.events), "the folder is rebuilt from memory"
+    on_disk = [e for e in RunStore().read_events(run_id) if e["event"] != "Snapshot"]
+    assert on_disk == run.events, "the folder is rebuilt from memory (every loss and accuracy)"
+    assert [e["step"] for e in on_disk if e["event"] == "StepLosses" and e["phase"] == "distill"] == list(range(1, 161))
     assert json.loads((manager.store.folder(run_id) / "status.json").read_text())["state"] == "completed"
 
 
 def test_queue_limits_per_owner_and_bad_configs_are_refused(make_manager):
-    manager = make_manager(max_queued_per_owner=2)
+    manager = make_manager(max_live_per_browser=3)
     gate = threading.Event()
     original = manager._execute
     manager._execute = lambda run: (gate.wait(30), original(run))
@@ -154,7 +159,7 @@ def test_queue_limits_per_owner_and_bad_configs_are_refused(make_manager):
                    what="alice's first run to leave the queue")
         manager.submit(TINY, "alice")
         manager.submit(TINY, "alice")
-        with pytest.raises(QueueFull, match="at most 2"):
+        with pytest.raises(QueueFull, match="at most 3 per browser"):
             manager.submit(TINY, "alice")
         manager.submit(TINY, "bob")  # another user is not blocked by alice's queue
         with pytest.raises(ValueError, match="temperature"):
@@ -201,3 +206,156 @@ def test_runs_in_parallel_workers_equal_the_same_runs_one_after_the_other(make_m
     assert [run.state for run in sequential + parallel] == ["completed"] * 4
     for solo, shared in zip(sequential, parallel):
         assert _numbers(shared) == _numbers(solo)
+
+
+# ---- a lecture hall on one server: identity, budget, fair queue, pauses, deletes, sweeps, bounded memory ----------
+
+SLOW = dataclasses.replace(TINY, epochs=400)
+
+
+def test_another_identity_can_view_but_not_stop_pause_resume_or_delete(manager):
+    run_id = manager.submit(SLOW, "alice")
+    wait_until(lambda: distill_steps(manager, run_id), what="the run's distillation steps")
+    for action in (manager.cancel, manager.pause, manager.resume_run, manager.delete):
+        with pytest.raises(NotYours, match="belongs to someone else"):
+            action(run_id, "mallory")
+    run = manager.get(run_id)
+    assert run.state == "running" and manager.owns(run, "alice") and not manager.owns(run, "mallory")
+    assert manager.list_runs("mallory") == [] and [r.id for r in manager.list_runs("alice")] == [run_id]
+    manager.cancel(run_id, "alice")
+    assert wait_for_run(manager, run_id).state == "cancelled"
+    with pytest.raises(NotYours):
+        manager.delete(run_id, "mallory")  # a finished run, read from disk, is checked the same way
+    assert manager.get(run_id) is not None
+
+
+def test_an_over_budget_run_is_refused_naming_the_limit_and_nothing_is_queued(manager):
+    huge = dataclasses.replace(TINY, student=ModelSpec("mlp", 8192, 16))
+    with pytest.raises(OverBudget, match="memory") as refused:
+        manager.submit(huge, "alice")
+    assert refused.value.limit == "memory"
+    assert manager.list_runs() == [] and manager.store.run_ids() == []
+
+
+def test_a_run_over_the_wall_clock_limit_is_stopped_and_keeps_what_it_measured(make_manager):
+    manager = make_manager(budget=dataclasses.replace(server_settings().budget, max_seconds=0.5))
+    run = wait_for_run(manager, manager.submit(SLOW, "alice"))
+    assert run.state == "cancelled" and "time limit of 0.5 s" in run.message
+    assert any(e["event"] == "StepLosses" for e in run.events) and run.summary["steps"] > 0
+
+
+def test_the_queue_takes_turns_between_browsers_and_addresses_are_capped(make_manager):
+    manager = make_manager(max_live_per_address=4)
+    gate = threading.Event()
+    original = manager._execute
+    manager._execute = lambda run: (gate.wait(30), original(run))
+    try:
+        alice = [manager.submit(TINY, "alice", address="10.0.0.7") for _ in range(3)]
+        wait_until(lambda: manager.queue_position(alice[0]) is None, what="alice's first run to start")
+        bob = manager.submit(TINY, "bob", address="10.0.0.8")
+        assert manager.queue_position(bob) == 1, "bob goes before alice's second run: she already has one running"
+        assert [manager.queue_position(r) for r in alice[1:]] == [2, 3]
+        manager.submit(TINY, "carol", address="10.0.0.7")  # a new browser on alice's machine...
+        with pytest.raises(QueueFull, match="at most 4 per address"):
+            manager.submit(TINY, "dave", address="10.0.0.7")  # ...cannot multiply the caps without bound
+    finally:
+        gate.set()
+    wait_done(manager, *alice, bob)
+
+
+def test_a_paused_run_gives_its_worker_back_and_resumes_with_the_same_numbers(make_manager, tmp_path):
+    config = dataclasses.replace(TINY, epochs=30, augment=1, student=ModelSpec("mlp", 12, 2, dropout=0.3))
+    alone = make_manager(RunStore(tmp_path / "alone"), workers=1)
+    reference = wait_for_run(alone, alone.submit(config, "alice"))
+    manager = make_manager(RunStore(tmp_path / "paused"), workers=1)
+    paused = manager.submit(config, "alice")
+    wait_until(lambda: distill_steps(manager, paused), what="the run's distillation steps")
+    manager.pause(paused, "alice")
+    wait_until(lambda: manager.get(paused).state == "paused", what="the run to pause")
+    other = manager.submit(TINY, "bob")  # the only worker is free: bob's run trains while alice's waits
+    assert wait_for_run(manager, other).state == "completed"
+    assert manager.get(paused).state == "paused"
+    manager.resume_run(paused, "alice")
+    resumed = wait_for_run(manager, paused)
+    assert resumed.state == "completed"
+    assert _numbers(resumed) == _numbers(reference), "a pause changes nothing the run measures"
+
+
+def test_a_paused_run_nobody_resumes_is_stopped_after_the_time_out(make_manager):
+    manager = make_manager(paused_timeout_s=0.5)
+    run_id = manager.submit(SLOW, "alice")
+    wait_until(lambda: distill_steps(manager, run_id), what="the run's distillation steps")
+    manager.pause(run_id, "alice")
+    wait_until(lambda: manager.get(run_id).state == "paused", what="the run to pause")
+    assert manager.get(run_id).pause_deadline is not None
+    run = wait_for_run(manager, run_id, timeout=30)
+    assert run.state == "cancelled" and "paused for more than" in run.message
+    assert any(e["event"] == "StepLosses" for e in RunStore().read_events(run_id)), "what it measured is kept"
+
+
+def test_deleting_a_live_run_stops_it_and_it_stays_deleted(manager):
+    run_id = manager.submit(SLOW, "alice")
+    wait_until(lambda: distill_steps(manager, run_id), what="the run's distillation steps")
+    manager.delete(run_id, "alice")
+    assert manager.get(run_id) is None
+    wait_until(lambda: not manager._runs, what="the deleted run to stop")
+    time.sleep(0.3)  # room for a late write from the worker
+    assert not manager.store.folder(run_id).exists() and manager.get(run_id) is None
+    assert manager.list_runs() == []
+    queued = manager.submit(TINY, "alice")  # the worker is free again
+    assert wait_for_run(manager, queued).state == "completed"
+
+
+def test_a_sweep_is_accepted_or_refused_whole(make_manager):
+    manager = make_manager(max_live_per_browser=12)
+    gate = threading.Event()
+    original = manager._execute
+    manager._execute = lambda run: (gate.wait(30), original(run))
+    try:
+        values = [1.0 + i for i in range(12)]
+        sweep = [(dataclasses.replace(TINY, temperature=t), {"sweep": "s1", "value": t}) for t in values]
+        ids = manager.submit_many(sweep, "alice")
+        assert len(ids) == 12 and len(manager.runs_tagged("sweep", "s1")) == 12
+        with pytest.raises(QueueFull, match="at most 12 per browser"):
+            manager.submit_many([(c, {"sweep": "s2"}) for c, _ in sweep], "alice")
+        bad = sweep[:3] + [(dataclasses.replace(TINY, student=ModelSpec("mlp", 8192, 16)), {"sweep": "s3"})]
+        with pytest.raises(OverBudget, match="run 4 of 4"):
+            manager.submit_many(bad, "bob")
+        assert manager.runs_tagged("sweep", "s2") == [] and manager.runs_tagged("sweep", "s3") == []
+        assert len(manager.store.run_ids()) == 12, "a refused sweep leaves no orphan runs"
+    finally:
+        gate.set()
+    for run_id in ids:
+        manager.cancel(run_id, "alice")
+
+
+def test_finished_runs_leave_memory_and_listing_reads_no_event_logs(manager, monkeypatch):
+    ids = [manager.submit(dataclasses.replace(TINY, seed=seed), "alice") for seed in range(3)]
+    wait_done(manager, *ids)
+    assert manager._runs == {}, "finished runs are on disk, not in memory"
+    reads = []
+    original = manager.store.iter_events
+    monkeypatch.setattr(manager.store, "iter_events", lambda run_id: reads.append(run_id) or original(run_id))
+    manager._finished.clear()
+    runs = manager.list_runs("alice")
+    assert [run.state for run in runs] == ["completed"] * 3 and reads == []
+    assert runs[0].events and reads == [runs[0].id], "a run's log is read when someone looks at it"
+
+
+def test_the_event_log_keeps_every_epoch_and_a_bounded_binned_loss_curve():
+    log = EventLog(max_step_points=100)
+    log.append({"phase": "distill", "event": "Started", "total_steps": 10_000})
+    for step in range(1, 10_001):
+        log.append({"phase": "distill", "event": "StepLosses", "step": step, "epoch": 1 + (step - 1) // 100,
+                    "losses": {"hard": float(step)}})
+        if step % 100 == 0:
+            log.append({"phase": "distill", "event": "EpochEnd", "epoch": step // 100, "accuracy": {}})
+    records = log.records()
+    steps = [r for r in records if r["event"] == "StepLosses"]
+    assert 50 <= len(steps) <= 100 and sum(r.get("count", 1) for r in steps) == 10_000
+    assert sum(r["losses"]["hard"] * r.get("count", 1) for r in steps) == pytest.approx(sum(range(1, 10_001)))
+    assert steps[-1]["step"] == 10_000 and [r["step"] for r in steps] == sorted(r["step"] for r in steps)
+    assert [r["epoch"] for r in records if r["event"] == "EpochEnd"] == list(range(1, 101))
+    assert records[0]["event"] == "Started"
+    log.append({"phase": "distill", "event": "Snapshot", "epoch": 100, "logits": {}})
+    assert len(log.records()) == len(records), "probe snapshots stay on disk only"

@@ -139,3 +139,38 @@ def test_task_for_restarts_a_failed_or_cancelled_task():
     retried.join(TIMEOUT)
     assert retried.state == "cancelled"
     assert task_for("flaky", lambda should_stop: iter([Finished("completed", {})])) is not retried
+
+
+def test_a_polled_task_that_failed_is_started_again_only_after_the_delay(monkeypatch):
+    import time as clock
+
+    def broken(should_stop):
+        raise OSError("no network")
+        yield  # pragma: no cover
+
+    failed = task_for("download", broken, retry_after=60)
+    failed.join(TIMEOUT)
+    assert failed.state == "failed" and 59 < failed.retry_in(60) <= 60
+    assert task_for("download", broken, retry_after=60) is failed, "polling every second does not restart it"
+    later = clock.monotonic() + 61
+    monkeypatch.setattr(tasks.time, "monotonic", lambda: later)
+    assert failed.retry_in(60) == 0.0
+    assert task_for("download", broken, retry_after=60) is not failed
+
+
+def test_the_default_teacher_is_trained_again_after_a_failure(monkeypatch):
+    """The page's words "kdviz tries again by itself" are true: no process-wide cache keeps the failed task."""
+    from kdviz import ui
+    from kdviz.core import presets
+    from kdviz.core.engine import TeacherConfig
+
+    monkeypatch.setattr(ui.core, "TEACHER_RETRY_S", 0.0)
+    monkeypatch.setattr(presets, "DEFAULT_TEACHER", TeacherConfig("no-such-dataset", ModelSpec("mlp", 8, 1)))
+    failed = ui.default_teacher_task()
+    failed.join(TIMEOUT)
+    assert failed.state == "failed" and "no-such-dataset" in failed.error
+    monkeypatch.setattr(presets, "DEFAULT_TEACHER", TeacherConfig("digits", ModelSpec("mlp", 8, 1), epochs=1))
+    retried = ui.default_teacher_task()
+    assert retried is not failed
+    retried.join(TIMEOUT)
+    assert retried.state == "completed"

@@ -1,130 +1,256 @@
-"""The run manager: a FIFO queue of distillation runs served by worker threads, persisted by the run store."""
+"""The run manager: one server's distillation runs, queued fairly, within a budget, controlled only by their owner.
+
+Who may do what: every mutating call takes the caller's identity (a secret the browser keeps, never in a link) and
+refuses anyone else's run with NotYours. The manager stores only a hash of the identity, so the run folders on disk
+do not hold anyone's key either.
+
+Memory stays bounded however long the server lives: live runs (queued, running, paused) are in memory with a
+bounded event log (kdviz.runs.log); finished runs are read from disk on demand, through small caches.
+"""
 from __future__ import annotations
 
+import collections
+import dataclasses
+import hashlib
 import threading
 import time
 
-class Run:
-    """A distillation run as the app sees it: config, state, and its events (in memory while the server lives)."""
+from kdviz.runs.log import EventLog
 
-    def __init__(self, run_id: str, config: dict, owner: str, created: float, state: str = "queued",
-                 config_object=None):
-        self.id, self.config, self.owner, self.created = run_id, config, owner, created
-        self.config_object = config_object  # the DistillConfig itself, for runs started by this process
-        self.tags: dict = {}  # e.g. {"sweep": id, "parameter": "temperature", "value": 4.0}
-        self.state = state
-        self.message = ""
-        self.summary: dict | None = None
-        self.events: list[dict] = []  # append-only; readers take a slice, so no lock is needed to read
-        self.started_at: float | None = None
-        self.finished_at: float | None = None
-        self.cancel_requested = threading.Event()
-        self.resume = threading.Event()
-        self.resume.set()
+FINISHED_LOGS_CACHED = 8  # finished runs whose event logs stay loaded (a few viewers of the same past runs)
+RECORDS_CACHED = 4096  # config.json records of runs on disk (a few KB each)
+REAP_INTERVAL_S = 1.0
 
-    @property
-    def live(self) -> bool:
-        return self.state in ("queued", "running", "paused")
 
-    def status_record(self) -> dict:
-        return {"state": self.state, "message": self.message, "summary": self.summary,
-                "started_at": self.started_at, "finished_at": self.finished_at}
+def owner_key(identity: str) -> str:
+    """What a run records as its owner: a hash of the caller's identity (the identity itself is a secret)."""
+    return hashlib.sha256(f"kdviz-owner:{identity}".encode()).hexdigest()[:32]
 
 
 class QueueFull(ValueError):
     """More runs were asked for than the server accepts; the message says how many are allowed."""
 
 
-class RunManager:
-    """Process-wide: a FIFO queue of runs served by a bounded pool of worker threads, persisted under runs/.
+class NotYours(PermissionError):
+    """A caller tried to change someone else's run; the message says so (the run is theirs to view only)."""
 
-    Each run trains (or loads) its teacher, then distils; its events go to memory for live charts and to
-    events.jsonl for history. A restart marks runs that were live as interrupted and keeps what they measured.
+
+class Run:
+    """A run as the app sees it: config, state, tags and its events (a bounded log; the full log is on disk)."""
+
+    def __init__(self, run_id: str, config: dict, owner: str, created: float, state: str = "queued",
+                 config_object=None, log_loader=None):
+        self.id, self.config, self.owner, self.created = run_id, config, owner, created
+        self.config_object = config_object  # the DistillConfig itself, for runs started by this process
+        self.tags: dict = {}  # e.g. {"sweep": id, "parameter": "temperature", "value": 4.0}
+        self.state = state
+        self.message = ""
+        self.summary: dict | None = None
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.paused_at: float | None = None
+        self.pause_deadline: float | None = None  # a paused run is stopped at this time unless resumed
+        self.active_seconds = 0.0  # running time so far, pauses excluded (the budget's wall-clock limit reads it)
+        self.address: str | None = None  # the client address that asked for it (memory only, never on disk)
+        self.seq = 0  # submission order, for the fair queue
+        self.log = EventLog()
+        self._log_loader = log_loader  # a run read from disk loads its log only when someone reads it
+        # the worker's side
+        self.cancel_requested = threading.Event()
+        self.pause_requested = False
+        self.stop_reason = ""
+        self.pending: list[dict] = []  # records not yet appended to events.jsonl
+        self.stream = None  # the run's generator once started: a paused run keeps it, and any worker continues it
+        self.resumed_at: float | None = None
+        self.deleted = False
+        self.write_lock = threading.Lock()
+
+    @property
+    def live(self) -> bool:
+        return self.state in ("queued", "running", "paused")
+
+    @property
+    def events(self) -> list[dict]:
+        """The kept events in order (per-step losses binned): what charts and progress read."""
+        if self._log_loader is not None:
+            self.log, self._log_loader = self._log_loader(), None
+        return self.log.records()
+
+    @property
+    def events_version(self) -> int:
+        return -1 if self._log_loader is not None else self.log.version
+
+    def running_seconds(self) -> float:
+        extra = time.monotonic() - self.resumed_at if self.resumed_at is not None else 0.0
+        return self.active_seconds + extra
+
+    def status_record(self) -> dict:
+        return {"state": self.state, "message": self.message, "summary": self.summary,
+                "started_at": self.started_at, "finished_at": self.finished_at, "paused_at": self.paused_at,
+                "pause_deadline": self.pause_deadline, "active_seconds": round(self.running_seconds(), 3)}
+
+
+class RunManager:
+    """Process-wide: queued runs served by a bounded pool of worker threads, persisted under runs/.
+
+    Each run trains (or loads) its teacher, then distils. The queue is fair: the next run is the oldest of the owner
+    with the fewest runs ahead of it (and running), so one user's sweep does not stall everyone else. A paused run
+    gives its worker back (its generator waits in memory; any worker continues it) and is stopped, keeping what it
+    measured, if nobody resumes it within the server's time-out. A restart marks runs that were live as interrupted.
+
+    settings: kdviz.core.budget.ServerSettings (default: this server's, from the environment and server.toml);
+    keyword overrides replace single fields (tests: workers=2, max_live_per_browser=2, budget=UNLIMITED, ...).
     """
 
-    def __init__(self, store=None, workers: int = 1, max_queued_per_owner: int = 8, max_queued: int = 64):
+    def __init__(self, store=None, settings=None, max_paused: int = 4, **overrides):
+        from kdviz.core.budget import server_settings
         from kdviz.runs.store import RunStore
 
         self.store = store or RunStore()
-        self.max_queued_per_owner, self.max_queued = max_queued_per_owner, max_queued
+        self.settings = dataclasses.replace(settings or server_settings(), **overrides)
+        self.max_paused = max_paused
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
         self._queue: list[str] = []
-        self._runs: dict[str, Run] = {}
+        self._runs: dict[str, Run] = {}  # live runs only
+        self._seq = 0
+        self._records: collections.OrderedDict[str, dict] = collections.OrderedDict()
+        self._finished: collections.OrderedDict[str, tuple[int, Run]] = collections.OrderedDict()
+        self._closing = False
         self.store.mark_interrupted()
-        self._workers = [threading.Thread(target=self._work, name=f"kdviz-worker-{i}", daemon=True)
-                         for i in range(max(1, workers))]
-        for worker in self._workers:
-            worker.start()
+        self._threads = [threading.Thread(target=self._work, name=f"kdviz-worker-{i}", daemon=True)
+                         for i in range(max(1, self.settings.workers))]
+        self._threads.append(threading.Thread(target=self._reap, name="kdviz-reaper", daemon=True))
+        for thread in self._threads:
+            thread.start()
+
+    # -- who may do what --
+    @staticmethod
+    def owns(run: Run | None, caller: str | None) -> bool:
+        """Whether caller (an identity) controls this run."""
+        return run is not None and bool(caller) and run.owner == owner_key(caller)
+
+    def _mine(self, run_id: str, caller: str, doing: str) -> Run | None:
+        run = self.get(run_id)
+        if run is not None and not self.owns(run, caller):
+            raise NotYours(f"run {run_id} belongs to someone else: you can view it but not {doing} it")
+        return run
 
     # -- asking for runs --
-    def submit(self, config, owner: str, tags: dict | None = None) -> str:
-        import dataclasses
-
+    def check(self, config, teacher_cached: bool | None = None):
+        """The config's cost if it is valid and within this server's budget; else ValueError / OverBudget naming
+        the problem (what the form shows before anything is queued)."""
+        from kdviz.core.budget import check_budget
         from kdviz.core.engine import check_config
-        from kdviz.runs.store import new_run_id
 
         check_config(config)
+        return check_budget(config, self.settings.budget, teacher_cached)
+
+    def submit(self, config, caller: str, tags: dict | None = None, address: str | None = None) -> str:
+        return self.submit_many([(config, tags)], caller, address)[0]
+
+    def submit_many(self, items, caller: str, address: str | None = None) -> list[str]:
+        """Queue several runs (config, tags) at once, or none: a sweep is accepted or refused whole."""
+        from kdviz.runs.store import new_run_id
+
+        items = list(items)
+        for index, (config, _) in enumerate(items):
+            try:
+                self.check(config)
+            except ValueError as error:
+                if len(items) > 1:  # say which run of the sweep, keep the error's kind and details
+                    error.args = (f"run {index + 1} of {len(items)}: {error}",)
+                raise
+        key, settings, n = owner_key(caller), self.settings, len(items)
         with self._lock:
-            if len(self._queue) >= self.max_queued:
-                raise QueueFull(f"the server already has {len(self._queue)} runs waiting; try again when some finish")
-            mine = sum(self._runs[r].owner == owner for r in self._queue)
-            if mine >= self.max_queued_per_owner:
-                raise QueueFull(f"you already have {mine} runs waiting (at most {self.max_queued_per_owner})")
-            run = Run(new_run_id(), dataclasses.asdict(config), owner, time.time(), config_object=config)
-            run.tags = dict(tags or {})
-            self.store.create(run.id, self._record(run))
-            self._runs[run.id] = run
+            if self._closing:
+                raise QueueFull("the server is shutting down; try again in a moment")
+            if len(self._queue) + n > settings.max_queued:
+                raise QueueFull(f"the server has {len(self._queue)} runs waiting and takes at most "
+                                f"{settings.max_queued}; try again when some finish")
+            mine = sum(run.owner == key for run in self._runs.values())
+            if mine + n > settings.max_live_per_browser:
+                raise QueueFull(_cap_message("you have", mine, n, settings.max_live_per_browser, "per browser"))
+            if address:
+                here = sum(run.address == address for run in self._runs.values())
+                if here + n > settings.max_live_per_address:
+                    raise QueueFull(_cap_message("your network address has", here, n,
+                                                 settings.max_live_per_address, "per address"))
+            ids = []
+            for config, tags in items:
+                run = Run(new_run_id(), dataclasses.asdict(config), key, time.time(), config_object=config)
+                run.tags, run.address = dict(tags or {}), address
+                self._seq += 1
+                run.seq = self._seq
+                self._write(run, lambda run=run: self.store.create(run.id, self._record(run)))
+                self._runs[run.id] = run
+                self._queue.append(run.id)
+                ids.append(run.id)
+            self._wakeup.notify(len(ids))
+        return ids
+
+    def cancel(self, run_id: str, caller: str) -> None:
+        run = self._mine(run_id, caller, "stop")
+        if run is not None:
+            self._cancel(run, "stopped; what it measured is kept")
+
+    def pause(self, run_id: str, caller: str) -> None:
+        """Ask a running run to pause at its next step (once its distillation runs: a teacher trains to the end)."""
+        run = self._mine(run_id, caller, "pause")
+        with self._lock:
+            if run is None or run.state != "running" or run.id not in self._runs:
+                return
+            paused = sum(other.state == "paused" for other in self._runs.values())
+            if paused >= self.max_paused:
+                raise QueueFull(f"this server already holds {paused} paused runs (at most {self.max_paused}); "
+                                "stop or resume one first")
+            run.pause_requested = True
+
+    def resume_run(self, run_id: str, caller: str) -> None:
+        """A paused run goes back in the queue (at its original place) and continues exactly where it stopped."""
+        run = self._mine(run_id, caller, "resume")
+        with self._lock:
+            if run is None or run.id not in self._runs:
+                return
+            run.pause_requested = False
+            if run.state != "paused":
+                return
+            run.state, run.paused_at, run.pause_deadline = "queued", None, None
             self._queue.append(run.id)
             self._wakeup.notify()
-        return run.id
+        self._save_status(run)
 
-    def cancel(self, run_id: str) -> None:
-        with self._lock:
-            run = self._runs.get(run_id)
-            if run is None or not run.live:
-                return
-            run.cancel_requested.set()
-            run.resume.set()
-            if run_id in self._queue:
-                self._queue.remove(run_id)
-                self._finish(run, "cancelled", "stopped before it started")
-
-    def pause(self, run_id: str) -> None:
-        run = self._runs.get(run_id)
-        if run is not None and run.state == "running":
-            run.resume.clear()
-            run.state = "paused"
-            self._save_status(run)
-
-    def resume_run(self, run_id: str) -> None:
-        run = self._runs.get(run_id)
-        if run is not None and run.state == "paused":
-            run.state = "running"
-            run.resume.set()
-            self._save_status(run)
-
-    def delete(self, run_id: str) -> None:
-        self.cancel(run_id)
+    def delete(self, run_id: str, caller: str) -> None:
+        """Delete a run and its folder; a live run is stopped first, and nothing it does later brings it back."""
+        run = self._mine(run_id, caller, "delete")
+        if run is None:
+            return
+        with run.write_lock:
+            run.deleted = True
+            self.store.delete(run_id)
+        self._cancel(run, "deleted")  # a live run stops at its next step; it writes nothing more
         with self._lock:
             self._runs.pop(run_id, None)
-        self.store.delete(run_id)
+            self._finished.pop(run_id, None)
+            self._records.pop(run_id, None)
 
     def shutdown(self, timeout: float = 30.0) -> None:
-        """Cancel every queued and running run and wait (up to timeout) until no worker is inside a run."""
+        """Cancel every live run and wait (up to timeout) until no worker is inside a run."""
         with self._lock:
-            live = [run.id for run in self._runs.values() if run.live]
-        for run_id in live:
-            self.cancel(run_id)
+            self._closing = True
+            live = list(self._runs.values())
+        for run in live:
+            self._cancel(run, "the server stopped during this run; what it measured is kept")
         deadline = time.monotonic() + timeout
-        while any(self._runs[r].live for r in live if r in self._runs) and time.monotonic() < deadline:
+        while any(run.live or run.resumed_at is not None for run in live) and time.monotonic() < deadline:
             time.sleep(0.02)
 
     # -- reading --
     def queue_position(self, run_id: str) -> int | None:
         """1 for the next run to start; None when the run is not waiting."""
         with self._lock:
-            return self._queue.index(run_id) + 1 if run_id in self._queue else None
+            order = self._fair_order()
+        return order.index(run_id) + 1 if run_id in order else None
 
     def get(self, run_id: str) -> Run | None:
         """A live run from memory, or a past one from disk (None when it does not exist)."""
@@ -135,97 +261,211 @@ class RunManager:
         with self._lock:
             if run_id in self._runs:
                 return self._runs[run_id]
-        return self._load(run_id)
+        return self._load(run_id)  # a deleted run's folder is gone: None
 
-    def list_runs(self, owner: str | None = None) -> list[Run]:
-        runs = [self.get(run_id) for run_id in self.store.run_ids()]
+    def list_runs(self, caller: str | None = None) -> list[Run]:
+        """Every run (or the caller's), newest first; reads configs and statuses, not event logs."""
         with self._lock:
-            runs += [run for run_id, run in self._runs.items() if run_id not in self.store.run_ids()]
-        runs = [run for run in runs if run is not None and (owner is None or run.owner == owner)]
+            live = dict(self._runs)
+        runs = [live.get(run_id) or self._load(run_id) for run_id in self.store.run_ids()]
+        runs += [run for run_id, run in live.items() if run not in runs and not run.deleted]
+        runs = [run for run in runs if run is not None and (caller is None or self.owns(run, caller))]
         return sorted(runs, key=lambda run: run.created, reverse=True)
 
+    def runs_tagged(self, name: str, value) -> list[Run]:
+        return [run for run in self.list_runs() if run.tags.get(name) == value]
+
     def _load(self, run_id: str) -> Run | None:
-        record = self.store.read_json(run_id, "config.json")
+        """A finished run from disk; cached while its status file is unchanged (records and logs in bounded LRUs)."""
+        stamp = self.store.status_stamp(run_id)
+        with self._lock:
+            cached = self._finished.get(run_id)
+            if cached is not None and cached[0] == stamp:
+                self._finished.move_to_end(run_id)
+                return cached[1]
+            record = self._records.get(run_id)
         if record is None:
-            return None
+            record = self.store.read_json(run_id, "config.json")
+            if record is None:
+                return None
         status = self.store.read_json(run_id, "status.json") or {"state": "interrupted"}
         run = Run(run_id, record.get("config", {}), record.get("owner", ""), record.get("created", 0.0),
-                  status.get("state", "interrupted"))
+                  status.get("state", "interrupted"), log_loader=lambda: self._read_log(run_id))
         run.message, run.summary = status.get("message", ""), status.get("summary")
         run.tags = record.get("tags", {})
         run.started_at, run.finished_at = status.get("started_at"), status.get("finished_at")
-        run.events = self.store.read_events(run_id)
+        run.active_seconds = status.get("active_seconds") or 0.0
+        with self._lock:
+            self._records[run_id] = record
+            self._records.move_to_end(run_id)
+            while len(self._records) > RECORDS_CACHED:
+                self._records.popitem(last=False)
+            if stamp is not None and not run.live:  # a live run from disk belongs to another process: no cache
+                self._finished[run_id] = (stamp, run)
+                while len(self._finished) > FINISHED_LOGS_CACHED:
+                    self._finished.popitem(last=False)
         return run
 
-    # -- the workers --
+    def _read_log(self, run_id: str) -> EventLog:
+        log = EventLog()
+        log.extend(self.store.iter_events(run_id))
+        return log
+
+    # -- the queue --
+    def _fair_order(self) -> list[str]:
+        """The queue in the order runs will start (call with the lock held): each owner's k-th waiting run is in
+        round k (+1 per run of theirs already running), oldest submission first within a round."""
+        running = collections.Counter(run.owner for run in self._runs.values() if run.state == "running")
+        rank: collections.Counter = collections.Counter()
+        keyed = []
+        for run_id in sorted(self._queue, key=lambda r: self._runs[r].seq):
+            run = self._runs[run_id]
+            keyed.append((rank[run.owner] + running[run.owner], run.seq, run_id))
+            rank[run.owner] += 1
+        return [run_id for *_, run_id in sorted(keyed)]
+
     def _work(self) -> None:
         while True:
             with self._lock:
                 while not self._queue:
                     self._wakeup.wait()
-                run = self._runs[self._queue.pop(0)]
+                run = self._runs[self._fair_order()[0]]
+                self._queue.remove(run.id)
+                run.state = "running"
             self._execute(run)
 
+    def _reap(self) -> None:
+        """Stop paused runs nobody resumed in time (they keep what they measured)."""
+        while True:
+            time.sleep(REAP_INTERVAL_S)
+            now = time.time()
+            with self._lock:
+                expired = [run for run in self._runs.values()
+                           if run.state == "paused" and run.pause_deadline is not None and now >= run.pause_deadline]
+            for run in expired:
+                minutes = self.settings.paused_timeout_s / 60
+                self._cancel(run, f"paused for more than {minutes:g} min, so the server stopped it; what it "
+                                  "measured is kept")
+
+    def _cancel(self, run: Run, reason: str) -> None:
+        """Stop a run whoever holds it: a waiting run that never started ends now; a running one at its next step;
+        a paused (or resumed, waiting) one is driven to its end in a short thread of its own."""
+        with self._lock:
+            if run.id not in self._runs or run.cancel_requested.is_set():
+                return
+            run.cancel_requested.set()
+            run.stop_reason = reason
+            waiting = run.id in self._queue
+            if waiting:
+                self._queue.remove(run.id)
+            idle = run.state == "paused" or waiting
+        if idle and run.stream is None:
+            self._finish(run, "cancelled", "stopped before it started" if not run.deleted else reason)
+        elif idle:
+            threading.Thread(target=self._execute, args=(run,), name=f"kdviz-stop-{run.id}", daemon=True).start()
+
+    # -- running --
     def _execute(self, run: Run) -> None:
+        """Drive the run's stream until it ends or pauses (then this thread gives the run back and returns)."""
+        if run.stream is None:
+            run.started_at = time.time()
+            run.stream = self._life(run)
+        run.state, run.resumed_at = "running", time.monotonic()
+        self._save_status(run)
+        try:
+            for phase in run.stream:
+                if run.pause_requested and phase == "distill" and not run.cancel_requested.is_set():
+                    self._park(run)
+                    return
+        except Exception as error:  # noqa: BLE001 — a run must never take the server down
+            self._finish(run, "failed", _explain(error))
+        finally:
+            if run.resumed_at is not None:
+                run.active_seconds += time.monotonic() - run.resumed_at
+                run.resumed_at = None
+
+    def _park(self, run: Run) -> None:
+        """Pause between two steps: the generator stays in memory, the worker goes back to the queue."""
+        with self._lock:
+            run.active_seconds += time.monotonic() - run.resumed_at
+            run.resumed_at = None
+            run.pause_requested = False
+            run.state, run.paused_at = "paused", time.time()
+            run.pause_deadline = run.paused_at + self.settings.paused_timeout_s
+        self._flush(run)
+        self._save_status(run)
+
+    def _life(self, run: Run):
+        """The run's whole life as a generator that yields its phase after each event it records."""
         from kdviz.core.engine import distill
         from kdviz.core.teachers import prepare_teacher
 
-        config = run.config_object
-        run.state, run.started_at = "running", time.time()
-        self._save_status(run)
+        config, limit = run.config_object, self.settings.budget.max_seconds
 
         def should_stop() -> bool:
-            run.resume.wait()  # a paused run blocks here, between two steps
+            if limit and run.running_seconds() > limit and not run.cancel_requested.is_set():
+                run.stop_reason = (f"stopped at this server's time limit of {limit:g} s per run; what it measured "
+                                   "is kept")
+                run.cancel_requested.set()
             return run.cancel_requested.is_set()
 
-        try:
-            teacher = self._phase(run, "teacher", prepare_teacher(config.teacher, config.device, should_stop))
-            if teacher is None:
-                return
-            students = self._phase(run, "distill", distill(config, teacher.models["teacher"], should_stop))
-            if students is None:
-                return
-            self._save_students(run, students)
-            self._finish(run, "completed", "", students)
-        except Exception as error:  # noqa: BLE001 — a run must never take the server down
-            self._finish(run, "failed", _explain(error))
+        teacher = yield from self._phase(run, "teacher", prepare_teacher(config.teacher, config.device, should_stop))
+        if teacher is None:
+            return
+        students = yield from self._phase(run, "distill", distill(config, teacher.models["teacher"], should_stop))
+        if students is None:
+            return
+        self._save_students(run, students)
+        self._finish(run, "completed", "", students)
 
     def _phase(self, run: Run, phase: str, events):
-        """Record one event stream; return its Finished event if it completed, else finish the run and return None."""
+        """Record one event stream, yielding after each event; return its Finished event if it completed, else
+        finish the run and return None."""
         from kdviz.core.engine import Finished, event_to_dict
 
-        finished, pending = None, []
+        finished = None
         for event in events:
             record = {"phase": phase, "t": round(time.time(), 3), **event_to_dict(event)}
-            run.events.append(record)
-            pending.append(record)
+            run.log.append(record)
+            run.pending.append(record)
             if isinstance(event, Finished):
                 finished = event
-            if len(pending) >= 32 or record["event"] != "StepLosses":  # batch the per-step lines
-                self._append(run, pending)
-                pending = []
-        self._append(run, pending)
+            if len(run.pending) >= 32 or record["event"] != "StepLosses":  # batch the per-step lines
+                self._flush(run)
+            yield phase
+        self._flush(run)
         if finished is not None and finished.status == "completed":
             return finished
-        message = next((e["message"] for e in run.events if e["event"] == "Diverged"), "")
-        self._finish(run, finished.status if finished else "failed",
-                     message or f"stopped during the {phase} phase; what it measured is kept", finished)
+        diverged = next((e["message"] for e in run.events if e["event"] == "Diverged"), "")
+        status = finished.status if finished else "failed"
+        message = diverged or (run.stop_reason if status == "cancelled" and run.stop_reason else
+                               f"stopped during the {phase} phase; what it measured is kept")
+        self._finish(run, status, message, finished)
         return None
 
-    def _append(self, run: Run, records: list[dict]) -> None:
-        if not records:
-            return
-        try:
-            self.store.append_events(run.id, records)
-        except OSError:  # the folder was deleted under us: rebuild it from memory, nothing measured is lost
-            self._rebuild(run)
+    # -- writing (never into a deleted run's folder) --
+    def _write(self, run: Run, action) -> bool:
+        with run.write_lock:
+            if run.deleted:
+                return False
+            try:
+                action()
+                return True
+            except OSError:
+                return False
+
+    def _flush(self, run: Run) -> None:
+        records, run.pending = run.pending, []
+        if records and not self._write(run, lambda: self.store.append_events(run.id, records)) and not run.deleted:
+            self._rebuild(run)  # the folder was removed under us: rebuild it from memory
 
     def _rebuild(self, run: Run) -> None:
-        try:
+        def rebuild():
             self.store.create(run.id, self._record(run))
             self.store.rewrite_events(run.id, list(run.events))
-            self._save_status(run)
-        except OSError:
+            self.store.write_status(run.id, run.status_record())
+
+        if not self._write(run, rebuild) and not run.deleted:
             run.message = "the run's folder cannot be written; its data is kept in memory only"
 
     @staticmethod
@@ -233,10 +473,7 @@ class RunManager:
         return {"config": run.config, "owner": run.owner, "created": run.created, "tags": run.tags}
 
     def _save_status(self, run: Run) -> None:
-        try:
-            self.store.write_status(run.id, run.status_record())
-        except OSError:
-            pass
+        self._write(run, lambda: self.store.write_status(run.id, run.status_record()))
 
     def _save_students(self, run: Run, finished) -> None:
         import io
@@ -248,18 +485,28 @@ class RunManager:
         buffer = io.BytesIO()
         torch.save({"config": run.config, **{f"{name}_state_dict": model.state_dict()
                                              for name, model in finished.models.items()}}, buffer)
-        try:
-            atomic_write_bytes(self.store.students_path(run.id), buffer.getvalue())
-        except OSError:
-            pass
+        self._write(run, lambda: atomic_write_bytes(self.store.students_path(run.id), buffer.getvalue()))
 
     def _finish(self, run: Run, state: str, message: str, finished=None) -> None:
+        """The run's end: its status on disk, then it leaves memory (readers find it on disk from now on)."""
         run.state, run.message, run.finished_at = state, message, time.time()
+        run.paused_at = run.pause_deadline = None
         if finished is not None and state != "failed":
             run.summary = finished.summary
-        if not self.store.exists(run.id):
+        if not run.deleted and not self.store.exists(run.id):
             self._rebuild(run)
         self._save_status(run)
+        with self._lock:
+            self._runs.pop(run.id, None)
+            if run.id in self._queue:
+                self._queue.remove(run.id)
+        run.config_object, run.stream = None, None  # free the models the generator held
+
+
+def _cap_message(who: str, current: int, asked: int, limit: int, scope: str) -> str:
+    wanted = f"{asked} more" if asked > 1 else "another"
+    return (f"{who} {current} runs waiting or running and asked for {wanted}; this server allows at most {limit} "
+            f"{scope} at once. Stop one, or wait until some finish.")
 
 
 def _explain(error: Exception) -> str:

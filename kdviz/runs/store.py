@@ -64,18 +64,29 @@ class RunStore:
             return None
 
     def read_events(self, run_id: str) -> list[dict]:
-        """The event log; a line torn by a crash mid-write is skipped, everything before it is kept."""
+        """The whole event log (for a CSV download or the explorer's snapshots); see iter_events."""
+        return list(self.iter_events(run_id))
+
+    def iter_events(self, run_id: str):
+        """The event log line by line, without holding the file in memory; a line torn by a crash mid-write is
+        skipped, everything before it is kept."""
         try:
-            lines = (self.folder(run_id) / "events.jsonl").read_text(encoding="utf-8").splitlines()
+            handle = open(self.folder(run_id) / "events.jsonl", encoding="utf-8")
         except OSError:
-            return []
-        events = []
-        for line in lines:
-            try:
-                events.append(json.loads(line))
-            except ValueError:
-                continue
-        return events
+            return
+        with handle:
+            for line in handle:
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    continue
+
+    def status_stamp(self, run_id: str) -> int | None:
+        """When status.json last changed (ns), or None: a cached record of a finished run is fresh while it holds."""
+        try:
+            return (self.folder(run_id) / "status.json").stat().st_mtime_ns
+        except OSError:
+            return None
 
     def run_ids(self) -> list[str]:
         """Every run on disk, newest first."""

@@ -26,6 +26,7 @@ class BackgroundTask:
         self.finished: Finished | None = None
         self.error: str | None = None
         self.started_at: float | None = None
+        self.ended_at: float | None = None  # time.monotonic() when it ended
         self._thread = threading.Thread(target=self._run, name=f"kdviz-{name}", daemon=True)
 
     def start(self) -> "BackgroundTask":
@@ -69,6 +70,14 @@ class BackgroundTask:
         except Exception as error:  # a task must never take the server down; the UI shows the message
             self.error = f"{type(error).__name__}: {error}"
             self.state = "failed"
+        finally:
+            self.ended_at = time.monotonic()
+
+    def retry_in(self, retry_after: float) -> float | None:
+        """Seconds until task_for(..., retry_after) starts this failed or cancelled task again; None otherwise."""
+        if self.state not in ("failed", "cancelled") or self.ended_at is None:
+            return None
+        return max(0.0, self.ended_at + retry_after - time.monotonic())
 
 
 _tasks: dict[str, BackgroundTask] = {}
@@ -85,10 +94,12 @@ def stop_all_tasks(timeout: float = 30.0) -> None:
         task.join(timeout)
 
 
-def task_for(name: str, make_events: StreamFactory) -> BackgroundTask:
-    """The process-wide task with this name, started on first request (and restarted if it failed)."""
+def task_for(name: str, make_events: StreamFactory, retry_after: float = 0.0) -> BackgroundTask:
+    """The process-wide task with this name, started on first request; a failed or cancelled one is started again
+    when asked for at least retry_after seconds after it ended (pages that poll every second pass a delay, so that a
+    task that cannot succeed, e.g. a download without a network, is not restarted every second)."""
     with _tasks_guard:
         task = _tasks.get(name)
-        if task is None or task.state in ("failed", "cancelled"):
+        if task is None or task.retry_in(retry_after) == 0.0:
             task = _tasks[name] = BackgroundTask(name, make_events).start()
         return task

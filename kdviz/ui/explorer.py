@@ -71,7 +71,8 @@ def explorer_run_offer(dataset: str) -> None:
             f"from. The {preset!r} preset ({PRESETS[preset][0]}) makes them.", icon=":material/school:")
     if st.button(f"Run the {preset!r} preset", icon=":material/play_arrow:", key="ie.run_preset"):
         try:
-            st.session_state[key] = core.run_manager().submit(explorer.run_config_for(dataset), owner_id())
+            st.session_state[key] = core.run_manager().submit(explorer.run_config_for(dataset), owner_id(),
+                                                                address=core.client_address())
         except ValueError as error:
             st.error(str(error), icon=":material/warning:")
             return

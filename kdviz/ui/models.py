@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from kdviz.ui import core
 from kdviz.ui.core import default_teacher_task
 
 
@@ -54,7 +55,8 @@ def teacher_task(config):
     if config == presets.DEFAULT_TEACHER:
         return default_teacher_task()
     return tasks.task_for(f"teacher-{teacher_key(config)}",
-                          lambda should_stop: prepare_teacher(config, "auto", should_stop))
+                          lambda should_stop: prepare_teacher(config, "auto", should_stop),
+                          retry_after=core.TEACHER_RETRY_S)
 
 
 def teacher_name(config) -> str:
@@ -103,8 +105,9 @@ def teacher_progress(config, waiting: bool = True) -> None:
         st.success(f"{which} is ready: {teacher_name(config)}, {measured}, {facts['params']:,} parameters "
                    f"({facts['size_bytes'] / 1e6:.1f} MB).", icon=":material/check:")
     else:
-        st.error(f"{which} could not be prepared ({task.error or task.state}). Reload the page to try again, or run "
-                 "`python -m kdviz prepare` in a terminal to see why.", icon=":material/error:")
+        retry = task.retry_in(core.TEACHER_RETRY_S) or 0.0
+        st.error(f"{which} could not be prepared ({task.error or task.state}). kdviz tries again by itself in "
+                 f"{retry:.0f} s; `python -m kdviz prepare` in a terminal shows why.", icon=":material/error:")
 
 
 @st.cache_resource(show_spinner="Loading the students and their logits on the test images…", max_entries=8)
