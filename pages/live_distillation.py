@@ -12,7 +12,8 @@ st.title(":material/play_circle: Live distillation")
 st.markdown("Two students with the **same initial weights** see the **same batches in the same order**; only the "
             "loss differs: the **hard-label student** learns from one-hot labels, the **KD student** from the "
             "teacher's soft labels at temperature T (weight α) plus the hard labels (weight 1 − α). "
-            "Runs keep going when you switch pages or reload; the link in the address bar re-attaches to it.")
+            "A run keeps going when you switch pages or reload, and this browser keeps its controls; a copied link "
+            "shows the run read-only.")
 
 manager, owner = ui.run_manager(), ui.owner_id()
 if not st.query_params.get("run") and st.session_state.get("current_run"):
@@ -29,7 +30,7 @@ with run_tab:
         st.error(problem, icon=":material/warning:")
     if st.button(":material/play_arrow: Start run", type="primary", disabled=config is None):
         try:
-            st.query_params["run"] = st.session_state["current_run"] = manager.submit(config, owner)
+            st.query_params["run"] = st.session_state["current_run"] = manager.submit(config, owner, address=ui.client_address())
         except ValueError as error:
             st.error(str(error), icon=":material/warning:")
     if st.query_params.get("run"):
@@ -51,7 +52,7 @@ with history_tab:
         picked = st.multiselect("Runs to compare", list(by_id), default=list(by_id)[:1], key="compare",
                                 format_func=lambda run: f"{run} · {run_view.describe_config(by_id[run].config)}")
         chosen = [by_id[run_id] for run_id in picked]
-        frames = [(run.id[-6:], run_view.accuracy_frame(run.events)) for run in chosen]
+        frames = [(run.id[-6:], ui.run_frames(run)[2]) for run in chosen]
         if frames:
             split = ui.split_choice("overlay_split", pd.concat([frame for _, frame in frames]))
             st.plotly_chart(run_charts.overlay_chart(frames, ui.lecture_mode(), split), key="overlay")
@@ -70,7 +71,8 @@ with sweep_tab:
     text = st.text_input("Values (comma-separated)", defaults[parameter], key=f"sweep_values_{parameter}")
     if st.button(":material/play_arrow: Start sweep", disabled=config is None):
         try:
-            st.query_params["sweep"] = ui.start_sweep(manager, owner, config, parameter, text)
+            st.query_params["sweep"] = ui.start_sweep(manager, owner, config, parameter, text,
+                                                          ui.client_address())
         except ValueError as error:
             st.error(str(error), icon=":material/warning:")
     if st.query_params.get("sweep"):

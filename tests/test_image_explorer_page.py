@@ -173,12 +173,22 @@ def test_link_restores_dataset_image_and_temperature_and_bad_links_get_notices(w
     assert len(at.warning) == 3 and at.number_input(key="ie.image").value == 0
 
 
-def test_the_url_keeps_parameters_the_explorer_does_not_own(with_run):
-    at = open_page({"owner": "0123456789abcdef", "image": "3"})
+def test_the_url_keeps_parameters_the_explorer_does_not_own(with_run, make_manager, monkeypatch):
+    """The explorer writes only its own keys (a run in the link stays); an owner from an old link is never an
+    identity: the live page, which asks who this browser is, drops it and uses its own."""
+    at = open_page({"owner": "0123456789abcdef", "run": "20260101-000000-aaaaaa", "image": "3"})
     at.select_slider(key="ie.temperature").set_value(10.0)
     run(at)
     assert at.query_params["temperature"] == "10" and at.query_params["image"] == "3"
-    assert at.query_params["owner"] == "0123456789abcdef"
+    assert at.query_params["run"] == "20260101-000000-aaaaaa"
+
+    manager = make_manager()  # the live page's run manager, on this test's KDVIZ_HOME, shut down at the end
+    monkeypatch.setattr(ui, "run_manager", lambda: manager)
+    monkeypatch.setattr(ui.core, "run_manager", lambda: manager)
+    run(at.switch_page(next(p.path for p in ui.PAGES if p.path.endswith("live_distillation.py"))))
+    assert "owner" not in at.query_params and at.query_params["run"] == "20260101-000000-aaaaaa"
+    identity = at.session_state["owner_id"]
+    assert identity != "0123456789abcdef" and len(identity) == 32 and set(identity) <= set("0123456789abcdef")
 
 
 def test_switching_dataset_starts_from_its_first_image(with_run):

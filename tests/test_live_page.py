@@ -245,3 +245,47 @@ def test_a_preset_run_offers_its_tuned_hard_label_baseline_and_runs_it(app):
     assert not any(b for b in app.button if "tuned hard-label baseline" in b.label)  # the baseline offers nothing
     assert run.tags == {"baseline_of": "quick"}
     assert any("tuned hard-label baseline of the 'quick' preset" in i.value for i in app.info)
+
+
+def test_an_over_budget_configuration_says_which_limit_and_queues_nothing(app):
+    app.number_input(key="quick:s_width").set_value(8192).run()
+    app.number_input(key="quick:s_depth").set_value(16).run()
+    message = next(e.value for e in app.error if "budget" in e.value)
+    assert "memory" in message and "What would fit" in message, message
+    assert all(b.disabled for b in app.button if "Start run" in b.label or "Start sweep" in b.label)
+    assert ui.run_manager().list_runs() == [] and not app.query_params.get("run")
+    app.number_input(key="quick:s_width").set_value(128).run()
+    app.number_input(key="quick:s_depth").set_value(2).run()
+    assert not any("budget" in e.value for e in app.error), "a configuration that fits may start"
+
+
+def test_others_cannot_control_a_run_even_through_the_page_callbacks(app):
+    """Control is checked in the run manager: a session that is not the owner gets a refusal, not a stopped run."""
+    app.number_input(key="quick:epochs").set_value(300).run()
+    click(app, "Start run")
+    run_id = app.query_params["run"]
+    run_until(app, state_is("running"))
+    manager = ui.run_manager()
+    with pytest.raises(PermissionError, match="belongs to someone else"):
+        manager.cancel(run_id, "a-session-that-only-has-the-link")
+    assert manager.get(run_id).state == "running"
+    click(app, "Stop")
+    run_until(app, state_is("cancelled"))
+
+
+def test_a_viewer_can_run_the_shared_configuration_as_their_own(app):
+    click(app, "Start run")
+    run_id = app.query_params["run"]
+    run_until(app, state_is("completed"))
+    viewer = AppTest.from_file(APP, default_timeout=60)
+    viewer.query_params["run"] = run_id
+    viewer.run()
+    viewer.switch_page(PAGE).run()
+    click(viewer, "Run this configuration myself")
+    copy_id = viewer.query_params["run"]
+    assert copy_id != run_id and not viewer.exception
+    manager = ui.run_manager()
+    copy, original = manager.get(copy_id), manager.get(run_id)
+    assert copy.config == original.config and copy.owner != original.owner
+    run_until(viewer, state_is("completed"))
+    assert manager.get(copy_id).summary["kd"]["accuracy"] == original.summary["kd"]["accuracy"]

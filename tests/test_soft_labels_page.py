@@ -271,17 +271,26 @@ def test_image_source_uses_the_latest_runs_trained_students(kdviz_home, make_man
     assert untrained["y"] == pytest.approx(expected, abs=1e-6) and untrained["marker"]["color"] == COLORS["untrained"]
 
 
-def test_the_url_keeps_parameters_of_other_pages(kdviz_home):
-    """sync_query_params writes only the page's own keys: the owner id (and a run) in the link stay."""
+def test_the_url_keeps_parameters_of_other_pages(kdviz_home, make_manager, monkeypatch):
+    """sync_query_params writes only the page's own keys: a run in the link stays. An owner from an old link is
+    never an identity: the live page, which asks who this browser is, drops it and uses its own."""
     at = open_page({"owner": "0123456789abcdef", "run": "20260101-000000-aaaaaa", "temperature": "4"})
     set_temperature(at, 10.0)
-    assert at.query_params["owner"] == "0123456789abcdef" and at.query_params["run"] == "20260101-000000-aaaaaa"
-    assert at.query_params["temperature"] == "10"
+    assert at.query_params["run"] == "20260101-000000-aaaaaa" and at.query_params["temperature"] == "10"
     at.radio(key="sl.source").set_value("custom").run()
-    assert at.query_params["teacher"] == "5,-3,-5,-7" and at.query_params["owner"] == "0123456789abcdef"
+    assert at.query_params["teacher"] == "5,-3,-5,-7" and at.query_params["run"] == "20260101-000000-aaaaaa"
     at.radio(key="sl.source").set_value("lecture").run()
     assert "teacher" not in at.query_params and "classes" not in at.query_params  # the page's own stale keys go
     assert at.query_params["run"] == "20260101-000000-aaaaaa"
+
+    manager = make_manager()  # the live page's run manager, on this test's KDVIZ_HOME, shut down at the end
+    monkeypatch.setattr(ui, "run_manager", lambda: manager)
+    monkeypatch.setattr(ui.core, "run_manager", lambda: manager)
+    at.switch_page(next(p.path for p in ui.PAGES if p.path.endswith("live_distillation.py"))).run()
+    assert not at.exception, at.exception
+    assert "owner" not in at.query_params and at.query_params["run"] == "20260101-000000-aaaaaa"
+    identity = at.session_state["owner_id"]
+    assert identity != "0123456789abcdef" and re.fullmatch(r"[0-9a-f]{32}", identity)
 
 
 def test_the_soft_labels_page_and_the_image_explorer_load_the_teacher_once(kdviz_home, monkeypatch):
@@ -313,7 +322,6 @@ def test_training_the_teacher_from_the_page_shows_the_shared_progress_then_the_i
     tiny = TeacherConfig("digits", ModelSpec("mlp", 16, 1), epochs=2, batch_size=64, augment=0)
     monkeypatch.setattr(presets, "DEFAULT_TEACHER", tiny)
     monkeypatch.setattr(tasks, "_tasks", {})
-    ui.core._default_teacher_task.clear()
     at = open_page({"source": "image", "image": "5"})
     assert any("not trained yet" in info.value for info in at.info)
     at.button[0].click().run()  # "Train the default teacher now"
@@ -325,4 +333,3 @@ def test_training_the_teacher_from_the_page_shows_the_shared_progress_then_the_i
     assert not at.exception and not at.error
     assert bars(at)["hard label"]["x"] == [str(c) for c in range(10)]
     assert at.number_input(key="sl.image").value == 5
-    ui.core._default_teacher_task.clear()

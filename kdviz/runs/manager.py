@@ -121,6 +121,7 @@ class RunManager:
         self._threads = [threading.Thread(target=self._work, name=f"kdviz-worker-{i}", daemon=True)
                          for i in range(max(1, self.settings.workers))]
         self._threads.append(threading.Thread(target=self._reap, name="kdviz-reaper", daemon=True))
+        self._threads.append(threading.Thread(target=_warm_up_costs, name="kdviz-warm-up", daemon=True))
         for thread in self._threads:
             thread.start()
 
@@ -501,6 +502,14 @@ class RunManager:
             if run.id in self._queue:
                 self._queue.remove(run.id)
         run.config_object, run.stream = None, None  # free the models the generator held
+
+
+def _warm_up_costs() -> None:
+    """The first FLOP count imports torch's compiler stack (~3 s): do it now, not in the first form's rerun."""
+    from kdviz.core.budget import model_cost
+    from kdviz.core.models import ModelSpec
+
+    model_cost(ModelSpec("mlp", 1, 1), (1,), 2)
 
 
 def _cap_message(who: str, current: int, asked: int, limit: int, scope: str) -> str:

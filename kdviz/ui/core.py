@@ -51,6 +51,7 @@ def run_app() -> None:
              for plan in PAGES if plan.built]
     page = st.navigation(pages)
     sidebar()
+    owner_id()  # every page: this browser's identity cookie is set on its first page, an old ?owner= dropped
     page.run()
 
 
@@ -69,14 +70,19 @@ def sidebar() -> None:
     lecture_style()
 
 
-@st.cache_resource(show_spinner=False)
+TEACHER_RETRY_S = 10.0  # a teacher task that failed is started again this long after (pages poll it every second)
+
+
 def _default_teacher_task():
-    """Process-wide: the default teacher is trained once in the background, whichever browser asked first."""
+    """Process-wide: the default teacher is trained once in the background, whichever browser asked first; after a
+    failure it is tried again (kdviz.runs.tasks.task_for), never stuck on the first failure."""
     from kdviz.runs import tasks
-    from kdviz.core.presets import DEFAULT_TEACHER
+    from kdviz.core import presets
     from kdviz.core.teachers import prepare_teacher
 
-    return tasks.task_for("default-teacher", lambda should_stop: prepare_teacher(DEFAULT_TEACHER, "auto", should_stop))
+    teacher = presets.DEFAULT_TEACHER
+    return tasks.task_for("default-teacher", lambda should_stop: prepare_teacher(teacher, "auto", should_stop),
+                          retry_after=TEACHER_RETRY_S)
 
 
 def default_teacher_task():
@@ -91,20 +97,65 @@ def run_manager():
     return RunManager()
 
 
-def owner_id() -> str:
-    """A per-browser id: a run is controlled (and listed) by the browser that started it; others may only view it.
+def client_address() -> str | None:
+    """The browser's network address (None on localhost): per-address caps keep a hall member who opens many
+    browsers from taking every worker; it is kept in memory only, never written to disk."""
+    try:
+        return st.context.ip_address
+    except Exception:  # noqa: BLE001 — outside a script run (tests) there is no connection
+        return None
 
-    It lives in the session and in the URL (?owner=), so a reload or a bookmark keeps the user's runs and controls.
+
+IDENTITY_COOKIE = "kdviz_identity"
+_IDENTITY_CHARS = frozenset("0123456789abcdef")
+_IDENTITY_SCRIPT = """<style>.stElementContainer:has(.kdviz-identity) {{ display: none; }}</style>
+<span class="kdviz-identity"></span>
+<script>(function () {{
+  var name = "{name}", present = document.cookie.split("; ").some(function (pair) {{
+    return pair.indexOf(name + "=") === 0 && /^[0-9a-f]{{32}}$/.test(pair.slice(name.length + 1));
+  }});
+  if (!present) {{
+    document.cookie = name + "={token}; path=/; max-age=31536000; SameSite=Strict"
+                      + (location.protocol === "https:" ? "; Secure" : "");
+  }}
+  if (document.currentScript) document.currentScript.remove();
+}})();</script>"""
+
+
+def _is_identity(value) -> bool:
+    """An identity token: 32 lowercase hex digits (secrets.token_hex(16))."""
+    return isinstance(value, str) and len(value) == 32 and set(value) <= _IDENTITY_CHARS
+
+
+def owner_id() -> str:
+    """This browser's identity: a run is controlled (and listed) by the browser that started it; others only view it.
+
+    The identity is a random secret (secrets.token_hex(16)) kept in a cookie, kdviz_identity, never in the URL: a
+    link is copied, bookmarked, projected and pasted into chats, and whoever opened a link that carried the identity
+    would control (pause, stop, delete) the runs of whoever copied it. A link (?run=...) only ever shows a run.
+
+    The server reads the cookie with st.context.cookies (sent with the websocket handshake, so a reload sees it).
+    Without a valid one the session gets a new token, keeps it in st.session_state["owner_id"] (within a session it
+    wins over any cookie read later) and sets the cookie once, with a script in the page, so that a reload or a new
+    tab of this browser keeps the same identity. A browser that refuses cookies gets an identity for this session
+    only: after a reload its runs go on, but it can no longer control them or see them in its history.
+
+    An ?owner= parameter from an older link is never trusted: it is dropped from the URL.
     """
     import secrets
 
-    if "owner_id" not in st.session_state:
-        given = str(st.query_params.get("owner", ""))
-        valid = len(given) == 16 and all(c in "0123456789abcdef" for c in given)
-        st.session_state["owner_id"] = given if valid else secrets.token_hex(8)
-    if st.query_params.get("owner") != st.session_state["owner_id"]:
-        st.query_params["owner"] = st.session_state["owner_id"]
-    return st.session_state["owner_id"]
+    if "owner" in st.query_params:
+        del st.query_params["owner"]
+    token = st.session_state.get("owner_id")
+    if not _is_identity(token):
+        cookie = st.context.cookies.get(IDENTITY_COOKIE)
+        token = st.session_state["owner_id"] = cookie if _is_identity(cookie) else secrets.token_hex(16)
+    if st.context.cookies.get(IDENTITY_COOKIE) != token and not st.session_state.get("owner_id_cookie_sent"):
+        st.session_state["owner_id_cookie_sent"] = True
+        # a hidden element (its style hides its own container, so it leaves no gap); the script sets the cookie
+        # unless another tab of this browser already did, then removes itself; the token is never shown
+        st.html(_IDENTITY_SCRIPT.format(name=IDENTITY_COOKIE, token=token), unsafe_allow_javascript=True)
+    return token
 
 
 LECTURE_CSS = """<style>

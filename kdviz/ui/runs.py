@@ -86,9 +86,14 @@ def distill_config_form(preset: str):
         learning_rate=float(learning_rate), weight_decay=float(weight_decay), train_subset=int(subset),
         augment=int(augment), seed=int(seed), device=device)
     try:
-        return check_config(config), None
+        check_config(config)
     except ValueError as error:
         return None, f"This configuration cannot run: {error}."
+    try:
+        core.run_manager().check(config)  # the server's budget, before anything is queued
+    except ValueError as error:
+        return None, f"This configuration is over this server's budget. {error}"
+    return config, None
 
 
 @st.cache_data(show_spinner=False)
@@ -118,12 +123,48 @@ def _live_run(run_id: str) -> None:
     _draw_run(run)
 
 
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _frames(run_id: str, version: int, _events: list) -> tuple:
+    """(progress, loss frame, accuracy frame) of one version of a run's log: every viewer of a live run shares
+    them, and each is rebuilt only when the run has logged something new."""
+    from kdviz.views import run_view
+
+    return run_view.progress(_events), run_view.loss_frame(_events), run_view.accuracy_frame(_events)
+
+
+def run_frames(run) -> tuple:
+    events = run.events  # load first: a run read from disk gets its version when its log is loaded
+    return _frames(run.id, run.events_version, events)
+
+
+def _control(action, run_id: str) -> None:
+    """A run button's callback: the manager checks that the caller owns the run; a refusal is shown, not raised."""
+    try:
+        action(run_id, owner_id())
+    except (PermissionError, ValueError) as error:
+        st.session_state["run_refusal"] = str(error)
+
+
+def _copy_run(config: dict) -> None:
+    """A viewer of someone else's run starts its configuration under their own identity (queued, budgeted)."""
+    from kdviz.core.engine import config_from_dict
+
+    try:
+        run_id = core.run_manager().submit(config_from_dict(config), owner_id(), address=core.client_address())
+    except ValueError as error:
+        st.session_state["run_refusal"] = str(error)
+        return
+    st.query_params["run"] = st.session_state["current_run"] = run_id
+
+
 def _draw_run(run) -> None:
+    import time
+
     from kdviz.views import run_charts, run_view
 
     manager, lecture = core.run_manager(), lecture_mode()
-    state = run_view.progress(run.events)
-    mine = run.owner == owner_id()
+    state, losses, accuracies = run_frames(run)
+    mine = manager.owns(run, owner_id())
     badge = {"queued": ":material/hourglass_top:", "running": ":material/directions_run:",
              "paused": ":material/pause_circle:", "completed": ":material/check_circle:",
              "cancelled": ":material/stop_circle:", "diverged": ":material/error:", "failed": ":material/error:",
@@ -134,16 +175,24 @@ def _draw_run(run) -> None:
         share = f"{str(st.context.url or '').split('?')[0]}?run={run.id}"
         st.caption(f"Read-only link to share this run: `{share}`")
     if run.state == "queued":
-        st.info(f"Waiting in the queue: position {manager.queue_position(run.id) or '–'}. "
-                "Runs on this server go one at a time so that nobody's freezes.", icon=":material/hourglass_top:")
+        workers = manager.settings.workers
+        st.info(f"Waiting in the queue: position {manager.queue_position(run.id) or '–'}. This server trains "
+                f"{'one run' if workers == 1 else f'{workers} runs'} at a time, taking turns between browsers, so "
+                "that nobody's freezes.", icon=":material/hourglass_top:")
+    elif run.state == "paused":
+        left = max(0.0, (run.pause_deadline or time.time()) - time.time())
+        st.info(f"Paused at step {state['step']} of {state['total']}: its worker trains other runs meanwhile. "
+                f"Unless resumed it is stopped in {left / 60:.0f} min {left % 60:.0f} s, keeping what it measured.",
+                icon=":material/pause_circle:")
     elif run.live:
-        import time
-
-        elapsed = time.time() - run.started_at if run.started_at else 0.0
+        elapsed = run.running_seconds()
         eta = f", about {state['eta']:.0f} s left" if state["eta"] is not None else ""
         phase = "training the teacher (once; then cached)" if state["phase"] == "teacher" else "distilling"
-        st.progress(state["fraction"], text=f"{phase}: step {state['step']} of {state['total']} on "
-                                            f"{state['device']}, {elapsed:.0f} s elapsed{eta}")
+        if not state["total"]:
+            st.progress(0.0, text=f"starting: loading the teacher and the data, {elapsed:.0f} s elapsed")
+        else:
+            st.progress(state["fraction"], text=f"{phase}: step {state['step']} of {state['total']} on "
+                                                f"{state['device']}, {elapsed:.0f} s elapsed{eta}")
     elif run.started_at and run.finished_at:
         st.caption(f"Ran for {run.finished_at - run.started_at:.1f} s on {state['device'] or 'the CPU'}.")
     for notice in (e["message"] for e in run.events if e["event"] == "Notice"):
@@ -151,8 +200,17 @@ def _draw_run(run) -> None:
     if run.message:
         (st.error if run.state in ("diverged", "failed") else st.info)(run.message)
     if mine:
-        _run_controls(run)
-    losses, accuracies = run_view.loss_frame(run.events), run_view.accuracy_frame(run.events)
+        refusal = st.session_state.pop("run_refusal", None)
+        if refusal:
+            st.warning(refusal, icon=":material/block:")
+        _run_controls(run, state["phase"])
+    else:
+        st.button(":material/content_copy: Run this configuration myself", key=f"copy-{run.id}", on_click=_copy_run,
+                  args=(run.config,), help="A shared run is read-only: this starts the same configuration (and "
+                                           "seed, so the same numbers) as a run of your own.")
+        refusal = st.session_state.pop("run_refusal", None)
+        if refusal:
+            st.warning(refusal, icon=":material/block:")
     if len(accuracies):
         split = split_choice(f"split-{run.id}", accuracies)  # above both charts, so that they stay level
         left, right = st.columns(2)
@@ -162,7 +220,7 @@ def _draw_run(run) -> None:
         _case_study(run)
 
 
-def _run_controls(run) -> None:
+def _run_controls(run, phase: str) -> None:
     manager = core.run_manager()
     pause, stop, reset = st.columns([1, 1, 1])
     reset.button(":material/restart_alt: Reset view", key=f"reset-{run.id}", on_click=_detach, args=(run.id,),
@@ -170,12 +228,16 @@ def _run_controls(run) -> None:
     if not run.live:
         return
     if run.state == "paused":
-        pause.button(":material/play_arrow: Resume", key=f"resume-{run.id}", on_click=manager.resume_run,
-                     args=(run.id,))
-    elif run.state == "running":
-        pause.button(":material/pause: Pause", key=f"pause-{run.id}", on_click=manager.pause, args=(run.id,))
-    stop.button(":material/stop: Stop (keeps what was measured)", key=f"stop-{run.id}", on_click=manager.cancel,
-                args=(run.id,))
+        pause.button(":material/play_arrow: Resume", key=f"resume-{run.id}", on_click=_control,
+                     args=(manager.resume_run, run.id), help="It goes back in the queue and continues where it "
+                                                              "stopped, with the same numbers.")
+    elif run.state == "running" and phase == "distill":
+        pause.button(":material/pause: Pause", key=f"pause-{run.id}", on_click=_control, args=(manager.pause, run.id),
+                     help="Its worker trains other runs meanwhile; resume within "
+                          f"{manager.settings.paused_timeout_s / 60:g} min or it is stopped, keeping what it "
+                          "measured.")
+    stop.button(":material/stop: Stop (keeps what was measured)", key=f"stop-{run.id}", on_click=_control,
+                args=(manager.cancel, run.id))
 
 
 def _detach(run_id: str) -> None:
@@ -252,7 +314,7 @@ def _fair_baseline(config) -> None:
                           "the tuned baseline (it does not depend on T or α)."):
             try:
                 st.query_params["run"] = st.session_state["current_run"] = core.run_manager().submit(
-                    baseline, owner_id(), tags={"baseline_of": name})
+                    baseline, owner_id(), tags={"baseline_of": name}, address=core.client_address())
             except ValueError as error:
                 st.error(str(error), icon=":material/warning:")
                 return
@@ -268,36 +330,44 @@ def run_actions(run) -> None:
     if open_.button("Open", key=f"open-{run.id}"):
         st.query_params["run"] = run.id
         st.rerun()
-    csv.download_button("Metrics (CSV)", run_view.metrics_csv(run.events), f"kdviz-{run.id}.csv", "text/csv",
-                        key=f"csv-{run.id}", on_click="ignore")
+    csv.download_button("Metrics (CSV)", lambda: run_view.metrics_csv(manager.store.read_events(run.id)),
+                        f"kdviz-{run.id}.csv", "text/csv", key=f"csv-{run.id}", on_click="ignore",
+                        help="Every step and epoch from the run's full log on disk.")
     students = manager.store.students_path(run.id)
     if students.is_file():
-        weights.download_button("Students' weights", students.read_bytes(), f"kdviz-{run.id}-students.pt",
-                                key=f"weights-{run.id}", on_click="ignore")
+        weights.download_button("Students' weights", students.read_bytes, f"kdviz-{run.id}-students.pt",
+                                key=f"weights-{run.id}", on_click="ignore")  # read only when clicked
     else:
         weights.caption("weights: only for completed runs")
-    if delete.button("Delete", key=f"delete-{run.id}"):
-        manager.delete(run.id)
+    if delete.button("Delete", key=f"delete-{run.id}", disabled=not manager.owns(run, owner_id()),
+                     help="Stops the run if it is live, then deletes it and its files."):
+        try:
+            manager.delete(run.id, owner_id())
+        except PermissionError as error:
+            st.error(str(error), icon=":material/block:")
+            return
         if st.query_params.get("run") == run.id:
             del st.query_params["run"]
         st.rerun()
 
 
-def start_sweep(manager, owner: str, config, parameter: str, text: str) -> str:
-    """Queue one run per value; returns the sweep id (every run is tagged with it)."""
+def start_sweep(manager, owner: str, config, parameter: str, text: str, address: str | None = None) -> str:
+    """Queue one run per value, all or none (a refusal names the limit); returns the sweep id (every run is tagged
+    with it)."""
     import secrets
 
     from kdviz.views import run_view
 
-    configs = run_view.sweep_configs(config, parameter, run_view.parse_sweep_values(parameter, text))
+    values = run_view.parse_sweep_values(parameter, text)
+    configs = run_view.sweep_configs(config, parameter, values)
     sweep_id = secrets.token_hex(4)
-    for value, sweep_config in zip(run_view.parse_sweep_values(parameter, text), configs):
-        manager.submit(sweep_config, owner, tags={"sweep": sweep_id, "parameter": parameter, "value": value})
+    manager.submit_many([(sweep_config, {"sweep": sweep_id, "parameter": parameter, "value": value})
+                         for value, sweep_config in zip(values, configs)], owner, address)
     return sweep_id
 
 
 def sweep_panel(sweep_id: str) -> None:
-    runs = [run for run in core.run_manager().list_runs() if run.tags.get("sweep") == sweep_id]
+    runs = core.run_manager().runs_tagged("sweep", sweep_id)
     if any(run.live for run in runs):
         _live_sweep(sweep_id)
     else:
@@ -306,7 +376,7 @@ def sweep_panel(sweep_id: str) -> None:
 
 @st.fragment(run_every=1.0)
 def _live_sweep(sweep_id: str) -> None:
-    runs = [run for run in core.run_manager().list_runs() if run.tags.get("sweep") == sweep_id]
+    runs = core.run_manager().runs_tagged("sweep", sweep_id)
     if not any(run.live for run in runs):
         st.rerun()
     _draw_sweep(runs)
