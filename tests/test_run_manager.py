@@ -359,3 +359,17 @@ def test_the_event_log_keeps_every_epoch_and_a_bounded_binned_loss_curve():
     assert records[0]["event"] == "Started"
     log.append({"phase": "distill", "event": "Snapshot", "epoch": 100, "logits": {}})
     assert len(log.records()) == len(records), "probe snapshots stay on disk only"
+
+
+def test_only_a_few_finished_runs_keep_their_logs_in_memory(manager, monkeypatch):
+    from kdviz.runs import manager as module
+
+    monkeypatch.setattr(module, "FINISHED_LOGS_CACHED", 2)
+    ids = [manager.submit(dataclasses.replace(TINY, seed=seed, epochs=1), "alice") for seed in range(4)]
+    wait_done(manager, *ids)
+    runs = [manager.get(run_id) for run_id in ids]
+    counts = [len(run.events) for run in runs]  # each log read once from disk
+    assert all(counts)
+    loaded = [run for run in runs if run._log_loader is None]
+    assert len(loaded) == 2, "older logs were dropped from memory"
+    assert [len(run.events) for run in runs] == counts, "a dropped log is read again when asked for"

@@ -17,7 +17,8 @@ import time
 
 from kdviz.runs.log import EventLog
 
-FINISHED_LOGS_CACHED = 8  # finished runs whose event logs stay loaded (a few viewers of the same past runs)
+FINISHED_RUNS_CACHED = 1024  # finished runs read from disk kept as objects (config, status; a few KB each)
+FINISHED_LOGS_CACHED = 8  # of those, the ones whose event logs stay loaded (viewers of the same past runs)
 RECORDS_CACHED = 4096  # config.json records of runs on disk (a few KB each)
 REAP_INTERVAL_S = 1.0
 
@@ -54,7 +55,7 @@ class Run:
         self.address: str | None = None  # the client address that asked for it (memory only, never on disk)
         self.seq = 0  # submission order, for the fair queue
         self.log = EventLog()
-        self._log_loader = log_loader  # a run read from disk loads its log only when someone reads it
+        self._log_loader = self._reload = log_loader  # a run read from disk loads its log when someone reads it
         # the worker's side
         self.cancel_requested = threading.Event()
         self.pause_requested = False
@@ -75,6 +76,11 @@ class Run:
         if self._log_loader is not None:
             self.log, self._log_loader = self._log_loader(), None
         return self.log.records()
+
+    def unload(self) -> None:
+        """Drop a finished run's loaded log from memory; it is read again from disk if someone asks."""
+        if self._reload is not None:
+            self.log, self._log_loader = EventLog(), self._reload
 
     @property
     def events_version(self) -> int:
@@ -116,6 +122,7 @@ class RunManager:
         self._seq = 0
         self._records: collections.OrderedDict[str, dict] = collections.OrderedDict()
         self._finished: collections.OrderedDict[str, tuple[int, Run]] = collections.OrderedDict()
+        self._loaded_logs: collections.OrderedDict[str, Run] = collections.OrderedDict()
         self._closing = False
         self.store.mark_interrupted()
         self._threads = [threading.Thread(target=self._work, name=f"kdviz-worker-{i}", daemon=True)
@@ -233,6 +240,7 @@ class RunManager:
         with self._lock:
             self._runs.pop(run_id, None)
             self._finished.pop(run_id, None)
+            self._loaded_logs.pop(run_id, None)
             self._records.pop(run_id, None)
 
     def shutdown(self, timeout: float = 30.0) -> None:
@@ -291,7 +299,8 @@ class RunManager:
                 return None
         status = self.store.read_json(run_id, "status.json") or {"state": "interrupted"}
         run = Run(run_id, record.get("config", {}), record.get("owner", ""), record.get("created", 0.0),
-                  status.get("state", "interrupted"), log_loader=lambda: self._read_log(run_id))
+                  status.get("state", "interrupted"))
+        run._log_loader = run._reload = lambda: self._read_log(run)
         run.message, run.summary = status.get("message", ""), status.get("summary")
         run.tags = record.get("tags", {})
         run.started_at, run.finished_at = status.get("started_at"), status.get("finished_at")
@@ -303,13 +312,21 @@ class RunManager:
                 self._records.popitem(last=False)
             if stamp is not None and not run.live:  # a live run from disk belongs to another process: no cache
                 self._finished[run_id] = (stamp, run)
-                while len(self._finished) > FINISHED_LOGS_CACHED:
-                    self._finished.popitem(last=False)
+                while len(self._finished) > FINISHED_RUNS_CACHED:
+                    self._finished.popitem(last=False)[1][1].unload()
         return run
 
-    def _read_log(self, run_id: str) -> EventLog:
+    def _read_log(self, run: Run) -> EventLog:
+        """A finished run's log from disk (bounded like a live one); only the last few read stay in memory."""
         log = EventLog()
-        log.extend(self.store.iter_events(run_id))
+        log.extend(self.store.iter_events(run.id))
+        with self._lock:
+            self._loaded_logs[run.id] = run
+            self._loaded_logs.move_to_end(run.id)
+            evicted = self._loaded_logs.popitem(last=False)[1] if len(self._loaded_logs) > FINISHED_LOGS_CACHED \
+                else None
+        if evicted is not None and evicted is not run:
+            evicted.unload()
         return log
 
     # -- the queue --
