@@ -1,5 +1,5 @@
 """The UI layer, the only part of kdviz that imports streamlit: pages call `ui.<name>` for everything below."""
-from kdviz.ui import core
+from kdviz.ui import core  # noqa: F401 — ui.core is part of the layer's surface
 from kdviz.ui.core import (  # noqa: F401
     LECTURE_CSS,
     LECTURE_MODE_KEY,

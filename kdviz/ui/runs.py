@@ -132,6 +132,15 @@ def _frames(run_id: str, version: int, _events: list) -> tuple:
     return run_view.progress(_events), run_view.loss_frame(_events), run_view.accuracy_frame(_events)
 
 
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _charts(run_id: str, version: int, lecture: bool, split: str, _losses, _accuracies) -> tuple:
+    """The loss and accuracy figures of one version of a run's log, built once for all its viewers (st.plotly_chart
+    copies a figure before it serialises it, so sharing one is safe)."""
+    from kdviz.views import run_charts
+
+    return run_charts.loss_chart(_losses, lecture), run_charts.accuracy_chart(_accuracies, lecture, split)
+
+
 def run_frames(run) -> tuple:
     events = run.events  # load first: a run read from disk gets its version when its log is loaded
     return _frames(run.id, run.events_version, events)
@@ -160,7 +169,7 @@ def _copy_run(config: dict) -> None:
 def _draw_run(run) -> None:
     import time
 
-    from kdviz.views import run_charts, run_view
+    from kdviz.views import run_view
 
     manager, lecture = core.run_manager(), lecture_mode()
     state, losses, accuracies = run_frames(run)
@@ -214,8 +223,9 @@ def _draw_run(run) -> None:
     if len(accuracies):
         split = split_choice(f"split-{run.id}", accuracies)  # above both charts, so that they stay level
         left, right = st.columns(2)
-        left.plotly_chart(run_charts.loss_chart(losses, lecture), key=f"loss-{run.id}")
-        right.plotly_chart(run_charts.accuracy_chart(accuracies, lecture, split), key=f"accuracy-{run.id}")
+        loss, accuracy = _charts(run.id, run.events_version, lecture, split, losses, accuracies)
+        left.plotly_chart(loss, key=f"loss-{run.id}")
+        right.plotly_chart(accuracy, key=f"accuracy-{run.id}")
     if run.summary and "hard" in run.summary:
         _case_study(run)
 

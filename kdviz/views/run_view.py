@@ -114,7 +114,6 @@ def case_study(summary: dict, student_name: str, teacher_name: str) -> pd.DataFr
     test errors out of N (the rows of kdviz.core.results.case_rows, as the CLI prints them)."""
     from kdviz.core.results import case_rows
 
-    n_test = summary["n_test"]
     stats, recorded = _stats(summary)
     teacher = summary["teacher"] if recorded else {"val_accuracy": None, **summary["teacher"]}
     rows = []
