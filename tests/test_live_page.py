@@ -289,3 +289,16 @@ def test_a_viewer_can_run_the_shared_configuration_as_their_own(app):
     assert copy.config == original.config and copy.owner != original.owner
     run_until(viewer, state_is("completed"))
     assert manager.get(copy_id).summary["kd"]["accuracy"] == original.summary["kd"]["accuracy"]
+
+
+def test_a_bad_server_setting_gets_the_operator_a_message_not_a_traceback(monkeypatch):
+    monkeypatch.setenv("KDVIZ_WORKERS", "two")
+    ui.run_manager.clear()
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    assert any("KDVIZ_WORKERS" in e.value and "restart the server" in e.value for e in at.error), \
+        [e.value for e in at.error]
+    monkeypatch.delenv("KDVIZ_WORKERS")
+    ui.run_manager.clear()
+    tasks.stop_all_tasks()

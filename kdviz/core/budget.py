@@ -394,7 +394,8 @@ def settings_file() -> Path:
 def server_settings() -> ServerSettings:
     """This server's settings: environment variables, then KDVIZ_HOME/server.toml's [server] table, then defaults.
 
-    Read on every call (cheap), so a changed variable or file applies to the next run asked for."""
+    Read on every call (cheap): the CLI reads them per command; a server's run manager reads them once, when the
+    server starts (restart it to apply a change)."""
     from_file = _read_settings_file(settings_file())
     values = {}
     for name, (kind, default) in SETTINGS.items():

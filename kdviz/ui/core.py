@@ -90,11 +90,24 @@ def default_teacher_task():
 
 
 @st.cache_resource(show_spinner=False)
-def run_manager():
-    """The process-wide run manager: runs outlive page switches, slider moves and browser reloads."""
+def _run_manager():
     from kdviz.runs.manager import RunManager
 
     return RunManager()
+
+
+def run_manager():
+    """The process-wide run manager: runs outlive page switches, slider moves and browser reloads. A bad server
+    setting (KDVIZ_* or KDVIZ_HOME/server.toml) stops the page with the operator's message instead of a traceback."""
+    try:
+        return _run_manager()
+    except ValueError as error:
+        st.error(f"This server's settings cannot be used: {error}. Fix them and restart the server.",
+                 icon=":material/settings_alert:")
+        st.stop()
+
+
+run_manager.clear = _run_manager.clear  # tests start a fresh manager on their own KDVIZ_HOME
 
 
 def client_address() -> str | None:
