@@ -103,24 +103,43 @@ def lecture_case_table():
     return run_view.lecture_rows()
 
 
+# How often a live run is redrawn: twice a second for its owner (the lecturer's projected run), every 2 s for
+# read-only viewers (a hall of students watching one run: each viewer's redraw costs the server, which trains on the
+# same cores; bench/bench_hall.py measures it).
+OWNER_REDRAW_S, VIEWER_REDRAW_S = 0.5, 2.0
+
+
 def run_panel(run_id: str) -> None:
-    """The chosen run: live (redrawn twice a second) while it is queued or running, static once it ended."""
-    run = core.run_manager().get(run_id)
+    """The chosen run: live while it is queued, running or paused (redrawn every OWNER_REDRAW_S for its owner,
+    VIEWER_REDRAW_S for others), static once it ended."""
+    manager = core.run_manager()
+    run = manager.get(run_id)
     if run is None:
         st.warning(f"There is no run {run_id!r} on this server (it may have been deleted).", icon=":material/search_off:")
         return
-    if run.live:
-        _live_run(run_id)
-    else:
+    if not run.live:
         _draw_run(run)
+    elif manager.owns(run, owner_id()):
+        _live_run_owner(run_id)
+    else:
+        _live_run_viewer(run_id)
 
 
-@st.fragment(run_every=0.5)
 def _live_run(run_id: str) -> None:
     run = core.run_manager().get(run_id)
     if run is None or not run.live:
         st.rerun()  # the run ended (or vanished): redraw the page once, statically
     _draw_run(run)
+
+
+@st.fragment(run_every=OWNER_REDRAW_S)
+def _live_run_owner(run_id: str) -> None:
+    _live_run(run_id)
+
+
+@st.fragment(run_every=VIEWER_REDRAW_S)
+def _live_run_viewer(run_id: str) -> None:  # its own function: Streamlit tells fragments apart by name
+    _live_run(run_id)
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
