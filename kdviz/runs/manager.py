@@ -248,6 +248,7 @@ class RunManager:
         with self._lock:
             self._closing = True
             live = list(self._runs.values())
+            self._wakeup.notify_all()  # idle workers leave
         for run in live:
             self._cancel(run, "the server stopped during this run; what it measured is kept")
         deadline = time.monotonic() + timeout
@@ -345,8 +346,10 @@ class RunManager:
     def _work(self) -> None:
         while True:
             with self._lock:
-                while not self._queue:
+                while not self._queue and not self._closing:
                     self._wakeup.wait()
+                if self._closing:
+                    return
                 run = self._runs[self._fair_order()[0]]
                 self._queue.remove(run.id)
                 run.state = "running"
@@ -354,7 +357,7 @@ class RunManager:
 
     def _reap(self) -> None:
         """Stop paused runs nobody resumed in time (they keep what they measured)."""
-        while True:
+        while not self._closing:
             time.sleep(REAP_INTERVAL_S)
             now = time.time()
             with self._lock:
