@@ -19,7 +19,7 @@ from kdviz.runs.log import EventLog
 
 FINISHED_RUNS_CACHED = 1024  # finished runs read from disk kept as objects (config, status; a few KB each)
 FINISHED_LOGS_CACHED = 8  # of those, the ones whose event logs stay loaded (viewers of the same past runs)
-RECORDS_CACHED = 4096  # config.json records of runs on disk (a few KB each)
+RECORDS_CACHED = 1024  # config.json records of runs on disk (about 3 KB each: a few MB at most)
 REAP_INTERVAL_S = 1.0
 
 
