@@ -7,7 +7,16 @@ Every phase starts a run of the preset from a browser (the Live page's "Start ru
   (staggered) and play with its temperature slider; once every session has drawn the page and moved the slider
   (ramp-up, no run training), the run is started and every session opens /live_distillation?run=<id> (a read-only
   viewer), watches it for a few seconds, goes back to /soft_labels, moves the slider a few times, waits, opens the
-  run again, ... until the run has finished. Every page is a fresh load (a new Streamlit session).
+  run again, ... until the run has finished. Every page is a fresh load (a new Streamlit session);
+* alone, W epochs (--watch-epochs, default 4× the preset's: 120 for lecture): the alone run again, its "Epochs"
+  field set in the form, long enough for a hall to be watching it for most of the run;
+* N viewers (--watchers, 10 and 30 by default), the lecture moment: the starter starts the W-epoch run and leaves,
+  then N contexts open /live_distillation?run=<id> one after the other (staggered), each a single page load kept
+  open (no reload, no widget: a read-only viewer redrawn by the app's run_every fragment), until the run has
+  finished. Measured beside the rest: the fragment reruns (count, per second, per viewer-second, median, p95), the
+  viewers that drew the page (title and a Plotly chart) and when.
+
+--sessions or --watchers with no values skips those phases (and their alone run).
 
 Before the phases the server is warmed up (both pages once, one uncounted run: the first run in a process pays
 one-off costs). The server runs a copy of the sources taken at the start (edits made meanwhile cannot reach it).
@@ -15,12 +24,15 @@ one-off costs). The server runs a copy of the sources taken at the start (edits 
 Measured, per phase: the server's script runs (bench/script_timer.py in the server process, via bench/hall_server.py:
 each ScriptRunner._run_script, full reruns and fragment reruns), the run's wall time from its status.json, the
 server's CPU seconds (/proc/<pid>/stat utime+stime) and peak memory (VmHWM, reset per phase through clear_refs),
-errors (st.exception boxes on the pages, console errors, uncaught page errors, failed page loads, tracebacks in the
-server log), and each page's first render (navigation to its st.title heading drawn). By default the server is
-pinned to core 0 and this process with Playwright and Chromium to core 1 (--no-pin: they share every core).
+app errors (st.exception boxes on the pages, console errors, uncaught page errors, failed page loads, tracebacks in
+the server log: the 0-errors target) and, apart, the load generator's timeouts (pages that drew no title or chart in
+time, sliders not focusable: what one Chromium on one core could not get done, shown with that core's busy fraction),
+and each page's first render (navigation to its st.title heading drawn). By default the server is pinned to core 0
+and this process with Playwright and Chromium to core 1 (--no-pin: they share every core).
 
-    python bench/bench_hall.py                          # alone, N=10, N=30 with the lecture preset
-    python bench/bench_hall.py --sessions 2 --preset quick --json /tmp/hall.json
+    python bench/bench_hall.py                          # sessions (alone, 10, 30), watch (alone, 10, 30 viewers)
+    python bench/bench_hall.py --sessions 2 --watchers --preset quick --json /tmp/hall.json
+    python bench/bench_hall.py --sessions --watchers 2 --preset quick --watch-epochs 300
 """
 from __future__ import annotations
 
@@ -45,10 +57,18 @@ from bench.appserver import launch_chromium, server  # noqa: E402
 
 LIVE_STATES = ("queued", "running", "paused")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+MAX_EPOCHS = 500  # the form's "Epochs" field (kdviz/ui/runs.py)
 TARGET_ERRORS, TARGET_P95_MS, TARGET_P95_AT, TARGET_SLOWDOWN = 0, 250.0, 10, 1.5
 TITLES = {"soft_labels": "Soft labels & temperature", "live": "Live distillation"}
 ERROR_BOXES = '[data-testid="stException"]'
 ALERT_ERRORS = '[data-testid="stAlertContentError"]'  # st.error: the app's own messages (e.g. a full queue)
+CHART = ".js-plotly-plot"  # a Plotly chart drawn in the page (the live run's loss and accuracy charts)
+# What went wrong, in two kinds. App errors: what the app (or its server) did wrong, the 0-errors target. Load-generator
+# timeouts: what this bench's one Chromium did not get done in time (a page that drew no title, or no chart, within
+# --load-timeout; a slider that could not be focused in 30 s): when the browser core is saturated these say more
+# about the load generator than about the app (the app raised nothing: see the app errors beside them).
+APP_ERRORS = ("st.exception", "console", "pageerror", "page load failed", "server traceback")
+LOAD_GENERATOR_TIMEOUTS = ("no title in time", "no chart in time", "slider not focusable")
 # Streamlit's frontend, loaded at /<page>, first asks /<page>/_stcore/health and host-config (404), then the root
 # ones: streamlit/streamlit#7074. Listed apart, not counted as errors.
 BASE_PATH_PROBE = re.compile(r"status of 404 .*\(https?://[^/]+/[^/?#]+/_stcore/(health|host-config)\)$")
@@ -186,7 +206,7 @@ def read_script_times(path: Path, start: float, end: float) -> list[dict]:
         parts = line.split("\t")
         if len(parts) >= 3 and start <= float(parts[0]) <= end:
             rows.append({"t": float(parts[0]), "seconds": float(parts[1]), "kind": parts[2],
-                         "page": parts[3] if len(parts) > 3 else ""})
+                         "page": parts[3] if len(parts) > 3 else "", "session": parts[4] if len(parts) > 4 else ""})
     return rows
 
 
@@ -225,15 +245,18 @@ class Shared:
         self.started = asyncio.Event()  # the run was submitted: every session opens it at once
         self.stop = asyncio.Event()
         self.first_renders: dict[str, list[float]] = {"soft_labels": [], "live": []}
+        self.first_charts: list[float] = []  # watch phases: navigation → the first chart drawn, per viewer
+        self.viewers: dict[int, dict] = {}  # watch phases: each viewer's outcome, and when it drew (epoch s)
         self.ready: set[int] = set()  # sessions that drew /soft_labels and moved its slider once
-        self.errors: dict[str, list[str]] = {"st.exception": [], "console": [], "pageerror": [], "page load": [],
-                                             "slider": []}
+        self.errors: dict[str, list[str]] = {kind: [] for kind in (*APP_ERRORS, *LOAD_GENERATOR_TIMEOUTS)
+                                             if kind != "server traceback"}
         self.base_path_probes = 0  # the benign 404s of BASE_PATH_PROBE
         self.alerts: list[str] = []  # st.error boxes (not counted as errors: the app's own messages)
         self.request_failures: list[str] = []  # informational (e.g. a websocket closed by navigating away)
         self.unfinished: dict[str, list[float]] = {"soft_labels": [], "live": []}  # loads cut by the run's end
         self.iterations: list[int] = []
         self.slider_moves = 0
+        self.skipped_checks = 0  # watch phases: st.exception checks that did not come back within 30 s
 
     async def pause(self, seconds: float, until_started: bool = False) -> None:
         """Sleep, waking early at the stop (and, with until_started, when the run has been submitted)."""
@@ -271,23 +294,35 @@ async def visit(page, shared: Shared, path: str, kind: str, who: str, timeout_ms
         if shared.stop.is_set():  # cut by the end of the run (the bench closes the pages): not an error
             shared.unfinished[kind].append(time.perf_counter() - started)
         else:
-            shared.errors["page load"].append(f"{who}: {path}: {type(error).__name__}: "
-                                              f"{str(error).splitlines()[0][:200]}")
+            shared.errors[load_error_kind(error)].append(f"{who}: {path}: {type(error).__name__}: "
+                                                         f"{str(error).splitlines()[0][:200]}")
         return False
     shared.first_renders[kind].append(time.perf_counter() - started)
     return True
 
 
-async def check_boxes(page, shared: Shared, who: str, path: str) -> None:
-    """st.exception boxes are errors; st.error boxes outside them are recorded apart (the app's own messages)."""
+def load_error_kind(error: Exception) -> str:
+    """A Playwright timeout (the page drew no title in time: the load generator's share) or a failed load (e.g.
+    net::ERR_CONNECTION_REFUSED: the app's)."""
+    return "no title in time" if type(error).__name__ == "TimeoutError" else "page load failed"
+
+
+async def check_boxes(page, shared: Shared, who: str, path: str, seen: set[tuple[str, str]] | None = None) -> None:
+    """st.exception boxes are errors; st.error boxes outside them are recorded apart (the app's own messages).
+    seen: texts already recorded for this page (a page that stays open is checked again and again)."""
     try:
         exceptions = await page.locator(ERROR_BOXES).evaluate_all("els => els.map(e => e.innerText)")
         alerts = await page.locator(ALERT_ERRORS).evaluate_all(
             f"els => els.filter(e => !e.closest('{ERROR_BOXES}')).map(e => e.innerText)")
     except Exception:  # noqa: BLE001 — the page went away under us
         return
-    shared.errors["st.exception"] += [f"{who}: {path}: {' '.join(text.split())[:400]}" for text in exceptions]
-    shared.alerts += [f"{who}: {path}: {' '.join(text.split())[:400]}" for text in alerts]
+    exceptions, alerts = [" ".join(t.split())[:400] for t in exceptions], [" ".join(t.split())[:400] for t in alerts]
+    if seen is not None:
+        exceptions = [t for t in exceptions if ("exception", t) not in seen]
+        alerts = [t for t in alerts if ("alert", t) not in seen]
+        seen.update([("exception", t) for t in exceptions] + [("alert", t) for t in alerts])
+    shared.errors["st.exception"] += [f"{who}: {path}: {text}" for text in exceptions]
+    shared.alerts += [f"{who}: {path}: {text}" for text in alerts]
 
 
 async def move_slider(page, shared: Shared, who: str, stroke: int, moves: int, until_started: bool = False) -> None:
@@ -303,7 +338,7 @@ async def move_slider(page, shared: Shared, who: str, stroke: int, moves: int, u
             await shared.pause(0.4, until_started)
     except Exception as error:  # noqa: BLE001
         if not shared.stop.is_set():
-            shared.errors["slider"].append(f"{who}: {type(error).__name__}: {str(error).splitlines()[0][:200]}")
+            shared.errors["slider not focusable"].append(f"{who}: {type(error).__name__}: {str(error).splitlines()[0][:200]}")
 
 
 async def session(index: int, browser, shared: Shared, delay: float, args) -> None:
@@ -345,9 +380,11 @@ async def session(index: int, browser, shared: Shared, delay: float, args) -> No
             pass
 
 
-async def start_run(browser, shared: Shared, preset_label: str | None, leave: asyncio.Event | None = None) -> str:
-    """Start the preset from the Live page in a context of its own, read the run id from the URL (shared.run_id,
-    shared.started), and leave (about:blank, close) once `leave` is set; returns the run id."""
+async def start_run(browser, shared: Shared, preset_label: str | None, leave: asyncio.Event | None = None,
+                    epochs: int | None = None) -> str:
+    """Start the preset from the Live page in a context of its own (with epochs: typed into the form's "Epochs"
+    field first), read the run id from the URL (shared.run_id, shared.started), and leave (about:blank, close) once
+    `leave` is set; returns the run id."""
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
     watch_page(page, shared, "starter")
@@ -358,6 +395,11 @@ async def start_run(browser, shared: Shared, preset_label: str | None, leave: as
         await page.locator('[data-testid="stSelectbox"]').filter(has_text="Preset").click()
         await page.get_by_role("option", name=preset_label).click()
         await page.wait_for_timeout(1500)  # the form redraws with the preset's values
+    if epochs is not None:  # the "Configuration" expander is open while no run is shown
+        field = page.get_by_label("Epochs", exact=True)
+        await field.fill(str(epochs))
+        await field.press("Enter")
+        await page.wait_for_timeout(1500)  # the rerun that takes the value in, before Start run reads the form
     await page.get_by_role("button", name="Start run").click()
     await page.wait_for_url(lambda url: "run" in urllib.parse.parse_qs(urllib.parse.urlsplit(url).query))
     run_id = urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query)["run"][0]
@@ -369,6 +411,78 @@ async def start_run(browser, shared: Shared, preset_label: str | None, leave: as
     await page.goto("about:blank")  # the run keeps going in the server
     await context.close()
     return run_id
+
+
+async def unless_stopped(shared: Shared, awaitable) -> bool:
+    """Await it, unless the phase stops first (then it is cancelled): True when it completed (its errors raise)."""
+    task, stop = asyncio.ensure_future(awaitable), asyncio.ensure_future(shared.stop.wait())
+    try:
+        await asyncio.wait([task, stop], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+    if task.done():
+        task.result()
+        return True
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return False
+
+
+async def viewer(index: int, browser, shared: Shared, delay: float, args) -> None:
+    """A student watching the lecturer's run: one page load of /live_distillation?run=<id>, kept open (no reload, no
+    widget) until the run has finished, checked for st.exception boxes every --check-every s and once at the end."""
+    outcome = shared.viewers[index] = {"outcome": "never opened (the run ended first)"}
+    await shared.pause(delay)
+    if shared.stop.is_set():
+        return
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = await context.new_page()
+    who, path, seen = f"viewer {index}", f"/live_distillation?run={shared.run_id}", set()
+    watch_page(page, shared, who)
+    timeout_ms = 1000 * args.load_timeout
+    started, step = time.perf_counter(), "title"
+    outcome["outcome"] = "loading"
+    try:
+        await page.goto(shared.url + path, wait_until="commit", timeout=timeout_ms)
+        title = page.locator("h1").filter(has_text=TITLES["live"]).first
+        if await unless_stopped(shared, title.wait_for(state="visible", timeout=timeout_ms)):
+            shared.first_renders["live"].append(time.perf_counter() - started)
+            outcome.update(outcome="title", title_at=time.time(), title_s=time.perf_counter() - started)
+            step, chart_started = "chart", time.perf_counter()
+            chart = page.locator(CHART).first
+            if await unless_stopped(shared, chart.wait_for(state="visible", timeout=timeout_ms)):
+                shared.first_charts.append(time.perf_counter() - started)
+                outcome.update(outcome="drew", chart_at=time.time(), chart_s=time.perf_counter() - started)
+            else:
+                outcome["outcome"] = "title, chart cut by the run's end"
+                shared.unfinished["live"].append(time.perf_counter() - chart_started)
+        else:
+            outcome["outcome"] = "title cut by the run's end"
+            shared.unfinished["live"].append(time.perf_counter() - started)
+    except Exception as error:  # noqa: BLE001 — a timeout or a navigation error is what we count
+        text = f"{who}: {path}: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        if step == "chart" and type(error).__name__ == "TimeoutError":
+            outcome["outcome"] = "title, no chart in time"
+            shared.errors["no chart in time"].append(text)
+        else:
+            outcome["outcome"] = "no title in time" if load_error_kind(error) == "no title in time" else "failed"
+            shared.errors[load_error_kind(error)].append(text)
+    try:
+        while True:
+            last = shared.stop.is_set()  # once stopped: a last look at the page the run's end redrew, then close
+            if not last:
+                await shared.pause(args.check_every)
+            try:
+                await asyncio.wait_for(check_boxes(page, shared, who, path, seen), 30)
+            except asyncio.TimeoutError:  # a check that did not come back in time (a saturated browser)
+                shared.skipped_checks += 1
+            if last:
+                break
+    finally:
+        try:
+            await asyncio.wait_for(context.close(), 30)
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def snapshot_sources(dest: Path) -> dict:
@@ -484,21 +598,45 @@ async def phase(n: int, browser, url: str, home: Path, pid: int, times_file: Pat
     if starter.exception():
         raise starter.exception()
     await asyncio.sleep(1.0)  # the last script runs and log lines
+    ramp_rows = read_script_times(times_file, phase_started, ramp_end) if n else []
+    return {
+        "kind": "sessions", "sessions": n, "epochs": None,
+        **measure(shared, run_id, status, sampler, phase_started, submitted, times_file, log_file, log_start, pid,
+                  peak_reset, server_core),
+        "ramp": {"seconds": ramp_end - phase_started, "sessions_ready": ramped, "stagger_s": stagger,
+                 "script_runs": script_summary(ramp_rows)},
+        "iterations_per_session": sorted(shared.iterations), "slider_moves": shared.slider_moves,
+    }
+
+
+def measure(shared: Shared, run_id: str, status: dict, sampler: Sampler, phase_started: float, submitted: float,
+            times_file: Path, log_file: Path, log_start: int, pid: int, peak_reset: bool,
+            server_core: str | None) -> dict:
+    """What every phase reports: the run, the server's script runs while it trained, CPU, memory, errors."""
     started_at, finished_at = status["started_at"], status["finished_at"]
     window = sampler.window(started_at, finished_at)
     whole = sampler.window(phase_started, sampler.samples[-1]["t"])
     run_rows = read_script_times(times_file, started_at, finished_at)
-    ramp_rows = read_script_times(times_file, phase_started, ramp_end) if n else []
     log_text = log_file.read_text(errors="replace")[log_start:]
     errors = {kind: list(found) for kind, found in shared.errors.items()}
     errors["server traceback"] = tracebacks(log_text)
+    app = {kind: errors[kind] for kind in APP_ERRORS}
+    load = {kind: errors[kind] for kind in LOAD_GENERATOR_TIMEOUTS}
     log_errors = [line for line in log_text.splitlines() if re.search(r"\b(ERROR|CRITICAL)\b", line)]
     rss = [sample["rss"] for sample in sampler.samples]
+    bench_cores = [str(core) for core in sorted(os.sched_getaffinity(0))]
+
+    def browser_busy(cut: dict) -> float:
+        """The bench side's core(s) busy (pinned: whoever used them; else this process + Chromium's CPU), as a
+        fraction of the window: near 1, the load generator was saturated."""
+        seconds = max(cut["seconds"], 1e-9)
+        if server_core is not None:
+            return sum(cut["cores"].get(core, 0.0) for core in bench_cores) / (seconds * len(bench_cores))
+        return cut["bench_cpu"] / (seconds * len(bench_cores))
+
     return {
-        "sessions": n, "run_id": run_id, "run_state": status["state"], "run_message": status.get("message", ""),
+        "run_id": run_id, "run_state": status["state"], "run_message": status.get("message", ""),
         "run_wall_s": finished_at - started_at, "start_page_s": started_at - submitted,
-        "ramp": {"seconds": ramp_end - phase_started, "sessions_ready": ramped, "stagger_s": stagger,
-                 "script_runs": script_summary(ramp_rows)},
         "script_runs": script_summary(run_rows),
         "script_runs_per_s": len(run_rows) / max(finished_at - started_at, 1e-9),
         "script_seconds": sum(row["seconds"] for row in run_rows),
@@ -508,15 +646,98 @@ async def phase(n: int, browser, url: str, home: Path, pid: int, times_file: Pat
         "others_on_server_core_s": (window["cores"].get(server_core, window["server_cpu"]) - window["server_cpu"])
         if server_core is not None else None,
         "bench_side_cpu_s": {"run_window": window["bench_cpu"], "phase": whole["bench_cpu"]},
+        "browser_core_busy_fraction": {"run_window": browser_busy(window), "phase": browser_busy(whole),
+                                       "cores": bench_cores, "pinned": server_core is not None},
         "server_memory_mb": {"vm_hwm": status_mb(pid, "VmHWM"), "vm_hwm_is_phase_peak": peak_reset,
                              "rss_sampled_max": max(rss) if rss else None, "rss_end": status_mb(pid, "VmRSS")},
         "first_render": {kind: summary_ms(values) for kind, values in shared.first_renders.items()},
         "unfinished_loads": {kind: summary_ms(values) for kind, values in shared.unfinished.items()},
-        "errors": errors, "error_count": sum(len(found) for found in errors.values()),
+        "errors": errors, "app_errors": app, "load_generator_timeouts": load,
+        "app_error_count": sum(len(found) for found in app.values()),
+        "load_generator_timeout_count": sum(len(found) for found in load.values()),
         "server_log_error_lines": log_errors[:50], "st_error_alerts": shared.alerts[:50],
         "console_base_path_probes": shared.base_path_probes,
         "request_failures": {"count": len(shared.request_failures), "first": shared.request_failures[:10]},
-        "iterations_per_session": sorted(shared.iterations), "slider_moves": shared.slider_moves,
+    }
+
+
+async def watch_phase(n: int, browser, url: str, home: Path, pid: int, times_file: Path, log_file: Path, args,
+                      preset_label: str | None, run_timeout: float, server_core: str | None) -> dict:
+    """A watch phase: the starter starts the preset with --watch-epochs epochs and leaves; N viewers open the run
+    one after the other (staggered), each a single page load kept open, and watch it until it has finished (N = 0:
+    the alone run these are compared with)."""
+    shared = Shared(url)
+    log_start = log_file.stat().st_size
+    peak_reset = reset_peak(pid)
+    sampler = Sampler(pid)
+    phase_started = submitted = time.time()
+    stagger = args.stagger if args.stagger is not None else min(0.5, 15.0 / max(n, 1))
+    leave = asyncio.Event()
+    starter = asyncio.create_task(start_run(browser, shared, preset_label, leave, epochs=args.watch_epochs))
+    tasks: list[asyncio.Task] = []
+    try:
+        while not shared.started.is_set():
+            if starter.done():
+                starter.result()  # raises what went wrong
+                raise RuntimeError("the run was not started")
+            await asyncio.sleep(0.05)
+        run_id, run_seen = shared.run_id, time.time()  # the viewers' sessions all start after run_seen
+        leave.set()  # the starting page leaves (in the background) while the run trains
+        tasks = [asyncio.create_task(viewer(i, browser, shared, i * stagger, args)) for i in range(n)]
+        status = await wait_for_run(home, run_id, run_timeout)
+        await shared.pause(args.settle)  # the viewers' pages redraw the ended run; their last check follows
+    finally:
+        shared.stop.set()
+        leave.set()
+        done, pending = await asyncio.wait([*tasks, starter], timeout=90)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=30)
+        sampler.close()
+    if starter.exception():
+        raise starter.exception()
+    await asyncio.sleep(1.0)  # the last script runs and log lines
+    config = (json.loads((home / "runs" / run_id / "config.json").read_text()).get("config") or {})
+    started_at, finished_at = status["started_at"], status["finished_at"]
+    fragments = [r for r in read_script_times(times_file, started_at, finished_at) if r["kind"] == "fragment"]
+    viewers = [shared.viewers.get(i, {"outcome": "not started"}) for i in range(n)]
+    drew = [v for v in viewers if v["outcome"] == "drew"]
+    # Per viewer, from the server's side (its script timer names each run's Streamlit session): a viewer's session
+    # is present from its first script run (its page is drawn and its run_every timer runs) to the run's end. The
+    # starter's session is the one that ran before the run id was read (the viewers open the page only after).
+    first_run: dict[str, float] = {}
+    for r in read_script_times(times_file, phase_started, finished_at):
+        first_run.setdefault(r["session"], r["t"])
+    sessions = {sid: t for sid, t in first_run.items() if sid and t > run_seen} if n else {}
+    per_session = {sid: sum(r["session"] == sid for r in fragments) for sid in sessions}
+    present = {sid: finished_at - max(t, started_at) for sid, t in sessions.items()}
+    present_s = sum(present.values())
+    rates = [per_session[sid] / present[sid] for sid in sessions if present[sid] >= 5]
+    all_in = max(sessions.values(), default=None)  # every viewer session the server served had begun by then
+    steady_s = finished_at - max(all_in, started_at) if all_in is not None else 0.0
+    steady = [r for r in fragments if r["session"] in sessions and r["t"] >= (all_in or 0)]
+    outcomes: dict[str, int] = {}
+    for v in viewers:
+        outcomes[v["outcome"]] = outcomes.get(v["outcome"], 0) + 1
+    return {
+        "kind": "watch", "sessions": n, "viewers": n, "epochs": config.get("epochs"),
+        **measure(shared, run_id, status, sampler, phase_started, submitted, times_file, log_file, log_start, pid,
+                  peak_reset, server_core),
+        "stagger_s": stagger, "viewer_outcomes": outcomes, "viewers_drew": len(drew),
+        "first_chart": summary_ms(shared.first_charts),
+        "fragment_reruns": {**summary_ms([r["seconds"] for r in fragments]),
+                            "per_s": len(fragments) / max(finished_at - started_at, 1e-9),
+                            "viewer_sessions": len(sessions), "viewer_seconds": present_s,
+                            "of_viewers": sum(per_session.values()),
+                            "per_viewer_s": sum(per_session.values()) / present_s if present_s > 0 else None,
+                            "per_session_per_s": {"n": len(rates), "min": min(rates, default=None),
+                                                  "median": statistics.median(rates) if rates else None,
+                                                  "max": max(rates, default=None)},
+                            "steady_s": steady_s, "steady_n": len(steady),
+                            "steady_per_viewer_s": len(steady) / (steady_s * len(sessions))
+                            if steady_s >= 5 and sessions else None},
+        "skipped_checks": shared.skipped_checks,
     }
 
 
@@ -526,9 +747,62 @@ def fmt(value, spec: str = ".0f") -> str:
     return "–" if value is None else format(value, spec)
 
 
-def report(result: dict) -> list[str]:
-    phases, alone = result["phases"], result["phases"][0]
-    columns = ["alone"] + [f"N={p['sessions']}" for p in phases[1:]]
+def label_of(p: dict) -> str:
+    if p["kind"] == "watch":
+        return f"alone {p['epochs']} ep" if not p["sessions"] else f"{p['sessions']} viewers"
+    return "alone" if not p["sessions"] else f"N={p['sessions']}"
+
+
+def groups(result: dict) -> list[tuple[str, list[dict]]]:
+    """The phases in tables: the sessions phases (after their alone run), the watch phases (after theirs)."""
+    found = []
+    for kind in ("sessions", "watch"):
+        phases = [p for p in result["phases"] if p["kind"] == kind]
+        if phases:
+            found.append((kind, phases))
+    return found
+
+
+def table(rows: list[tuple[str, list[str]]], columns: list[str]) -> list[str]:
+    width = max(len(label) for label, _ in rows) + 2
+    cell = max(12, *(len(v) + 2 for _, values in rows for v in values), *(len(c) + 2 for c in columns))
+    lines = ["".ljust(width) + "".join(c.rjust(cell) for c in columns)]
+    lines += [label.ljust(width) + "".join(v.rjust(cell) for v in values) for label, values in rows]
+    return lines
+
+
+def common_rows(row, phases: list[dict]) -> None:
+    """The rows every table has after its own: CPU, cores, memory."""
+    alone = phases[0]
+    row("server CPU s (run window)", lambda p: f"{p['server_cpu_s']['run_window']:.1f}")
+    row(" = cores busy", lambda p: f"{p['server_cpu_s']['run_window'] / max(p['server_cpu_s']['window_s'], 1e-9):.2f}")
+    row("server CPU s (whole phase)", lambda p: f"{p['server_cpu_s']['phase']:.1f}")
+    row("bench+Chromium CPU s (run window)", lambda p: f"{p['bench_side_cpu_s']['run_window']:.1f}")
+    for core in sorted(alone["core_busy_s"], key=int):
+        row(f"core {core} busy s, anyone (run window)", lambda p, c=core: f"{p['core_busy_s'][c]:.1f}")
+    row("others' CPU s on the server's core", lambda p: fmt(None if p["others_on_server_core_s"] is None
+                                                          else max(0.0, p["others_on_server_core_s"]), ".1f"))
+    row("load average (start → end)", lambda p: f"{p['load_average'][0]:.1f}→{p['load_average'][1]:.1f}")
+    row("server peak memory MB (VmHWM)", lambda p: f"{p['server_memory_mb']['vm_hwm']:.0f}")
+
+
+def error_rows(row) -> None:
+    """App errors (the 0-errors target) and, apart, the load generator's timeouts with its core's busy fraction."""
+    row("APP ERRORS (target 0)", lambda p: str(p["app_error_count"]))
+    for kind in APP_ERRORS:
+        row(f" {kind}", lambda p, k=kind: str(len(p["app_errors"][k])))
+    row("LOAD-GENERATOR TIMEOUTS (bench's own)", lambda p: str(p["load_generator_timeout_count"]))
+    for kind in LOAD_GENERATOR_TIMEOUTS:
+        row(f" {kind}", lambda p, k=kind: str(len(p["load_generator_timeouts"][k])))
+    row(" browser core busy, run window / phase", lambda p: f"{p['browser_core_busy_fraction']['run_window']:.2f} / "
+                                                            f"{p['browser_core_busy_fraction']['phase']:.2f}")
+    row("st.error boxes (app messages)", lambda p: str(len(p["st_error_alerts"])))
+    row("console 404 base-path probes (info)", lambda p: str(p["console_base_path_probes"]))
+    row("failed requests (info)", lambda p: str(p["request_failures"]["count"]))
+
+
+def sessions_report(phases: list[dict]) -> list[str]:
+    alone = phases[0]
     rows: list[tuple[str, list[str]]] = []
 
     def row(label: str, get) -> None:
@@ -556,16 +830,7 @@ def report(result: dict) -> list[str]:
                                                   f"{fmt(p['ramp']['script_runs'].get('all', {}).get('p95_ms'))}"
         if p["sessions"] else "–")
     row("Start run page: open → run started (s)", lambda p: f"{p['start_page_s']:.1f}")
-    row("server CPU s (run window)", lambda p: f"{p['server_cpu_s']['run_window']:.1f}")
-    row(" = cores busy", lambda p: f"{p['server_cpu_s']['run_window'] / max(p['server_cpu_s']['window_s'], 1e-9):.2f}")
-    row("server CPU s (whole phase)", lambda p: f"{p['server_cpu_s']['phase']:.1f}")
-    row("bench+Chromium CPU s (run window)", lambda p: f"{p['bench_side_cpu_s']['run_window']:.1f}")
-    for core in sorted(alone["core_busy_s"], key=int):
-        row(f"core {core} busy s, anyone (run window)", lambda p, c=core: f"{p['core_busy_s'][c]:.1f}")
-    row("others' CPU s on the server's core", lambda p: fmt(None if p["others_on_server_core_s"] is None
-                                                          else max(0.0, p["others_on_server_core_s"]), ".1f"))
-    row("load average (start → end)", lambda p: f"{p['load_average'][0]:.1f}→{p['load_average'][1]:.1f}")
-    row("server peak memory MB (VmHWM)", lambda p: f"{p['server_memory_mb']['vm_hwm']:.0f}")
+    common_rows(row, phases)
     row("first render soft labels med/p95 ms", lambda p: f"{fmt(p['first_render']['soft_labels']['median_ms'])} / "
                                                          f"{fmt(p['first_render']['soft_labels']['p95_ms'])}")
     row("first render live med/p95 ms", lambda p: f"{fmt(p['first_render']['live']['median_ms'])} / "
@@ -580,48 +845,115 @@ def report(result: dict) -> list[str]:
                                                         f"{max(p['iterations_per_session'])}")
         if p["iterations_per_session"] else "–")
     row("slider moves", lambda p: str(p["slider_moves"]))
-    for kind in ("st.exception", "console", "pageerror", "page load", "slider", "server traceback"):
-        row(f"errors: {kind}", lambda p, k=kind: str(len(p["errors"][k])))
-    row("st.error boxes (app messages)", lambda p: str(len(p["st_error_alerts"])))
-    row("console 404 base-path probes (info)", lambda p: str(p["console_base_path_probes"]))
-    row("failed requests (info)", lambda p: str(p["request_failures"]["count"]))
-    width = max(len(label) for label, _ in rows) + 2
-    cell = max(12, *(len(v) + 2 for _, values in rows for v in values))
-    lines = ["".ljust(width) + "".join(c.rjust(cell) for c in columns)]
-    lines += [label.ljust(width) + "".join(v.rjust(cell) for v in values) for label, values in rows]
+    error_rows(row)
+    return table(rows, [label_of(p) for p in phases])
+
+
+def watch_report(phases: list[dict]) -> list[str]:
+    alone = phases[0]
+    rows: list[tuple[str, list[str]]] = []
+
+    def row(label: str, get) -> None:
+        rows.append((label, [get(p) for p in phases]))
+
+    def viewers(get):
+        return lambda p: get(p) if p["sessions"] else "–"
+
+    row("epochs", lambda p: str(p["epochs"]))
+    row("run wall time (s)", lambda p: f"{p['run_wall_s']:.1f}")
+    row("run state", lambda p: p["run_state"])
+    row("slowdown vs alone (same epochs)", lambda p: f"{p['run_wall_s'] / alone['run_wall_s']:.2f}×")
+    row("viewers that drew title + chart", viewers(lambda p: f"{p['viewers_drew']} / {p['viewers']}"))
+    row("viewer sessions the server ran", viewers(lambda p: f"{p['fragment_reruns']['viewer_sessions']} / "
+                                                            f"{p['viewers']}"))
+    row("first render (title) med/p95 ms", viewers(lambda p: f"{fmt(p['first_render']['live']['median_ms'])} / "
+                                                              f"{fmt(p['first_render']['live']['p95_ms'])}"))
+    row("first chart med/p95 ms", viewers(lambda p: f"{fmt(p['first_chart']['median_ms'])} / "
+                                                     f"{fmt(p['first_chart']['p95_ms'])}"))
+    row("fragment reruns: n", lambda p: str(p["fragment_reruns"]["n"]))
+    row("fragment reruns per second", lambda p: f"{p['fragment_reruns']['per_s']:.2f}")
+    row("fragment reruns: median / p95 ms", lambda p: f"{fmt(p['fragment_reruns']['median_ms'])} / "
+                                                      f"{fmt(p['fragment_reruns']['p95_ms'])}")
+    row(" per viewer-second (viewer-s)", viewers(lambda p: f"{fmt(p['fragment_reruns']['per_viewer_s'], '.2f')} "
+                                                          f"({p['fragment_reruns']['viewer_seconds']:.0f})"))
+    row(" per viewer session /s min-med-max", viewers(lambda p: "–" if not p["fragment_reruns"]["per_session_per_s"]["n"]
+                                                      else "-".join(fmt(p["fragment_reruns"]["per_session_per_s"][k], ".2f")
+                                                                    for k in ("min", "median", "max"))))
+    row(" per viewer per s, all in → end (s)", viewers(lambda p: f"{fmt(p['fragment_reruns']['steady_per_viewer_s'], '.2f')}"
+                                                                f" ({p['fragment_reruns']['steady_s']:.0f})"))
+    row("full reruns: n / median / p95 ms", lambda p: f"{p['script_runs']['full']['n']} / "
+                                                      f"{fmt(p['script_runs']['full']['median_ms'])} / "
+                                                      f"{fmt(p['script_runs']['full']['p95_ms'])}")
+    row("script-run seconds in the run", lambda p: f"{p['script_seconds']:.1f}")
+    row("Start run page: open → run started (s)", lambda p: f"{p['start_page_s']:.1f}")
+    common_rows(row, phases)
+    error_rows(row)
+    row("exception checks skipped (no answer in 30 s)", viewers(lambda p: str(p["skipped_checks"])))
+    lines = table(rows, [label_of(p) for p in phases])
+    for p in phases[1:]:
+        others = {k: v for k, v in p["viewer_outcomes"].items() if k != "drew"}
+        if others:
+            lines.append(f"  {label_of(p)}: viewers that did not draw: "
+                         + ", ".join(f"{count} {what}" for what, count in others.items()))
+    return lines
+
+
+def report(result: dict) -> list[str]:
+    lines = []
+    for kind, phases in groups(result):
+        if lines:
+            lines.append("")
+        if kind == "sessions":
+            lines.append("sessions phases (every session reloads pages and moves a slider while the run trains):")
+            lines += sessions_report(phases)
+        else:
+            lines.append("watch phases (each viewer: one page load of the run, kept open until it has finished):")
+            lines += watch_report(phases)
     return lines
 
 
 def targets(result: dict) -> list[str]:
-    phases, alone, pinned = result["phases"], result["phases"][0], result["pinned"]
-    errors = sum(p["error_count"] for p in phases)
-    lines = [f"  errors, all phases: {errors} (target {TARGET_ERRORS}): {'PASS' if errors == TARGET_ERRORS else 'FAIL'}"]
-    at = next((p for p in phases[1:] if p["sessions"] == TARGET_P95_AT), None)
+    phases, pinned = result["phases"], result["pinned"]
+    errors = sum(p["app_error_count"] for p in phases)
+    timeouts = sum(p["load_generator_timeout_count"] for p in phases)
+    busiest = max(phases, key=lambda p: p["browser_core_busy_fraction"]["phase"])
+    lines = [f"  app errors, all phases: {errors} (target {TARGET_ERRORS}): "
+             f"{'PASS' if errors == TARGET_ERRORS else 'FAIL'}"
+             f" — beside it, not counted: {timeouts} load-generator timeouts ("
+             + ", ".join(f"{label_of(p)}: {p['load_generator_timeout_count']}" for p in phases if p["sessions"])
+             + f"); browser core busy up to {busiest['browser_core_busy_fraction']['phase']:.2f} of a phase "
+               f"({label_of(busiest)}){': the load generator was saturated' if busiest['browser_core_busy_fraction']['phase'] >= 0.9 else ''}"]
+    sessions = [p for p in phases if p["kind"] == "sessions"]
+    at = next((p for p in sessions[1:] if p["sessions"] == TARGET_P95_AT), None)
     if at is None or at["script_runs"]["all"]["p95_ms"] is None:
-        lines.append(f"  server-side p95 script run at N={TARGET_P95_AT}: not measured (no N={TARGET_P95_AT} phase)")
+        lines.append(f"  server-side p95 script run at N={TARGET_P95_AT}: not measured (no N={TARGET_P95_AT} "
+                     "sessions phase)")
     else:
         p95 = at["script_runs"]["all"]["p95_ms"]
         lines.append(f"  server-side p95 script run at N={TARGET_P95_AT}: {p95:.0f} ms (target ≤ {TARGET_P95_MS:.0f} ms): "
                      f"{'PASS' if p95 <= TARGET_P95_MS else 'FAIL'}")
-    for p in phases[1:]:
-        slowdown = p["run_wall_s"] / alone["run_wall_s"]
-        verdict = ("PASS" if slowdown <= TARGET_SLOWDOWN else "FAIL") if pinned else \
-            "n/a: the target is for a server on its own core (run without --no-pin)"
-        others = max(p["others_on_server_core_s"] or 0.0, alone["others_on_server_core_s"] or 0.0)
-        if pinned and others > 0.1 * min(p["run_wall_s"], alone["run_wall_s"]):
-            verdict += (f" (WARNING: other processes used up to {others:.1f} s of the server's core during these runs:"
-                        " the machine was not quiet, so this ratio is not the sessions' alone)")
-        lines.append(f"  run slowdown at N={p['sessions']}: {slowdown:.2f}× alone (target ≤ {TARGET_SLOWDOWN}×, "
-                     f"server on its own core): {verdict}")
+    for kind, group in groups(result):
+        alone = group[0]
+        for p in group[1:]:
+            slowdown = p["run_wall_s"] / alone["run_wall_s"]
+            verdict = ("PASS" if slowdown <= TARGET_SLOWDOWN else "FAIL") if pinned else \
+                "n/a: the target is for a server on its own core (run without --no-pin)"
+            others = max(p["others_on_server_core_s"] or 0.0, alone["others_on_server_core_s"] or 0.0)
+            if pinned and others > 0.1 * min(p["run_wall_s"], alone["run_wall_s"]):
+                verdict += (f" (WARNING: other processes used up to {others:.1f} s of the server's core during these "
+                            "runs: the machine was not quiet, so this ratio is not the sessions' alone)")
+            lines.append(f"  run slowdown at {label_of(p)}: {slowdown:.2f}× {label_of(alone)} (target ≤ "
+                         f"{TARGET_SLOWDOWN}×, server on its own core): {verdict}")
     return lines
 
 
 def print_errors(result: dict) -> None:
     for p in result["phases"]:
-        label = "alone" if not p["sessions"] else f"N={p['sessions']}"
-        for kind, found in p["errors"].items():
-            for text in dict.fromkeys(found[:200]):  # distinct, in order
-                print(f"[{label}] {kind}: {text}")
+        label = label_of(p)
+        for group, name in (("app_errors", "app error"), ("load_generator_timeouts", "load-generator timeout")):
+            for kind, found in p[group].items():
+                for text in dict.fromkeys(found[:200]):  # distinct, in order
+                    print(f"[{label}] {name}: {kind}: {text}")
         for line in p["server_log_error_lines"][:10]:
             print(f"[{label}] server log: {line}")
 
@@ -637,6 +969,8 @@ async def bench(args, home: Path, work: Path, source: Path) -> dict:
     if args.preset not in PRESETS:
         raise SystemExit(f"unknown preset {args.preset!r}: one of {', '.join(PRESETS)}")
     preset_label = None if args.preset == next(iter(PRESETS)) else PRESETS[args.preset][0]
+    if args.watch_epochs is None:
+        args.watch_epochs = min(MAX_EPOCHS, 4 * PRESETS[args.preset][1].epochs)
     times_file, log_file = work / "script_times.tsv", work / "server.log"
     cores = sorted(os.sched_getaffinity(0))
     pinned = not args.no_pin and len(cores) >= 2
@@ -674,18 +1008,31 @@ async def bench(args, home: Path, work: Path, source: Path) -> dict:
             result["warm_up_errors"] = {kind: found for kind, found in warm.errors.items() if found}
             if result["warm_up_errors"]:
                 print(f"errors while warming up (not counted in the phases): {result['warm_up_errors']}", flush=True)
+            plan = ([(phase, n) for n in [0, *args.sessions]] if args.sessions else []) + \
+                   ([(watch_phase, n) for n in [0, *args.watchers]] if args.watchers else [])
             alone_wall = None
-            for n in [0, *args.sessions]:
+            for run_phase, n in plan:
+                if not n:
+                    alone_wall = None  # each kind of phase is compared with its own alone run
                 run_timeout = args.run_timeout if alone_wall is None else max(args.run_timeout, 20 * alone_wall)
-                print(f"phase: {'alone' if not n else f'{n} sessions'} …", flush=True)
-                outcome = await phase(n, browser, running.url, home, pid, times_file, log_file, args,
-                                      preset_label, run_timeout, str(cores[0]) if pinned else None)
+                what = (f"{n} sessions" if run_phase is phase else f"{n} viewers") if n else \
+                    ("alone" if run_phase is phase else f"alone, {args.watch_epochs} epochs")
+                print(f"phase: {what} …", flush=True)
+                outcome = await run_phase(n, browser, running.url, home, pid, times_file, log_file, args,
+                                          preset_label, run_timeout, str(cores[0]) if pinned else None)
                 alone_wall = alone_wall or outcome["run_wall_s"]
                 result["phases"].append(outcome)
+                extra = ""
+                if run_phase is watch_phase:
+                    extra = (f", {outcome['fragment_reruns']['n']} fragment reruns, viewers drew "
+                             f"{outcome['viewers_drew']}/{n}")
+                    if outcome["epochs"] != args.watch_epochs:
+                        print(f"  WARNING: the run has {outcome['epochs']} epochs, not the {args.watch_epochs} typed "
+                              "into the form", flush=True)
                 print(f"  run {outcome['run_id']} {outcome['run_state']} in {outcome['run_wall_s']:.1f} s, "
                       f"{outcome['script_runs']['all']['n']} script runs (p95 "
-                      f"{fmt(outcome['script_runs']['all']['p95_ms'])} ms), {outcome['error_count']} errors",
-                      flush=True)
+                      f"{fmt(outcome['script_runs']['all']['p95_ms'])} ms){extra}, {outcome['app_error_count']} app "
+                      f"errors, {outcome['load_generator_timeout_count']} load-generator timeouts", flush=True)
                 await asyncio.sleep(3)  # let the sessions' leftovers settle
             await browser.close()
     return result
@@ -693,7 +1040,18 @@ async def bench(args, home: Path, work: Path, source: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sessions", type=int, nargs="+", default=[10, 30], help="browser sessions per phase")
+    parser.add_argument("--sessions", type=int, nargs="*", default=[10, 30], help="browser sessions per sessions "
+                        "phase (after an alone run); none (--sessions alone): skip these phases")
+    parser.add_argument("--watchers", type=int, nargs="*", default=[10, 30], help="viewers per watch phase (after "
+                        "an alone run of --watch-epochs); none (--watchers alone): skip these phases")
+    parser.add_argument("--watch-epochs", type=int, default=None, help="epochs of the watch phases' runs, typed into "
+                        f"the form (default 4× the preset's, at most {MAX_EPOCHS}: 120 for lecture)")
+    parser.add_argument("--load-timeout", type=float, default=60.0, help="watch phases: seconds a viewer's page may "
+                        "take to draw its title, then its first chart (beyond: a load-generator timeout)")
+    parser.add_argument("--check-every", type=float, default=5.0, help="watch phases: seconds between two looks "
+                        "for st.exception boxes on each viewer's page")
+    parser.add_argument("--settle", type=float, default=3.0, help="watch phases: seconds the viewers' pages stay "
+                        "open after the run has ended (they redraw it statically), before their last look")
     parser.add_argument("--preset", default="lecture", help="the run's preset (default lecture)")
     parser.add_argument("--no-pin", action="store_true", help="let server, bench and Chromium share every core")
     parser.add_argument("--json", type=Path, help="write the results there")
@@ -710,6 +1068,10 @@ def main() -> None:
     parser.add_argument("--no-warm-run", action="store_true", help="skip the uncounted run before the alone phase")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds for the whole bench")
     args = parser.parse_args()
+    if not args.sessions and not args.watchers:
+        parser.error("nothing to measure: --sessions and --watchers are both empty")
+    if args.watch_epochs is not None and not 1 <= args.watch_epochs <= MAX_EPOCHS:
+        parser.error(f"--watch-epochs must be within 1..{MAX_EPOCHS} (the form's Epochs field)")
 
     temporary = args.home is None
     home = Path(tempfile.mkdtemp(prefix="kdviz-bench-hall-")) if temporary else args.home.resolve()
@@ -758,11 +1120,22 @@ def main() -> None:
           else "  peak memory: the server's VmHWM since it started (clear_refs was refused)")
     print("  core busy: /proc/stat, every process on that core (other users' work included); load average: "
           "/proc/loadavg")
-    print("  errors: st.exception boxes, console errors (except Streamlit's 404 base-path probes of "
-          "/<page>/_stcore/health and host-config, streamlit/streamlit#7074), uncaught page errors, page loads that "
-          "failed or drew no title in 60 s, sliders that could not be focused in 30 s, and Traceback blocks in the "
-          "server log")
-    print("  first render: page.goto → the page's st.title heading visible, every page load of every session")
+    print("  app errors (the 0-errors target): st.exception boxes, console errors (except Streamlit's 404 base-path "
+          "probes of /<page>/_stcore/health and host-config, streamlit/streamlit#7074), uncaught page errors, page "
+          "loads that failed (not a timeout), and Traceback blocks in the server log")
+    print(f"  load-generator timeouts (reported beside, not counted): pages that drew no title in time (sessions: 60 s; "
+          f"viewers: {args.load_timeout:.0f} s, then {args.load_timeout:.0f} s more for a chart), sliders that could "
+          "not be focused in 30 s; browser core busy: the bench's core busy ÷ the window (pinned; else bench+Chromium "
+          "CPU ÷ window ÷ cores): near 1, the one Chromium could not keep up")
+    print("  first render: page.goto → the page's st.title heading visible, every page load of every session; first "
+          f"chart (watch): page.goto → the first {CHART} visible")
+    if args.watchers:
+        print(f"  watch phases: the run has {args.watch_epochs} epochs (typed into the form's Epochs field); the "
+              "starter leaves at once (as in the alone runs), so the fragment reruns are the viewers' run_every "
+              "redraws; viewer sessions: the Streamlit sessions the server ran for the viewers (its script timer "
+              "names each run's session) before the run ended; per viewer-second: their fragment reruns ÷ the "
+              "seconds each was present (its first script run → the run's end); per session: those present ≥ 5 s; "
+              "'all in → end': the window after the last viewer session began")
     print()
     for line in report(result):
         print(line)

@@ -2,8 +2,8 @@
 
     KDVIZ_SCRIPT_TIMES=/tmp/times.tsv python -m bench.hall_server run app.py --server.port 8501
 
-Each script run (full or fragment rerun) appends `end_time<TAB>seconds<TAB>full|fragment<TAB>page` to the file named
-by KDVIZ_SCRIPT_TIMES; without it, the server runs untimed. The Streamlit server is this very process (no child).
+Each script run (full or fragment rerun) appends `end_time<TAB>seconds<TAB>full|fragment<TAB>page<TAB>session` to the
+file named by KDVIZ_SCRIPT_TIMES; without it, the server runs untimed. The Streamlit server is this very process (no child).
 """
 import os
 import sys

@@ -41,14 +41,16 @@ def page_of(runner) -> str:
 
 
 def record_to(path: str) -> None:
-    """Append `end_time<TAB>seconds<TAB>full|fragment<TAB>page` (end_time: epoch seconds) to path for every script run."""
+    """Append `end_time<TAB>seconds<TAB>full|fragment<TAB>page<TAB>session` (end_time: epoch seconds; session: the
+    Streamlit session's id, one per browser tab) to path for every script run."""
     lock = threading.Lock()
     sink = open(path, "a", buffering=1)
 
     def write(seconds, runner, rerun_data) -> None:
         kind = "fragment" if getattr(rerun_data, "fragment_id_queue", None) else "full"
+        session = str(getattr(runner, "_session_id", ""))
         with lock:
-            sink.write(f"{time.time():.3f}\t{seconds:.6f}\t{kind}\t{page_of(runner)}\n")
+            sink.write(f"{time.time():.3f}\t{seconds:.6f}\t{kind}\t{page_of(runner)}\t{session}\n")
 
     listeners.append(write)
 
