@@ -224,7 +224,8 @@ def format_case_study(result: dict, preset: str) -> str:
     n_test, n_val, n = summary["n_test"], summary["n_val"], summary["n_seeds"]
     spread = (lambda std: f" ± {std:.2%}") if n > 1 else (lambda std: "")
     header = (f"{'model':<20}{'parameters':>12}{'size (MB)':>11}{f'val accuracy ({n_val})':>24}"
-              f"{f'test accuracy ({n_test})':>24}{f'test errors / {n_test}':>20}")
+              f"{f'test accuracy ({n_test})':>24}{f'test errors / {n_test}':>20}{'agrees with T':>15}"
+              f"{'KL(T‖S)':>9}")
     where = f"{runs[0]['device']}, {runs[0].get('threads', '?')} thread{'s' * (runs[0].get('threads') != 1)}"
     lines = [f"preset {preset}, {n} seed{'s' * (n > 1)}: {', '.join(str(r['seed']) for r in runs)} ({where})", header,
              "-" * len(header)]
@@ -232,8 +233,10 @@ def format_case_study(result: dict, preset: str) -> str:
         errors = f"{row['errors']:g}" if row["role"] == "teacher" or n == 1 else f"{row['errors']:.1f}"
         val = f"{row['val_accuracy']:.2%}{spread(row['val_std']) if row['role'] != 'teacher' else ''}"
         test = f"{row['accuracy']:.2%}{spread(row['std']) if row['role'] != 'teacher' else ''}"
+        agree = "" if row["agreement"] is None else f"{row['agreement']:.2%}"
+        kl = "" if row["kl_to_teacher"] is None else f"{row['kl_to_teacher']:.3f}"
         lines.append(f"{row['name']:<20}{row['params']:>12,}{row['size_bytes'] / 1e6:>11.2f}{val:>24}{test:>24}"
-                     f"{errors:>20}")
+                     f"{errors:>20}{agree:>15}{kl:>9}")
     if n > 1:
         lines.append("per seed, test (hard → KD): " + "; ".join(
             f"{r['seed']}: {r['hard']['accuracy']:.2%} → {r['kd']['accuracy']:.2%}" for r in runs))

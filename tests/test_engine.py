@@ -11,6 +11,7 @@ from torch import nn
 
 from kdviz.core.engine import (Diverged, DistillConfig, EpochEnd, Finished, Snapshot, Started, StepLosses, TeacherConfig,
                           check_config, distill, event_to_dict, resolve_device, run_to_end, train_teacher)
+from kdviz.core.data import load_dataset
 from kdviz.core.models import ModelSpec
 
 TINY_TEACHER = TeacherConfig("digits", ModelSpec("mlp", 32, 1), epochs=3, batch_size=64, augment=0)
@@ -109,6 +110,12 @@ def test_started_losses_snapshots_and_summary_carry_what_the_ui_needs(teacher):
     assert summary["kd"]["accuracy"] == epochs[-1].accuracy["kd"]
     assert summary["hard"]["params"] == summary["kd"]["params"] == 64 * 8 + 8 + 8 * 10 + 10
     assert set(finished.models) == {"hard", "kd"} and not finished.models["kd"].training
+    for role, model in finished.models.items():  # fidelity to the teacher, on the test images
+        data = load_dataset("digits")
+        with torch.no_grad():
+            same = (model(data.test_x).argmax(-1) == teacher(data.test_x).argmax(-1)).double().mean()
+        assert summary[role]["agreement"] == pytest.approx(float(same))
+        assert summary[role]["kl_to_teacher"] > 0
 
 
 def test_the_teacher_is_not_changed_by_distillation(teacher):

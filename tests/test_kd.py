@@ -309,3 +309,23 @@ def test_kd_module_does_not_import_torch():
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "False"
+
+
+def test_agreement_and_kl_to_the_teacher_on_hand_made_logits():
+    teacher = torch.tensor([[5.0, -3.0, -5.0, -7.0], [0.0, 2.0, 0.0, 0.0], [1.0, 0.0, 0.0, 3.0]])
+    same_top = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 9.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    assert kd.teacher_agreement(teacher, same_top)["agreement"] == 1.0
+    assert kd.teacher_agreement(teacher, teacher + 4.0)["kl_to_teacher"] == pytest.approx(0.0, abs=1e-12)
+    flipped = torch.tensor([[0.0, 1.0, 0.0, 0.0], [0.0, 9.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    result = kd.teacher_agreement(teacher, flipped)
+    assert result["agreement"] == pytest.approx(2 / 3)
+    expected = np.mean([kd.kl_divergence(t.numpy(), s.numpy()) for t, s in zip(teacher, flipped)])
+    assert result["kl_to_teacher"] == pytest.approx(expected)  # the same KL as the soft-labels page's, at T = 1
+    with pytest.raises(ValueError, match="same shape"):
+        kd.teacher_agreement(teacher, flipped[:, :3])
+
+
+def test_agreement_of_a_diverged_student_is_missing_not_nan():
+    teacher = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert kd.teacher_agreement(teacher, torch.tensor([[math.nan, 0.0], [0.0, 1.0]])) == \
+        {"agreement": None, "kl_to_teacher": None}

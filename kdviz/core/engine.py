@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdviz.core.data import Dataset, check_dataset_name, load_dataset, random_shift, stratified_subset
-from kdviz.core.kd import check_alpha, check_temperature, distillation_loss
+from kdviz.core.kd import check_alpha, check_temperature, distillation_loss, teacher_agreement
 from kdviz.core.roles import STUDENTS
 from kdviz.core.models import ModelSpec, check_spec, count_parameters, create_model, seed_dropout, size_bytes
 
@@ -386,7 +386,9 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
     yield Started("distill", steps_per_epoch * config.epochs, steps_per_epoch, str(device), len(data.train_x),
                   len(data.test_x), probe, n_val=len(data.val_x))
 
-    teacher_test, teacher_val = evaluate({"teacher": teacher}, data)
+    teacher_logits_test = predict_logits(teacher, data.test_x)  # the teacher is frozen: once, for accuracy and agreement
+    teacher_test = {"teacher": float((teacher_logits_test.argmax(-1) == data.test_y).float().mean())}
+    teacher_val = {"teacher": accuracy(teacher, data.val_x, data.val_y)}
     test_accuracy, val_accuracy = evaluate(models, data)
     yield EpochEnd(0, {**teacher_test, **test_accuracy}, {**teacher_val, **val_accuracy})
     yield _snapshot(0, models, probe_x)
@@ -433,7 +435,8 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
     n_test, n_val = len(data.test_x), len(data.val_x)
     summary = {
         "teacher": model_facts(teacher, teacher_test["teacher"], teacher_val["teacher"], n_test, n_val),
-        **{role: model_facts(model, test_accuracy[role], val_accuracy[role], n_test, n_val)
+        **{role: {**model_facts(model, test_accuracy[role], val_accuracy[role], n_test, n_val),
+                  **teacher_agreement(teacher_logits_test, predict_logits(model, data.test_x))}
            for role, model in models.items()},
         "n_test": n_test, "n_val": n_val, "n_train": len(data.train_x), "split": dataset.split,
         "device": str(device), "threads": threads, "seconds": time.perf_counter() - started, "steps": step,

@@ -143,3 +143,23 @@ def distillation_loss(student_logits, teacher_logits, labels, temperature: float
     soft = F.kl_div(log_q, log_p, reduction="batchmean", log_target=True) * temperature**2
     hard = F.cross_entropy(student_logits, labels)
     return {"loss": alpha * soft + (1 - alpha) * hard, "soft": soft, "hard": hard}
+
+
+def teacher_agreement(teacher_logits, student_logits) -> dict[str, float | None]:
+    """How closely a student matches its teacher (Stanton et al. 2021, "Does knowledge distillation really work?").
+
+    agreement: the fraction of images on which the student's top-1 class is the teacher's; kl_to_teacher: the mean
+    KL(teacher ‖ student) at T = 1, in nats. KD can raise both without raising accuracy: fidelity is not accuracy.
+    Both are None without images or when a logit is not finite (a diverged student): a summary stays valid JSON.
+    """
+    import torch.nn.functional as F  # lazy, as above
+
+    if teacher_logits.shape != student_logits.shape:
+        raise ValueError(f"teacher and student logits must have the same shape, got {tuple(teacher_logits.shape)} "
+                         f"and {tuple(student_logits.shape)}")
+    if not len(teacher_logits) or not (teacher_logits.isfinite().all() and student_logits.isfinite().all()):
+        return {"agreement": None, "kl_to_teacher": None}
+    log_p, log_q = F.log_softmax(teacher_logits.double(), -1), F.log_softmax(student_logits.double(), -1)
+    kl = F.kl_div(log_q, log_p, reduction="batchmean", log_target=True)
+    same = (teacher_logits.argmax(-1) == student_logits.argmax(-1)).double().mean()
+    return {"agreement": float(same), "kl_to_teacher": float(kl)}

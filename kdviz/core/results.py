@@ -38,6 +38,10 @@ def seed_summary(runs: list[dict], n_test: int, n_val: int, roles: tuple[str, ..
         if set(roles) != set(STUDENTS):
             continue
         out[f"kd_{split}wins"] = sum(k < h for h, k in zip(errors["hard"], errors["kd"]))
+    for role in roles:  # fidelity to the teacher (test set; runs from before it was measured lack it)
+        for key in ("agreement", "kl_to_teacher"):
+            if all(run[role].get(key) is not None for run in runs):
+                out[f"{role}_{key}_mean"], out[f"{role}_{key}_std"] = mean_std([run[role][key] for run in runs])
         out[f"{split}relative_error_reduction"] = _reduction(out[f"hard_{split}errors_mean"],
                                                              out[f"kd_{split}errors_mean"])
     return out
@@ -48,19 +52,23 @@ def case_rows(teacher: dict, student: dict, stats: dict) -> list[dict]:
 
     teacher, student: model facts (parameters, size, and the teacher's accuracies); stats: seed_summary(...).
     Each row: role, name, params, size_bytes, val_accuracy, val_std, accuracy, std, errors (mean, of n_test),
-    smaller (× fewer parameters than the teacher) and gain (KD − hard-label, test points; KD row only).
+    smaller (× fewer parameters than the teacher), gain (KD − hard-label, test points; KD row only), and the
+    student's fidelity to the teacher on test: agreement (top-1) and kl_to_teacher (None for the teacher and for
+    runs that did not measure them).
     """
     rows = [{"role": "teacher", "name": ROLE_NAMES["teacher"], "params": teacher["params"],
              "size_bytes": teacher["size_bytes"], "val_accuracy": teacher["val_accuracy"], "val_std": 0.0,
              "accuracy": teacher["accuracy"], "std": 0.0, "errors": teacher["errors"], "smaller": None,
-             "gain": None}]
+             "gain": None, "agreement": None, "kl_to_teacher": None}]
     for role in STUDENTS:
         rows.append({"role": role, "name": ROLE_NAMES[role], "params": student["params"],
                      "size_bytes": student["size_bytes"], "val_accuracy": stats[f"{role}_val_mean"],
                      "val_std": stats[f"{role}_val_std"], "accuracy": stats[f"{role}_mean"],
                      "std": stats[f"{role}_std"], "errors": stats[f"{role}_errors_mean"],
                      "smaller": teacher["params"] / student["params"],
-                     "gain": stats["kd_mean"] - stats["hard_mean"] if role == "kd" else None})
+                     "gain": stats["kd_mean"] - stats["hard_mean"] if role == "kd" else None,
+                     "agreement": stats.get(f"{role}_agreement_mean"),
+                     "kl_to_teacher": stats.get(f"{role}_kl_to_teacher_mean")})
     return rows
 
 

@@ -301,7 +301,13 @@ def _case_study(run) -> None:
                    format="%.2f", help="Accuracy on images held out of everything: only reported."),
                "smaller": st.column_config.TextColumn(help="How many times fewer parameters than the teacher."),
                run_view.GAIN_COLUMN: st.column_config.TextColumn(
-                   help="The KD student's test accuracy minus the hard-label student's.")}
+                   help="The KD student's test accuracy minus the hard-label student's."),
+               run_view.AGREEMENT_COLUMN: st.column_config.NumberColumn(
+                   format="%.1f", help="Test images on which the student's top class is the teacher's (Stanton et "
+                                       "al. 2021): KD can raise it without raising accuracy."),
+               run_view.KL_COLUMN: st.column_config.NumberColumn(
+                   format="%.3f", help="Mean KL divergence from the teacher's to the student's softmax at T = 1 on "
+                                       "the test images, in nats: 0 means the same predictions.")}
     n_val = run.summary.get("n_val")
     held_out = f"{n_val} validation and " if n_val else ""
     st.markdown(f"**This run** ({config.dataset}: {held_out}{run.summary['n_test']} test images)")

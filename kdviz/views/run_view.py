@@ -84,6 +84,8 @@ def progress(events: list[dict]) -> dict:
 
 # The case-study table's accuracy columns (short: nine columns must fit a projected page without scrolling).
 VAL_COLUMN, TEST_COLUMN, GAIN_COLUMN = "validation (%)", "test (%)", "KD gain (test)"
+# A student's fidelity to its teacher on the test images (Stanton et al. 2021): top-1 agreement, KL(teacher ‖ student).
+AGREEMENT_COLUMN, KL_COLUMN = "agrees with teacher (%)", "KL(teacher‖student)"
 
 
 def _case_row(role: str, architecture: str, params: int, size_bytes: int, val_accuracy: float | None,
@@ -122,7 +124,9 @@ def case_study(summary: dict, student_name: str, teacher_name: str) -> pd.DataFr
         frame_row = _case_row(row["name"], name, row["params"], row["size_bytes"],
                               row["val_accuracy"] if recorded else None, row["accuracy"],
                               summary["teacher"]["params"], row["gain"])
-        rows.append({**frame_row, "test errors": int(row["errors"])})
+        rows.append({**frame_row, "test errors": int(row["errors"]),
+                     AGREEMENT_COLUMN: math.nan if row["agreement"] is None else 100 * row["agreement"],
+                     KL_COLUMN: math.nan if row["kl_to_teacher"] is None else row["kl_to_teacher"]})
     return pd.DataFrame(rows)
 
 
