@@ -140,12 +140,12 @@ OVERRIDES = [  # (flag, config field, type, help): every engine option is settab
 ]
 
 
-def build_config(args):
-    """The preset's DistillConfig with every flag the user gave applied on top."""
+def build_config(args, base=None):
+    """The preset's DistillConfig (or base, when no preset is given) with every flag the user gave applied on top."""
     from kdviz.core.engine import check_config
     from kdviz.core.presets import get_preset, with_overrides
 
-    config = get_preset(args.preset)
+    config = get_preset(args.preset) if args.preset or base is None else base
     given = {field: getattr(args, field) for _, field, _, _ in OVERRIDES if getattr(args, field) is not None}
     for role, current in (("teacher", config.teacher.model), ("student", config.student)):
         spec = {knob: given.pop(f"{role}_{knob}") for knob in ("arch", "width", "depth", "dropout")
@@ -247,6 +247,70 @@ def format_case_study(result: dict, preset: str) -> str:
     return "\n".join(lines)
 
 
+def cmd_experiment(args) -> int:
+    """`python -m kdviz experiment NAME`: the experiment over the given seeds, its table, and --json."""
+    from kdviz.core.teachers import prepare_teacher
+    from kdviz import experiments
+
+    module = experiments.experiment(args.name)
+    overridden = args.preset or any(getattr(args, field) is not None for _, field, _, _ in OVERRIDES)
+    config = module.config_from_args(args, build_config(args, module.default_config().distill) if overridden
+                                     else None)
+    seeds = args.seeds if args.seeds else [config.distill.seed]
+    configs = [dataclasses.replace(config, distill=dataclasses.replace(config.distill, seed=seed)) for seed in seeds]
+    max_seconds = None
+    if args.budget:
+        from kdviz.core.budget import server_settings
+        from kdviz.core.teachers import is_cached
+
+        budget = server_settings().budget
+        cached = is_cached(config.distill.teacher, config.distill.device)
+        for index, each in enumerate(configs):
+            experiments.check_budget(each, budget, cached or index > 0)
+        max_seconds = budget.max_seconds
+    stop = deadline(max_seconds)
+    teacher = consume(prepare_teacher(config.distill.teacher, config.distill.device, stop), "teacher")
+    if teacher.status != "completed":
+        raise CliError(f"the teacher's preparation ended: {teacher.status}", EXIT_FAILED)
+    runs = []
+    for index, each in enumerate(configs):
+        finished = consume_experiment(module.run(each, teacher.models["teacher"],
+                                                 stop if index == 0 else deadline(max_seconds)), f"seed {each.distill.seed}")
+        if finished.status != "completed":
+            print(f"note: seed {each.distill.seed} ended {finished.status}; its numbers are what it measured by then",
+                  file=sys.stderr)
+        runs.append({"seed": each.distill.seed, "status": finished.status, **finished.summary})
+    result = {**module.report(config, runs), "config": {**experiments.to_record(config), "seeds": seeds}}
+    print(module.format_text(result))
+    if args.json:
+        from kdviz.core.paths import atomic_write_text
+
+        atomic_write_text(Path(args.json), json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def consume_experiment(events, label: str):
+    """An experiment's stream with a progress bar over its measured points; its last Finished event."""
+    from kdviz.core.engine import Diverged, EpochEnd, Finished, Notice
+    from kdviz.experiments.events import Measured
+
+    bar, finished = ProgressBar(label), None
+    for event in events:
+        if isinstance(event, Measured):
+            bar.update(event.done, event.total)
+        elif isinstance(event, EpochEnd) and event.epoch > 0:
+            bar.update(detail=f"training, epoch {event.epoch}")
+        elif isinstance(event, Notice):
+            print(f"note: {event.message}", file=sys.stderr)
+        elif isinstance(event, Diverged):
+            print(f"note: {event.message}", file=sys.stderr)
+        elif isinstance(event, Finished):
+            finished = event
+    bar.close()
+    return finished
+
+
 def cmd_list(args) -> int:
     from kdviz.core.data import list_datasets
     from kdviz.core.models import list_models
@@ -261,6 +325,11 @@ def cmd_list(args) -> int:
     print("presets:")
     for name, (description, _) in PRESETS.items():
         print(f"  {name:<16} {description}")
+    from kdviz.experiments import EXPERIMENTS
+
+    print("experiments (python -m kdviz experiment NAME --help):")
+    for name, (_, description) in EXPERIMENTS.items():
+        print(f"  {name:<18} {description}")
     return 0
 
 
@@ -280,7 +349,27 @@ def make_parser() -> argparse.ArgumentParser:
     for flag, field, kind, text in OVERRIDES:
         run.add_argument(flag, dest=field, type=kind, default=None, help=text)
     run.set_defaults(run=cmd_distill)
-    listing = commands.add_parser("list", help="list datasets, models and presets")
+    experiment = commands.add_parser("experiment", help="why distillation works, as experiments: "
+                                                        "gradient-variance, missing-class, capacity")
+    names = experiment.add_subparsers(dest="name", required=True, parser_class=_Parser)
+    from kdviz.experiments import EXPERIMENTS, experiment as experiment_module
+
+    for name, (_, description) in EXPERIMENTS.items():
+        try:
+            module = experiment_module(name)
+        except ImportError:  # an experiment not built yet
+            continue
+        one = names.add_parser(name, help=description, description=(module.__doc__ or "").split("\n\n")[0])
+        one.add_argument("--preset", default=None, help="base the experiment's students on this preset (default: "
+                                                        "the experiment's own offline default); flags override it")
+        one.add_argument("--seeds", "--seed", type=int, nargs="+", help="one or more seeds (default: the config's)")
+        one.add_argument("--json", help="also write the results as JSON to this path")
+        one.add_argument("--budget", action="store_true", help="apply this server's per-run budget (see distill)")
+        for flag, field, kind, text in OVERRIDES:
+            one.add_argument(flag, dest=field, type=kind, default=None, help=text)
+        module.add_arguments(one)
+        one.set_defaults(run=cmd_experiment)
+    listing = commands.add_parser("list", help="list datasets, models, presets and experiments")
     listing.set_defaults(run=cmd_list)
     return parser
 

@@ -42,7 +42,7 @@ def _label(run) -> str:
 
 
 with history_tab:
-    runs = manager.list_runs(owner)
+    runs = [run for run in manager.list_runs(owner) if run.experiment is None]  # experiments: their own pages
     if not runs:
         st.info("Your runs will be listed here; they are kept on disk and survive a server restart.")
     else:

@@ -211,6 +211,9 @@ def test_list_names_every_dataset_model_and_preset(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
     names = [line.split()[0] for line in out.splitlines() if line.startswith("  ")]
-    expected = [i.name for i in list_datasets()] + [i.name for i in list_models()] + list(presets.PRESETS)
+    from kdviz.experiments import EXPERIMENTS
+
+    expected = [i.name for i in list_datasets()] + [i.name for i in list_models()] + list(presets.PRESETS) \
+        + list(EXPERIMENTS)
     assert names == expected
     assert "datasets:" in out and "models:" in out and "presets:" in out

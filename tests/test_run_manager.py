@@ -373,3 +373,20 @@ def test_only_a_few_finished_runs_keep_their_logs_in_memory(manager, monkeypatch
     loaded = [run for run in runs if run._log_loader is None]
     assert len(loaded) == 2, "older logs were dropped from memory"
     assert [len(run.events) for run in runs] == counts, "a dropped log is read again when asked for"
+
+
+def test_an_experiment_runs_through_the_manager_and_keeps_its_results(manager):
+    from kdviz import experiments
+    from kdviz.experiments import gradient_variance
+
+    config = gradient_variance.GradientVarianceConfig(dataclasses.replace(TINY, train_subset=0), epochs=(0, 1),
+                                                      temperatures=(1.0, 4.0), batch_size=32)
+    run = wait_for_run(manager, manager.submit(config, "alice"))
+    assert run.state == "completed" and run.experiment == "gradient-variance"
+    assert len(run.summary["points"]) == 4
+    assert experiments.from_record(run.config) == config, "the run's record rebuilds its config"
+    assert any(e["event"] == "Measured" for e in run.events)
+    assert manager.list_runs("alice")[0].experiment == "gradient-variance"
+    huge = dataclasses.replace(config, distill=dataclasses.replace(TINY, student=ModelSpec("mlp", 8192, 16)))
+    with pytest.raises(OverBudget, match="memory"):
+        manager.submit(huge, "alice")

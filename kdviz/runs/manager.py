@@ -67,6 +67,11 @@ class Run:
         self.write_lock = threading.Lock()
 
     @property
+    def experiment(self) -> str | None:
+        """The experiment this run is (kdviz.experiments), or None for a distillation run."""
+        return self.config.get("experiment")
+
+    @property
     def live(self) -> bool:
         return self.state in ("queued", "running", "paused")
 
@@ -148,9 +153,12 @@ class RunManager:
     def check(self, config, teacher_cached: bool | None = None):
         """The config's cost if it is valid and within this server's budget; else ValueError / OverBudget naming
         the problem (what the form shows before anything is queued)."""
+        from kdviz import experiments
         from kdviz.core.budget import check_budget
         from kdviz.core.engine import check_config
 
+        if experiments.name_of(config):  # an experiment: each of its trainings, and their sum
+            return experiments.check_budget(config, self.settings.budget, teacher_cached)
         check_config(config)
         return check_budget(config, self.settings.budget, teacher_cached)
 
@@ -159,6 +167,7 @@ class RunManager:
 
     def submit_many(self, items, caller: str, address: str | None = None) -> list[str]:
         """Queue several runs (config, tags) at once, or none: a sweep is accepted or refused whole."""
+        from kdviz import experiments
         from kdviz.runs.store import new_run_id
 
         items = list(items)
@@ -186,7 +195,8 @@ class RunManager:
                                                  settings.max_live_per_address, "per address"))
             ids = []
             for config, tags in items:
-                run = Run(new_run_id(), dataclasses.asdict(config), key, time.time(), config_object=config)
+                record = experiments.to_record(config) if experiments.name_of(config) else dataclasses.asdict(config)
+                run = Run(new_run_id(), record, key, time.time(), config_object=config)
                 run.tags, run.address = dict(tags or {}), address
                 self._seq += 1
                 run.seq = self._seq
@@ -203,7 +213,7 @@ class RunManager:
             self._cancel(run, "stopped; what it measured is kept")
 
     def pause(self, run_id: str, caller: str) -> None:
-        """Ask a running run to pause at its next step (once its distillation runs: a teacher trains to the end)."""
+        """Ask a running run to pause at its next event once past its teacher (a teacher trains to the end)."""
         run = self._mine(run_id, caller, "pause")
         with self._lock:
             if run is None or run.state != "running" or run.id not in self._runs:
@@ -395,7 +405,7 @@ class RunManager:
         self._save_status(run)
         try:
             for phase in run.stream:
-                if run.pause_requested and phase == "distill" and not run.cancel_requested.is_set():
+                if run.pause_requested and phase != "teacher" and not run.cancel_requested.is_set():
                     self._park(run)
                     return
         except Exception as error:  # noqa: BLE001 — a run must never take the server down
@@ -418,10 +428,12 @@ class RunManager:
 
     def _life(self, run: Run):
         """The run's whole life as a generator that yields its phase after each event it records."""
+        from kdviz import experiments
         from kdviz.core.engine import distill
         from kdviz.core.teachers import prepare_teacher
 
         config, limit = run.config_object, self.settings.budget.max_seconds
+        name = experiments.name_of(config)
 
         def should_stop() -> bool:
             if limit and run.running_seconds() > limit and not run.cancel_requested.is_set():
@@ -430,8 +442,15 @@ class RunManager:
                 run.cancel_requested.set()
             return run.cancel_requested.is_set()
 
-        teacher = yield from self._phase(run, "teacher", prepare_teacher(config.teacher, config.device, should_stop))
+        base = config.distill if name else config
+        teacher = yield from self._phase(run, "teacher", prepare_teacher(base.teacher, base.device, should_stop))
         if teacher is None:
+            return
+        if name:  # an experiment: its own stream, ending with its results as the summary
+            stream = experiments.experiment(name).run(config, teacher.models["teacher"], should_stop)
+            finished = yield from self._phase(run, "experiment", stream)
+            if finished is not None:
+                self._finish(run, "completed", "", finished)
             return
         students = yield from self._phase(run, "distill", distill(config, teacher.models["teacher"], should_stop))
         if students is None:
