@@ -68,3 +68,6 @@ from kdviz.ui.explorer import (  # noqa: F401
     explorer_upload,
     explorer_upload_preview,
 )
+from kdviz.ui.why import (  # noqa: F401
+    experiment_tab as why_experiment,
+)

@@ -22,7 +22,7 @@ PAGES = [
     PagePlan("pages/live_distillation.py", "Live distillation", ":material/play_circle:",
              "Run teacher → student in front of the class: hard-label vs KD student, live.", True),
     PagePlan("pages/why_it_works.py", "Why it works", ":material/lightbulb:",
-             "Gradient variance, the missing-class experiment, student size.", False),
+             "Gradient variance, the missing-class experiment, student size.", True),
     PagePlan("pages/ensembles.py", "Ensembles", ":material/groups:", "Distil many teachers into one student.", False),
     PagePlan("pages/compression.py", "Compression & energy", ":material/bolt:",
              "Parameters, size, latency and the energy a smaller student saves.", False),

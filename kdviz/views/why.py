@@ -1,0 +1,95 @@
+"""The why-it-works page's model without Streamlit: an experiment run's points and results as figures and words."""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from kdviz.views.charts import CLASS_COLORS, COLORS, fast_figure, title_block, top_margin
+
+LEGEND_BELOW = {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.18, "yanchor": "top"}
+
+
+def measured_points(events: list[dict]) -> list[dict]:
+    """The points an experiment run has measured so far (its Measured events), in order."""
+    return [event["point"] for event in events if event.get("event") == "Measured"]
+
+
+def experiment_progress(events: list[dict]) -> tuple[float, str]:
+    """(fraction, words) of an experiment run: its teacher phase, then its measured points."""
+    measured = [e for e in events if e.get("event") == "Measured"]
+    if measured:
+        last = measured[-1]
+        return last["done"] / max(last["total"], 1), f"{last['done']} of {last['total']} points measured"
+    teacher = [e for e in events if e.get("phase") == "teacher" and e.get("event") == "StepLosses"]
+    if teacher and not any(e.get("phase") != "teacher" for e in events):
+        return 0.0, "training the teacher (once; then cached)"
+    return 0.0, "training the first student"
+
+
+def gradient_variance_chart(points: list[dict], lecture: bool = False) -> go.Figure:
+    """Relative variance of mini-batch gradients against T (both log axes): per measured epoch, the soft term's
+    curve (solid) and the hard loss's level (dashed: it does not depend on T)."""
+    data = []
+    epochs = sorted({p["epoch"] for p in points})
+    for index, epoch in enumerate(epochs):
+        mine = sorted((p for p in points if p["epoch"] == epoch), key=lambda p: p["temperature"])
+        color = CLASS_COLORS[index % len(CLASS_COLORS)]
+        temperatures = [p["temperature"] for p in mine]
+        data.append({"type": "scatter", "mode": "lines+markers", "x": temperatures, "name": f"epoch {epoch}: soft",
+                     "y": [p["soft_relative_variance"] for p in mine], "line": {"color": color},
+                     "marker": {"size": 10 if lecture else 8, "color": color}})
+        data.append({"type": "scatter", "mode": "lines", "x": temperatures, "name": f"epoch {epoch}: hard",
+                     "y": [p["hard_relative_variance"] for p in mine], "line": {"color": color, "dash": "dash"}})
+    batch = points[0]["batch_size"] if points else "B"
+    layout = {"title": title_block(f"Gradient noise: mini-batches of {batch}, soft (solid) vs hard (dashed)", lecture),
+              "margin": top_margin(lecture, bottom=40), "legend": LEGEND_BELOW,
+              "xaxis": {"title": {"text": "temperature T of the soft term (log scale)"}, "type": "log",
+                        "tickvals": (ticks := sorted({p["temperature"] for p in points})),
+                        "ticktext": [f"{t:g}" for t in ticks]},
+              "yaxis": {"title": {"text": "relative variance E‖g_b − ḡ‖² / ‖ḡ‖² (log)"}, "type": "log",
+                        "dtick": 1}}
+    return fast_figure(data, layout, lecture, height=640 if lecture else 540)
+
+
+def gradient_variance_table(points: list[dict]) -> list[dict]:
+    """Rows for a table: epoch, T, both relative variances and soft ÷ hard."""
+    return [{"epoch": p["epoch"], "T": p["temperature"], "hard (CE)": p["hard_relative_variance"],
+             "soft (T²·KL)": p["soft_relative_variance"],
+             "soft ÷ hard": p["soft_relative_variance"] / p["hard_relative_variance"]
+             if p["hard_relative_variance"] else float("nan")} for p in points]
+
+
+def capacity_charts(rows: list[dict], teacher: dict | None, lecture: bool = False) -> list[go.Figure]:
+    """Test accuracy of both students against student parameters (log) and against training images."""
+    figures = []
+    for curve, x_key, x_title, log in (("width", "params", "student parameters (log scale)", True),
+                                       ("data", "train_subset", "training images of the students", False)):
+        mine = sorted((r for r in rows if r.get("curve", curve) == curve), key=lambda r: r[x_key])
+        data = [{"type": "scatter", "mode": "lines+markers", "x": [r[x_key] for r in mine],
+                 "y": [100 * r[f"{role}_accuracy"] for r in mine], "name": name, "line": {"color": COLORS[role]},
+                 "marker": {"size": 10 if lecture else 8, "color": COLORS[role]}}
+                for role, name in (("hard", "hard-label student"), ("kd", "KD student"))]
+        shapes = []
+        if teacher and curve == "width":
+            level = 100 * teacher["accuracy"]
+            shapes.append({"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": level, "y1": level,
+                           "line": {"color": COLORS["teacher"], "dash": "dash", "width": 3}})
+        title = "Student size" if curve == "width" else "Transfer-set size"
+        layout = {"title": title_block(f"{title}: test accuracy", lecture), "margin": top_margin(lecture),
+                  "shapes": shapes, "xaxis": {"title": {"text": x_title}, **({"type": "log"} if log else {})},
+                  "yaxis": {"title": {"text": "test accuracy (%)"}}}
+        figures.append(fast_figure(data, layout, lecture, height=560 if lecture else 460))
+    return figures
+
+
+def missing_class_chart(summary: dict, lecture: bool = False) -> go.Figure:
+    """The omitted digit's and all digits' test accuracy of both students, before and after the bias shift."""
+    groups = [("omitted digit, before", "omitted_accuracy_before"), ("omitted digit, after", "omitted_accuracy_after"),
+              ("all digits, before", "accuracy_before"), ("all digits, after", "accuracy_after")]
+    data = [{"type": "bar", "name": name, "x": [g for g, _ in groups], "marker": {"color": COLORS[role]},
+             "y": [100 * summary[role][key] for _, key in groups],
+             "text": [f"{100 * summary[role][key]:.1f}%" for _, key in groups], "textposition": "outside"}
+            for role, name in (("hard", "hard-label student"), ("kd", "KD student")) if role in summary]
+    layout = {"title": title_block(f"Digit {summary.get('omitted', '?')} never seen in training", lecture),
+              "margin": top_margin(lecture), "barmode": "group",
+              "yaxis": {"title": {"text": "test accuracy (%)"}, "range": [0, 109]}}
+    return fast_figure(data, layout, lecture, height=560 if lecture else 460)

@@ -1,0 +1,29 @@
+"""The why-it-works page in a real Chromium: run the gradient-variance experiment on a small setting, see its chart."""
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
+
+
+def test_the_gradient_variance_experiment_in_the_browser(browser, app_server, screenshot_dir):
+    context = browser.new_context(viewport={"width": 1400, "height": 1900})
+    page = context.new_page()
+    page.set_default_timeout(90_000)
+    try:
+        page.goto(f"{app_server}/why_it_works")
+        page.get_by_role("textbox", name="Measure after epochs").fill("0, 1, 5")
+        page.get_by_role("textbox", name="Measure after epochs").press("Enter")
+        page.wait_for_timeout(800)
+        page.get_by_role("button", name="Run the experiment").click()
+        page.get_by_text("completed").first.wait_for(timeout=120_000)
+        page.locator(".js-plotly-plot").first.wait_for()
+        page.wait_for_timeout(1500)
+        assert page.locator(ERRORS).count() == 0
+        assert "gradient-variance=" in page.url
+        assert page.get_by_text("Gradient noise").count() >= 1
+        page.screenshot(path=str(screenshot_dir / "why_gradient_variance.png"), full_page=True)
+    finally:
+        context.close()

@@ -1,0 +1,64 @@
+"""The why-it-works page (AppTest through app.py's router): run an experiment on a tiny setting, bad inputs."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import wait_until
+from kdviz import ui
+from kdviz.core.engine import TeacherConfig
+from kdviz.core.models import ModelSpec
+from kdviz.experiments import gradient_variance
+from kdviz.runs import tasks
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+PAGE = "pages/why_it_works.py"
+TINY_TEACHER = TeacherConfig("digits", ModelSpec("mlp", 16, 1), epochs=1, batch_size=64, augment=0)
+
+
+@pytest.fixture
+def page(monkeypatch):
+    base = gradient_variance.default_config()
+    tiny = dataclasses.replace(base, distill=dataclasses.replace(
+        base.distill, teacher=TINY_TEACHER, student=ModelSpec("mlp", 8, 1), epochs=2))
+    monkeypatch.setattr(gradient_variance, "default_config", lambda: tiny)
+    ui.run_manager.clear()
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    yield at
+    ui.run_manager().shutdown()
+    tasks.stop_all_tasks()
+
+
+def test_the_gradient_variance_experiment_runs_and_draws_its_chart_and_verdict(page):
+    page.text_input(key="why.gv.epochs").set_value("0, 1").run()
+    page.text_input(key="why.gv.temperatures").set_value("1, 8").run()
+    next(b for b in page.button if b.key == "why.run.gradient-variance").click().run()
+    run_id = page.query_params["gradient-variance"]
+    assert run_id
+
+    def done():
+        page.run()
+        assert not page.exception, [e.value for e in page.exception]
+        return any(": completed" in h.value for h in page.subheader)
+
+    wait_until(done, 120, what="the experiment to complete", interval=0.3)
+    assert any("Gradient noise" in str(chart.proto.spec) for chart in page.get("plotly_chart"))
+    assert any(s.value.startswith(("Agrees", "Mostly", "Disagrees")) for s in [*page.success, *page.warning])
+    run = ui.run_manager().get(run_id)
+    assert len(run.summary["points"]) == 4 and ui.run_manager().owns(run, page.session_state["owner_id"])
+
+
+@pytest.mark.parametrize("key, value, words", [("why.gv.temperatures", "0", "temperature"),
+                                                ("why.gv.epochs", "one", "not an integer"),
+                                                ("why.gv.epochs", "-1", "epochs")])
+def test_bad_settings_get_a_message_and_nothing_runs(page, key, value, words):
+    page.text_input(key=key).set_value(value).run()
+    assert not page.exception
+    assert any(words in e.value for e in page.error), [e.value for e in page.error]
+    assert next(b for b in page.button if b.key == "why.run.gradient-variance").disabled
+    assert ui.run_manager().list_runs() == []
