@@ -62,3 +62,19 @@ def test_bad_settings_get_a_message_and_nothing_runs(page, key, value, words):
     assert any(words in e.value for e in page.error), [e.value for e in page.error]
     assert next(b for b in page.button if b.key == "why.run.gradient-variance").disabled
     assert ui.run_manager().list_runs() == []
+
+
+def test_earlier_runs_are_listed_and_reopened(page):
+    page.text_input(key="why.gv.epochs").set_value("0").run()
+    page.text_input(key="why.gv.temperatures").set_value("1").run()
+    button = lambda: next(b for b in page.button if b.key == "why.run.gradient-variance")  # noqa: E731
+    button().click().run()
+    first = page.query_params["gradient-variance"]
+    wait_until(lambda: not ui.run_manager().get(first).live, 60, what="the first run")
+    button().click().run()
+    second = page.query_params["gradient-variance"]
+    assert second != first
+    wait_until(lambda: not ui.run_manager().get(second).live, 60, what="the second run")
+    page.run()
+    next(b for b in page.button if b.key == f"why.open.{first}").click().run()
+    assert page.query_params["gradient-variance"] == first and not page.exception

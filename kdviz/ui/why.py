@@ -103,6 +103,21 @@ def experiment_tab(name: str) -> None:
     run_id = st.query_params.get(name) or st.session_state.get(f"why.{name}")
     if run_id:
         experiment_panel(name, run_id)
+    _history(name, run_id)
+
+
+def _history(name: str, shown: str | None) -> None:
+    """The caller's earlier runs of this experiment (kept on disk, across restarts)."""
+    runs = [run for run in core.run_manager().list_runs(owner_id()) if run.experiment == name and run.id != shown]
+    if not runs:
+        return
+    with st.expander(f"Your earlier runs of this experiment ({len(runs)})"):
+        for run in runs[:20]:
+            left, right = st.columns([4, 1])
+            left.markdown(f"`{run.id}` · {run.state}")
+            if right.button("Open", key=f"why.open.{run.id}"):
+                st.query_params[name] = st.session_state[f"why.{name}"] = run.id
+                st.rerun()
 
 
 def experiment_panel(name: str, run_id: str) -> None:
