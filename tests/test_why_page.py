@@ -78,3 +78,29 @@ def test_earlier_runs_are_listed_and_reopened(page):
     page.run()
     next(b for b in page.button if b.key == f"why.open.{first}").click().run()
     assert page.query_params["gradient-variance"] == first and not page.exception
+
+
+def test_the_capacity_experiment_draws_both_curves(page, monkeypatch):
+    from kdviz.experiments import capacity
+
+    base = capacity.default_config()
+    tiny = dataclasses.replace(base, distill=dataclasses.replace(base.distill, teacher=TINY_TEACHER, epochs=2),
+                               widths=(4, 8), train_subsets=(50, 0))
+    monkeypatch.setattr(capacity, "default_config", lambda: tiny)
+    page.run()
+    next(b for b in page.button if b.key == "why.run.capacity").click().run()
+    run_id = page.query_params["capacity"]
+    wait_until(lambda: not ui.run_manager().get(run_id).live, 120, what="the capacity run")
+    page.run()
+    assert not page.exception, [e.value for e in page.exception]
+    specs = [str(chart.proto.spec) for chart in page.get("plotly_chart")]
+    assert any("Student size" in s for s in specs) and any("Transfer-set size" in s for s in specs)
+    assert ui.run_manager().get(run_id).state == "completed"
+
+
+@pytest.mark.parametrize("key, value, words", [("why.cap.widths", "0", "width"), ("why.cap.subsets", "-5", "subset")])
+def test_bad_capacity_settings_get_a_message(page, key, value, words):
+    page.text_input(key=key).set_value(value).run()
+    assert not page.exception
+    assert any(words in e.value for e in page.error), [e.value for e in page.error]
+    assert next(b for b in page.button if b.key == "why.run.capacity").disabled

@@ -63,8 +63,8 @@ def capacity_charts(rows: list[dict], teacher: dict | None, lecture: bool = Fals
     figures = []
     for curve, x_key, x_title, log in (("width", "params", "student parameters (log scale)", True),
                                        ("data", "train_subset", "training images of the students", False)):
-        mine = sorted((r for r in rows if r.get("curve", curve) == curve), key=lambda r: r[x_key])
-        data = [{"type": "scatter", "mode": "lines+markers", "x": [r[x_key] for r in mine],
+        mine = sorted((r for r in rows if curve in r.get("curves", (curve,))), key=lambda r: r[x_key] or r["n_train"])
+        data = [{"type": "scatter", "mode": "lines+markers", "x": [r[x_key] or r["n_train"] for r in mine],
                  "y": [100 * r[f"{role}_accuracy"] for r in mine], "name": name, "line": {"color": COLORS[role]},
                  "marker": {"size": 10 if lecture else 8, "color": COLORS[role]}}
                 for role, name in (("hard", "hard-label student"), ("kd", "KD student"))]
