@@ -104,3 +104,30 @@ def test_bad_capacity_settings_get_a_message(page, key, value, words):
     assert not page.exception
     assert any(words in e.value for e in page.error), [e.value for e in page.error]
     assert next(b for b in page.button if b.key == "why.run.capacity").disabled
+
+
+def test_the_missing_class_experiment_shows_its_bars_and_a_bias_slider(page, monkeypatch):
+    from kdviz.experiments import missing_class
+
+    base = missing_class.default_config()
+    tiny = dataclasses.replace(base, distill=dataclasses.replace(
+        base.distill, teacher=TINY_TEACHER, student=ModelSpec("mlp", 8, 1), epochs=2, augment=0))
+    monkeypatch.setattr(missing_class, "default_config", lambda: tiny)
+    page.run()
+    next(b for b in page.button if b.key == "why.run.missing-class").click().run()
+    run_id = page.query_params["missing-class"]
+    wait_until(lambda: not ui.run_manager().get(run_id).live, 120, what="the missing-class run")
+    page.run()
+    assert not page.exception, [e.value for e in page.exception]
+    specs = [str(chart.proto.spec) for chart in page.get("plotly_chart")]
+    assert any("never seen in training" in s for s in specs) and any("output bias" in s for s in specs)
+    slider = page.select_slider(key=f"why.mc.shift.{run_id}")
+    slider.set_value(ui.run_manager().get(run_id).summary["kd"]["val_curve"]["shift"][-1]).run()
+    assert not page.exception and any("At a shift of" in c.value for c in page.caption)
+
+
+def test_a_missing_class_not_in_the_dataset_gets_a_message(page):
+    page.number_input(key="why.mc.omitted").set_value(42).run()
+    assert not page.exception
+    assert any("42" in e.value for e in page.error), [e.value for e in page.error]
+    assert next(b for b in page.button if b.key == "why.run.missing-class").disabled

@@ -353,12 +353,14 @@ def train_teacher(config: TeacherConfig, device: str = "auto", should_stop: Stop
 # ---- distillation ----------------------------------------------------------------------------------------------
 
 def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | None = None,
-            students: tuple[str, ...] = STUDENTS) -> Iterator[Event]:
+            students: tuple[str, ...] = STUDENTS, train_index: torch.Tensor | None = None) -> Iterator[Event]:
     """Train a hard-label student and a KD student from the same initial weights on the same batches.
 
     The only difference between the two is the loss, which makes the comparison a fair experiment. Without
     augmentation the teacher's logits are computed once for the training set and reused (offline distillation).
     students: the roles to train; a sweep that tunes only the hard-label baseline passes ("hard",).
+    train_index: the training images to use (indices into the training part), in place of train_subset's
+    class-balanced draw: a transfer set that is not balanced, e.g. one without a class (experiments/missing_class).
     """
     check_config(config)
     if not students or not set(students) <= set(STUDENTS):
@@ -367,6 +369,8 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
     threads = configure_threads()
     dataset = load_dataset(config.dataset)
     subset = stratified_subset(dataset.train_y, config.train_subset, config.seed) if config.train_subset else None
+    if train_index is not None:
+        subset = _check_train_index(train_index, len(dataset.train_y), config.train_subset)
     data = _on_device(dataset, device, subset)
     if next(teacher.parameters()).device != device:  # never move a teacher that other runs share
         teacher = copy.deepcopy(teacher).to(device)
@@ -444,6 +448,19 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
     for model in models.values():
         seed_dropout(model, None)
     yield Finished(status, summary, {role: model.cpu().eval() for role, model in models.items()})
+
+
+def _check_train_index(index, n_train: int, train_subset: int) -> torch.Tensor:
+    """train_index as a long tensor of distinct indices of the training part; ValueError otherwise."""
+    if train_subset:
+        raise ValueError(f"give train_index or train_subset, not both (train_subset is {train_subset})")
+    index = torch.as_tensor(index)
+    if index.ndim != 1 or len(index) == 0 or index.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"train_index must be a non-empty 1-D tensor of integers, got shape {tuple(index.shape)} "
+                         f"of {index.dtype}")
+    if int(index.min()) < 0 or int(index.max()) >= n_train or len(index.unique()) != len(index):
+        raise ValueError(f"train_index must hold distinct indices in [0, {n_train - 1}]")
+    return index.long()
 
 
 def probe_indices(test_labels: torch.Tensor, size: int) -> tuple[int, ...]:

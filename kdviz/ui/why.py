@@ -208,6 +208,22 @@ def _missing_class(run, points, summary, lecture) -> None:
     if not summary:
         return
     st.plotly_chart(why.missing_class_chart(summary, lecture), key=f"why.mc.chart.{run.id}")
+    kd = summary.get("kd") or summary.get("hard")
+    if kd and "val_curve" in kd:
+        grid = kd["val_curve"]["shift"]
+        shift = st.select_slider("Bias shift of the omitted digit (try it)", grid, value=min(
+            grid, key=lambda s: abs(s - kd["bias_shift"])), key=f"why.mc.shift.{run.id}",
+            format_func=lambda s: f"{s:+g}", help="Added to the omitted digit's logit; validation accuracies "
+                                                   "below. The numbers reported on test use the shift chosen on "
+                                                   "validation.")
+        st.plotly_chart(why.missing_class_curves(summary, shift, lecture), key=f"why.mc.curves.{run.id}")
+        words = []
+        for role, name in (("hard", "hard-label"), ("kd", "KD")):
+            if role in summary and "val_curve" in summary[role]:
+                here = why.at_shift(summary[role]["val_curve"], shift)
+                words.append(f"{name} student: digit {summary['omitted']} {here['omitted_accuracy']:.1%}, all "
+                             f"digits {here['accuracy']:.1%}")
+        st.caption(f"At a shift of {shift:+g} (validation): " + "; ".join(words) + ".")
     for role, name in (("hard", "hard-label student"), ("kd", "KD student")):
         facts = summary.get(role)
         if facts:

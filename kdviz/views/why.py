@@ -93,3 +93,32 @@ def missing_class_chart(summary: dict, lecture: bool = False) -> go.Figure:
               "margin": top_margin(lecture), "barmode": "group",
               "yaxis": {"title": {"text": "test accuracy (%)"}, "range": [0, 109]}}
     return fast_figure(data, layout, lecture, height=560 if lecture else 460)
+
+
+def missing_class_curves(summary: dict, shift: float, lecture: bool = False) -> go.Figure:
+    """Validation accuracy on the omitted digit (solid) and on all digits (dotted) of both students against the
+    omitted class's bias shift, with the slider's shift as a vertical line: what the shift trades."""
+    data = []
+    for role, name in (("hard", "hard-label"), ("kd", "KD")):
+        facts = summary.get(role)
+        if not facts or "val_curve" not in facts:
+            continue
+        curve = facts["val_curve"]
+        for key, label, dash in (("omitted_accuracy", f"digit {summary['omitted']}", "solid"),
+                                 ("accuracy", "all digits", "dot")):
+            data.append({"type": "scatter", "mode": "lines", "x": curve["shift"],
+                         "y": [100 * v for v in curve[key]], "name": f"{name}: {label}",
+                         "line": {"color": COLORS[role], "dash": dash}})
+    layout = {"title": title_block("Raising the omitted digit's output bias (validation)", lecture),
+              "margin": top_margin(lecture, bottom=40), "legend": LEGEND_BELOW,
+              "shapes": [{"type": "line", "x0": shift, "x1": shift, "yref": "paper", "y0": 0, "y1": 1,
+                          "line": {"color": "#C0392B", "width": 2}}],
+              "xaxis": {"title": {"text": "bias shift added to the omitted digit's logit"}},
+              "yaxis": {"title": {"text": "validation accuracy (%)"}, "range": [0, 102]}}
+    return fast_figure(data, layout, lecture, height=560 if lecture else 480)
+
+
+def at_shift(curve: dict, shift: float) -> dict:
+    """The validation curve's values at the grid shift nearest to `shift`."""
+    index = min(range(len(curve["shift"])), key=lambda i: abs(curve["shift"][i] - shift))
+    return {key: values[index] for key, values in curve.items()}
