@@ -1,6 +1,8 @@
 """The why-it-works page in a real Chromium: run the gradient-variance experiment on a small setting, see its chart."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 pytestmark = pytest.mark.browser
@@ -25,5 +27,33 @@ def test_the_gradient_variance_experiment_in_the_browser(browser, app_server, sc
         assert "gradient-variance=" in page.url
         assert page.get_by_text("Gradient noise").count() >= 1
         page.screenshot(path=str(screenshot_dir / "why_gradient_variance.png"), full_page=True)
+    finally:
+        context.close()
+
+
+def test_the_capacity_experiment_in_the_browser(browser, app_server, screenshot_dir):
+    context = browser.new_context(viewport={"width": 1400, "height": 1700})
+    page = context.new_page()
+    page.set_default_timeout(90_000)
+    try:
+        page.goto(f"{app_server}/why_it_works")
+        page.get_by_role("tab", name="Student size and data").click()
+        for label, value in (("Student widths", "8, 32, 128"), ("Training images (0 = all)", "50, 0")):
+            field = page.get_by_role("textbox", name=label)
+            field.fill(value)
+            field.press("Enter")
+            page.wait_for_timeout(800)
+        page.wait_for_timeout(3000)
+        page.get_by_role("tab", name="Student size and data").click()  # a rerun may show the first tab again
+        page.locator(".st-key-why-run-capacity button").click()  # Streamlit's class for the widget's key
+        try:
+            page.get_by_text(re.compile(r"Run \S+: completed")).last.wait_for(timeout=150_000)
+        finally:
+            page.screenshot(path=str(screenshot_dir / "why_capacity.png"), full_page=True)
+        page.wait_for_timeout(1500)
+        assert page.locator(".js-plotly-plot").count() >= 2
+        assert page.locator(ERRORS).count() == 0
+        assert "capacity=" in page.url
+        page.screenshot(path=str(screenshot_dir / "why_capacity.png"), full_page=True)
     finally:
         context.close()
