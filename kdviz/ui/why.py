@@ -9,6 +9,7 @@ import streamlit as st
 
 from kdviz.ui import core
 from kdviz.ui.core import lecture_mode, owner_id
+from kdviz.ui.runs import OWNER_REDRAW_S, VIEWER_REDRAW_S  # one redraw rate for every live run
 
 LIST_HELP = "Comma-separated, e.g. 1, 2, 4."
 
@@ -141,12 +142,12 @@ def _live(name: str, run_id: str) -> None:
     _draw(name, run)
 
 
-@st.fragment(run_every=0.5)
+@st.fragment(run_every=OWNER_REDRAW_S)
 def _live_owner(name: str, run_id: str) -> None:
     _live(name, run_id)
 
 
-@st.fragment(run_every=2.0)
+@st.fragment(run_every=VIEWER_REDRAW_S)
 def _live_viewer(name: str, run_id: str) -> None:
     _live(name, run_id)
 
