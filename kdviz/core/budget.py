@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from kdviz.core.data import check_dataset_name
-from kdviz.core.engine import DistillConfig, check_config
+from kdviz.core.engine import DistillConfig, TeacherConfig, check_config, check_teacher_config
 from kdviz.core.models import ModelSpec, check_spec, _REGISTRY as _MODELS
 from kdviz.core.paths import home
 
@@ -125,12 +125,9 @@ def model_cost(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int, 
 
 @functools.lru_cache(maxsize=4096)
 def _model_cost(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int, batch_size: int) -> ModelCost:
-    from torch.utils.flop_counter import FlopCounterMode  # imports torch._dynamo (≈1.5 s): only when first needed
-
     with torch.device("meta"):
         model = _MODELS[spec.arch].builder(spec, input_shape, num_classes)
         x = torch.empty((batch_size, *input_shape))
-    model.eval()  # BatchNorm in eval mode accepts a batch of one; dropout is the identity (no generator needed)
     outputs: list[int] = []
 
     def record(module: nn.Module, inputs, output) -> None:
@@ -139,6 +136,25 @@ def _model_cost(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int,
 
     leaves = [m for m in model.modules() if not any(True for _ in m.children())]
     handles = [m.register_forward_hook(record) for m in leaves]
+    try:
+        flops = forward_flops(model, x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    params = sum(p.numel() for p in model.parameters())
+    return ModelCost(params, flops / batch_size, 4 * sum(outputs) // batch_size,
+                     4 * max(outputs, default=0) // batch_size)
+
+
+def forward_flops(model: nn.Module, x: torch.Tensor) -> float:
+    """FLOPs of one forward pass of model on x (the whole batch), counted by torch.utils.flop_counter's
+    FlopCounterMode: a multiply-add is 2 FLOPs, so a Linear(i, o) costs 2·i·o per row (biases, activations and
+    normalisation are not counted). The model is put in eval mode (BatchNorm takes a batch of one, dropout is the
+    identity). Works on the meta device, where nothing is allocated: torchvision's ResNet-152 costs no memory."""
+    from torch.utils.flop_counter import FlopCounterMode  # imports torch._dynamo (≈1.5 s): only when first needed
+
+    was_training = model.training
+    model.eval()
     counter = FlopCounterMode(display=False)
     if hasattr(counter, "mod_tracker"):
         counter.mod_tracker = _NoModuleTracking()
@@ -146,11 +162,8 @@ def _model_cost(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int,
         with torch.no_grad(), counter:
             model(x)
     finally:
-        for handle in handles:
-            handle.remove()
-    params = sum(p.numel() for p in model.parameters())
-    return ModelCost(params, counter.get_total_flops() / batch_size, 4 * sum(outputs) // batch_size,
-                     4 * max(outputs, default=0) // batch_size)
+        model.train(was_training)
+    return float(counter.get_total_flops())
 
 
 # ---- one run ---------------------------------------------------------------------------------------------------
@@ -202,8 +215,7 @@ def run_cost(config: DistillConfig, teacher_cached: bool | None = None) -> RunCo
     teacher_inference = 4 * teacher.params + 2 * teacher.largest_activation_bytes_per_sample * teacher_batch
     logits = 0 if config.augment else 4 * n * classes
     distilling = students + max(students_eval, teacher_inference) + logits
-    teaching = 0 if teacher_cached else (
-        16 * teacher.params + BACKWARD_FACTOR * teacher.activation_bytes_per_sample * config.teacher.batch_size)
+    teaching = 0 if teacher_cached else _teacher_training(config.teacher)[0]
     memory = data + max(distilling, teaching)  # the teacher's optimizer is gone before the students start
 
     # Work: both students train and are evaluated every epoch (and before the first); the teacher labels the
@@ -212,10 +224,34 @@ def run_cost(config: DistillConfig, teacher_cached: bool | None = None) -> RunCo
     work += 2 * student.flops_per_sample * (n_eval + config.probe_size) * (config.epochs + 1)
     work += teacher.flops_per_sample * (n * (config.epochs if config.augment else 1) + n_eval)
     if not teacher_cached:
-        t = config.teacher
-        work += teacher.flops_per_sample * (BACKWARD_FACTOR * t.epochs * facts.train + t.epochs * n_eval)
+        work += _teacher_training(config.teacher)[1]
     steps = config.epochs * math.ceil(n / config.batch_size)
     return RunCost(int(memory), float(work), int(steps), bool(teacher_cached))
+
+
+def _teacher_training(config: TeacherConfig) -> tuple[int, float]:
+    """(memory beyond the data, work) of training a teacher: 16 bytes a parameter (weights, gradients, AdamW's two
+    moments) and its activations ×3 at its batch size; its epochs over the training part, and an evaluation of the
+    validation and test parts after each."""
+    facts = dataset_facts(config.dataset)
+    teacher = model_cost(config.model, facts.input_shape, facts.num_classes)
+    memory = 16 * teacher.params + BACKWARD_FACTOR * teacher.activation_bytes_per_sample * config.batch_size
+    work = teacher.flops_per_sample * (BACKWARD_FACTOR * config.epochs * facts.train
+                                       + config.epochs * (facts.val + facts.test))
+    return int(memory), float(work)
+
+
+def teacher_cost(config: TeacherConfig, label_images: int = 0) -> RunCost:
+    """The cost of training one teacher on its own (an ensemble's further teachers), plus labelling label_images
+    images with it afterwards; steps are the teacher's optimizer steps."""
+    check_teacher_config(config)
+    facts = dataset_facts(config.dataset)
+    image_bytes = 4 * math.prod(facts.input_shape)
+    data = (facts.train + facts.val + facts.test) * (image_bytes + 8)
+    memory, work = _teacher_training(config)
+    work += model_cost(config.model, facts.input_shape, facts.num_classes).flops_per_sample * label_images
+    steps = config.epochs * math.ceil(facts.train / config.batch_size)
+    return RunCost(int(data + memory), work, int(steps), False)
 
 
 # ---- the budget ------------------------------------------------------------------------------------------------

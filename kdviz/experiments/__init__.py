@@ -59,14 +59,33 @@ def from_record(record: dict):
 
 
 def check_budget(config, budget, teacher_cached: bool | None = None) -> None:
-    """Every training the experiment does must fit the server's per-run budget, and so must their sum of work."""
-    from kdviz.core.budget import OverBudget, check_budget as check_one, format_flops
+    """Every training the experiment does must fit the server's per-run budget, and so must their sum of work.
+
+    The trainings are the module's budget_configs(config) (distillations: the first may have to train the base
+    teacher first, the others find it cached) and, if the module has budget_teachers(config), the further teachers
+    it trains itself: [(TeacherConfig, images each labels afterwards)], each counted unless it is cached already."""
+    from kdviz.core.budget import OverBudget, check_budget as check_one, format_flops, teacher_cost
+    from kdviz.core.teachers import is_cached
 
     module = experiment(name_of(config))
     module.check(config)
     total = 0.0
     for index, part in enumerate(module.budget_configs(config)):
         total += check_one(part, budget, teacher_cached if index == 0 else True).work_flops
+    seen = {config.distill.teacher}
+    for number, (teacher, label_images) in enumerate(getattr(module, "budget_teachers", lambda _: [])(config), 2):
+        if teacher in seen:
+            continue
+        seen.add(teacher)
+        cost = teacher_cost(teacher, label_images)
+        if is_cached(teacher, config.distill.device):
+            cost = dataclasses.replace(cost, memory_bytes=0, work_flops=0.0, steps=0)
+        exceeded = [limit for limit in budget.exceeded(cost) if limit != "work"]
+        if exceeded:
+            raise OverBudget(f"Teacher {number} of this experiment needs {cost.describe()} to train; this server "
+                             f"is over its {' and '.join(exceeded)} limit with it. What would fit: smaller or "
+                             "fewer teachers.", exceeded[0], cost, budget)
+        total += cost.work_flops
     if budget.max_work_flops is not None and total > budget.max_work_flops:
         cost = check_one(config.distill, dataclasses.replace(budget, max_work_flops=None), teacher_cached)
         raise OverBudget(f"This experiment needs {format_flops(total)} of training in all; this server allows "
