@@ -350,7 +350,7 @@ def make_parser() -> argparse.ArgumentParser:
         run.add_argument(flag, dest=field, type=kind, default=None, help=text)
     run.set_defaults(run=cmd_distill)
     experiment = commands.add_parser("experiment", help="why distillation works, as experiments: "
-                                                        "gradient-variance, missing-class, capacity")
+                                                        "gradient-variance, missing-class, capacity, ensemble, compression")
     names = experiment.add_subparsers(dest="name", required=True, parser_class=_Parser)
     from kdviz.experiments import EXPERIMENTS, experiment as experiment_module
 

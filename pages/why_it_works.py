@@ -11,8 +11,13 @@ st.markdown("The lecture gives three reasons why a small student learns better f
             "(stop it any time: what it measured is kept; a copied link shows it read-only), with the same numbers "
             "from `python -m kdviz experiment NAME`. The second reason, that soft labels carry how alike the classes "
             "are, is also the [image explorer's dark-knowledge heatmap](image_explorer).")
-gradients, missing, capacity = st.tabs(["Soft targets: less gradient noise", "A digit the student never sees",
-                                        "Student size and data"])
+TABS = {"gradient-variance": "Soft targets: less gradient noise", "missing-class": "A digit the student never sees",
+        "capacity": "Student size and data"}
+# A keyed tab bar tracks its state (a rerun no longer shows the first tab again) and is bound to the URL; a shared
+# link to an experiment's run opens that experiment's tab.
+linked = next((label for name, label in TABS.items() if st.query_params.get(name)), None)
+gradients, missing, capacity = st.tabs(list(TABS.values()), key="tab", on_change="rerun", bind="query-params",
+                                       default=linked)
 with gradients:
     st.markdown("**Claim:** soft targets give gradients with less variance between training cases, so a small "
                 "student trains more smoothly (Hinton et al. 2015). **Measured:** at the same student weights, the "

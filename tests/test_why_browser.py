@@ -38,7 +38,7 @@ def test_the_capacity_experiment_in_the_browser(browser, app_server, screenshot_
     page.set_default_timeout(90_000)
     try:
         page.goto(f"{app_server}/why_it_works")
-        run = page.locator(".st-key-why-run-capacity button")  # Streamlit's class for the widget's key
+        run = page.locator(".st-key-exp-run-capacity button")  # Streamlit's class for the widget's key
         run.wait_for(state="attached")
         page.get_by_role("tab", name="Student size and data").click()
         run.click()

@@ -37,7 +37,7 @@ def page(monkeypatch):
 def test_the_gradient_variance_experiment_runs_and_draws_its_chart_and_verdict(page):
     page.text_input(key="why.gv.epochs").set_value("0, 1").run()
     page.text_input(key="why.gv.temperatures").set_value("1, 8").run()
-    next(b for b in page.button if b.key == "why.run.gradient-variance").click().run()
+    next(b for b in page.button if b.key == "exp.run.gradient-variance").click().run()
     run_id = page.query_params["gradient-variance"]
     assert run_id
 
@@ -60,14 +60,14 @@ def test_bad_settings_get_a_message_and_nothing_runs(page, key, value, words):
     page.text_input(key=key).set_value(value).run()
     assert not page.exception
     assert any(words in e.value for e in page.error), [e.value for e in page.error]
-    assert next(b for b in page.button if b.key == "why.run.gradient-variance").disabled
+    assert next(b for b in page.button if b.key == "exp.run.gradient-variance").disabled
     assert ui.run_manager().list_runs() == []
 
 
 def test_earlier_runs_are_listed_and_reopened(page):
     page.text_input(key="why.gv.epochs").set_value("0").run()
     page.text_input(key="why.gv.temperatures").set_value("1").run()
-    button = lambda: next(b for b in page.button if b.key == "why.run.gradient-variance")  # noqa: E731
+    button = lambda: next(b for b in page.button if b.key == "exp.run.gradient-variance")  # noqa: E731
     button().click().run()
     first = page.query_params["gradient-variance"]
     wait_until(lambda: not ui.run_manager().get(first).live, 60, what="the first run")
@@ -76,7 +76,7 @@ def test_earlier_runs_are_listed_and_reopened(page):
     assert second != first
     wait_until(lambda: not ui.run_manager().get(second).live, 60, what="the second run")
     page.run()
-    next(b for b in page.button if b.key == f"why.open.{first}").click().run()
+    next(b for b in page.button if b.key == f"exp.open.{first}").click().run()
     assert page.query_params["gradient-variance"] == first and not page.exception
 
 
@@ -88,7 +88,7 @@ def test_the_capacity_experiment_draws_both_curves(page, monkeypatch):
                                widths=(4, 8), train_subsets=(50, 0))
     monkeypatch.setattr(capacity, "default_config", lambda: tiny)
     page.run()
-    next(b for b in page.button if b.key == "why.run.capacity").click().run()
+    next(b for b in page.button if b.key == "exp.run.capacity").click().run()
     run_id = page.query_params["capacity"]
     wait_until(lambda: not ui.run_manager().get(run_id).live, 120, what="the capacity run")
     page.run()
@@ -103,7 +103,7 @@ def test_bad_capacity_settings_get_a_message(page, key, value, words):
     page.text_input(key=key).set_value(value).run()
     assert not page.exception
     assert any(words in e.value for e in page.error), [e.value for e in page.error]
-    assert next(b for b in page.button if b.key == "why.run.capacity").disabled
+    assert next(b for b in page.button if b.key == "exp.run.capacity").disabled
 
 
 def test_the_missing_class_experiment_shows_its_bars_and_a_bias_slider(page, monkeypatch):
@@ -114,7 +114,7 @@ def test_the_missing_class_experiment_shows_its_bars_and_a_bias_slider(page, mon
         base.distill, teacher=TINY_TEACHER, student=ModelSpec("mlp", 8, 1), epochs=2, augment=0))
     monkeypatch.setattr(missing_class, "default_config", lambda: tiny)
     page.run()
-    next(b for b in page.button if b.key == "why.run.missing-class").click().run()
+    next(b for b in page.button if b.key == "exp.run.missing-class").click().run()
     run_id = page.query_params["missing-class"]
     wait_until(lambda: not ui.run_manager().get(run_id).live, 120, what="the missing-class run")
     page.run()
@@ -130,4 +130,4 @@ def test_a_missing_class_not_in_the_dataset_gets_a_message(page):
     page.number_input(key="why.mc.omitted").set_value(42).run()
     assert not page.exception
     assert any("42" in e.value for e in page.error), [e.value for e in page.error]
-    assert next(b for b in page.button if b.key == "why.run.missing-class").disabled
+    assert next(b for b in page.button if b.key == "exp.run.missing-class").disabled

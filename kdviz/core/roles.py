@@ -8,3 +8,6 @@ STUDENTS = ("hard", "kd")  # the two students of every distillation, in this ord
 STUDENT_ROLES = ("untrained", *STUDENTS)  # a page may also show the students' common starting point
 ROLE_NAMES = {"teacher": "teacher", "hard": "hard-label student", "kd": "KD student", "label": "hard label",
               "untrained": "untrained student"}
+# The ensembles and compression pages' further roles (kdviz.experiments.ensemble / compression).
+ROLE_NAMES |= {"ensemble": "ensemble of teachers", "best_teacher_kd": "KD student of the best teacher",
+               "ensemble_kd": "KD student of the ensemble", "kd_int8": "KD student, int8"}

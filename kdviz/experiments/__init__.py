@@ -19,6 +19,10 @@ EXPERIMENTS = {  # name → (module, one line for `python -m kdviz list` and the
                       "a digit the student never sees, learnt from the teacher's soft labels alone (Hinton §3)"),
     "capacity": ("kdviz.experiments.capacity",
                  "hard-label and KD students against student size and against transfer-set size"),
+    "ensemble": ("kdviz.experiments.ensemble",
+                 "an ensemble of N teachers distilled into one student, against the best single teacher's student"),
+    "compression": ("kdviz.experiments.compression",
+                    "what a smaller student saves: parameters, FLOPs, latency and energy per prediction"),
 }
 
 
@@ -64,28 +68,39 @@ def check_budget(config, budget, teacher_cached: bool | None = None) -> None:
     The trainings are the module's budget_configs(config) (distillations: the first may have to train the base
     teacher first, the others find it cached) and, if the module has budget_teachers(config), the further teachers
     it trains itself: [(TeacherConfig, images each labels afterwards)], each counted unless it is cached already."""
-    from kdviz.core.budget import OverBudget, check_budget as check_one, format_flops, teacher_cost
+    from kdviz.core.budget import (OverBudget, check_budget as check_one, dataset_facts, format_bytes, format_flops,
+                                   model_cost, teacher_cost)
     from kdviz.core.teachers import is_cached
 
     module = experiment(name_of(config))
     module.check(config)
-    total = 0.0
+    total, first = 0.0, None
     for index, part in enumerate(module.budget_configs(config)):
-        total += check_one(part, budget, teacher_cached if index == 0 else True).work_flops
-    seen = {config.distill.teacher}
-    for number, (teacher, label_images) in enumerate(getattr(module, "budget_teachers", lambda _: [])(config), 2):
+        cost = check_one(part, budget, teacher_cached if index == 0 else True)
+        first = first or cost
+        total += cost.work_flops
+    facts = dataset_facts(config.distill.dataset)
+    seen, held = {config.distill.teacher}, 0
+    for teacher, label_images in getattr(module, "budget_teachers", lambda _: [])(config):
         if teacher in seen:
             continue
         seen.add(teacher)
+        held += 4 * model_cost(teacher.model, facts.input_shape, facts.num_classes).params  # all held at once
         cost = teacher_cost(teacher, label_images)
         if is_cached(teacher, config.distill.device):
             cost = dataclasses.replace(cost, memory_bytes=0, work_flops=0.0, steps=0)
         exceeded = [limit for limit in budget.exceeded(cost) if limit != "work"]
         if exceeded:
-            raise OverBudget(f"Teacher {number} of this experiment needs {cost.describe()} to train; this server "
-                             f"is over its {' and '.join(exceeded)} limit with it. What would fit: smaller or "
-                             "fewer teachers.", exceeded[0], cost, budget)
+            raise OverBudget(f"The teacher with seed {teacher.seed} and width {teacher.model.width:,} needs "
+                             f"{cost.describe()} to train; that is over this server's {' and '.join(exceeded)} "
+                             "limit. What would fit: smaller or fewer teachers.", exceeded[0], cost, budget)
         total += cost.work_flops
+    if held and first is not None and budget.max_memory_bytes is not None \
+            and first.memory_bytes + held > budget.max_memory_bytes:
+        cost = dataclasses.replace(first, memory_bytes=first.memory_bytes + held)
+        raise OverBudget(f"Distilling from all {len(seen)} teachers at once needs ≈{format_bytes(cost.memory_bytes)} "
+                         f"of memory; this server allows {format_bytes(budget.max_memory_bytes)} per run. What would "
+                         "fit: smaller or fewer teachers.", "memory", cost, budget)
     if budget.max_work_flops is not None and total > budget.max_work_flops:
         cost = check_one(config.distill, dataclasses.replace(budget, max_work_flops=None), teacher_cached)
         raise OverBudget(f"This experiment needs {format_flops(total)} of training in all; this server allows "

@@ -12,6 +12,10 @@ COLORS = {
     "kd": "#009E73",        # green: the KD student
     "label": "#555555",     # grey: the one-hot hard label
     "untrained": "#CC79A7", # purple: a student before training
+    "ensemble": "#56B4E9",  # sky blue: an ensemble of teachers
+    "best_teacher_kd": "#009E73",  # green, as the KD student: distilled from the best single teacher
+    "ensemble_kd": "#D55E00",  # vermillion: distilled from the ensemble
+    "kd_int8": "#555555",   # grey: the KD student quantised to int8
 }
 
 
@@ -48,7 +52,8 @@ import numpy as np  # noqa: E402
 
 CLASS_COLORS = ("#332288", "#CC6677", "#117733", "#AA4499", "#44AA99", "#882255", "#999933", "#88CCEE",
                 "#DDCC77", "#555555")  # Paul Tol's "muted" scheme: one line per class on the curves over T
-DIRECTION_COLORS = {"up": "#56B4E9", "down": "#D55E00"}  # Okabe–Ito sky blue / vermillion: no role uses them
+DIRECTION_COLORS = {"up": "#56B4E9", "down": "#D55E00"}  # Okabe–Ito sky blue / vermillion: the soft-labels page
+# only (the ensembles page gives these hues to its roles; no chart shows both)
 MARK_COLORS = {"current": "#C0392B", "one": "#6B7280"}  # the current temperature, and T = 1
 TEMPERATURE_TICKS = [0.1, 0.3, 1, 3, 10, 30, 100]
 LOG_FLOOR = 1e-12  # log-scale bars: probabilities below this are not drawn (the axis would span 300 decades)

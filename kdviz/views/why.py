@@ -8,23 +8,6 @@ from kdviz.views.charts import CLASS_COLORS, COLORS, fast_figure, title_block, t
 LEGEND_BELOW = {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.18, "yanchor": "top"}
 
 
-def measured_points(events: list[dict]) -> list[dict]:
-    """The points an experiment run has measured so far (its Measured events), in order."""
-    return [event["point"] for event in events if event.get("event") == "Measured"]
-
-
-def experiment_progress(events: list[dict]) -> tuple[float, str]:
-    """(fraction, words) of an experiment run: its teacher phase, then its measured points."""
-    measured = [e for e in events if e.get("event") == "Measured"]
-    if measured:
-        last = measured[-1]
-        return last["done"] / max(last["total"], 1), f"{last['done']} of {last['total']} points measured"
-    teacher = [e for e in events if e.get("phase") == "teacher" and e.get("event") == "StepLosses"]
-    if teacher and not any(e.get("phase") != "teacher" for e in events):
-        return 0.0, "training the teacher (once; then cached)"
-    return 0.0, "training the first student"
-
-
 def gradient_variance_chart(points: list[dict], lecture: bool = False) -> go.Figure:
     """Relative variance of mini-batch gradients against T (both log axes): per measured epoch, the soft term's
     curve (solid) and the hard loss's level (dashed: it does not depend on T)."""
