@@ -68,6 +68,10 @@ from kdviz.ui.explorer import (  # noqa: F401
     explorer_upload,
     explorer_upload_preview,
 )
-from kdviz.ui.why import (  # noqa: F401
+from kdviz.ui import why, ensembles, compression  # noqa: F401,E402 — each registers its experiments' forms
+from kdviz.ui.experiments import (  # noqa: F401
+    experiment_tab,
     experiment_tab as why_experiment,
 )
+from kdviz.ui.ensembles import worked_example as ensemble_example  # noqa: F401
+from kdviz.ui.compression import case_study as compression_case_study  # noqa: F401
