@@ -23,9 +23,9 @@ PAGES = [
              "Run teacher → student in front of the class: hard-label vs KD student, live.", True),
     PagePlan("pages/why_it_works.py", "Why it works", ":material/lightbulb:",
              "Gradient variance, the missing-class experiment, student size.", True),
-    PagePlan("pages/ensembles.py", "Ensembles", ":material/groups:", "Distil many teachers into one student.", False),
+    PagePlan("pages/ensembles.py", "Ensembles", ":material/groups:", "Distil many teachers into one student.", True),
     PagePlan("pages/compression.py", "Compression & energy", ":material/bolt:",
-             "Parameters, size, latency and the energy a smaller student saves.", False),
+             "Parameters, size, latency and the energy a smaller student saves.", True),
 ]
 
 
