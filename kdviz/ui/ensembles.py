@@ -74,17 +74,14 @@ def ensemble_results(run, points, summary, lecture) -> None:
         result = module.report(experiments.from_record(run.config), [{"seed": summary.get("seed"), **summary}])
         wins = result["summary"].get("ensemble_beats_single_val", 0)
         (st.success if wins else st.warning)(result["verdict"], icon=":material/rule:")
-    left, right = st.columns(2)
-    with left:
-        st.markdown("**Teachers** (the best is chosen on validation)")
-        st.dataframe(views.teacher_rows(shown), hide_index=True,
-                     column_config={k: st.column_config.NumberColumn(format="%.2f")
-                                    for k in ("validation %", "test %")})
-    with right:
-        st.markdown("**What one prediction costs**")
-        st.dataframe(views.cost_rows(shown), hide_index=True,
-                     column_config={"FLOPs per prediction": st.column_config.NumberColumn(format="%.3g"),
-                                    "× the student": st.column_config.NumberColumn(format="%.1f×")})
+    st.markdown("**Teachers** (the best is chosen on validation)")
+    st.dataframe(views.teacher_rows(shown), hide_index=True,
+                 column_config={k: st.column_config.NumberColumn(format="%.2f") for k in ("validation %", "test %")})
+    st.markdown("**What one prediction costs**")
+    st.dataframe(views.cost_rows(shown), hide_index=True,
+                 column_config={"parameters": st.column_config.NumberColumn(format="localized"),
+                                "FLOPs per prediction": st.column_config.NumberColumn(format="%.3g"),
+                                "× student": st.column_config.NumberColumn(format="%.1f×")})
     students = views.student_rows(shown)
     if students:
         st.markdown("**The students** (same initial weights, same batches; only the targets differ)")

@@ -8,10 +8,10 @@ from kdviz.core.budget import format_bytes, format_flops
 from kdviz.core.roles import ROLE_NAMES
 from kdviz.views.charts import COLORS, fast_figure, title_block, top_margin
 
-# (row key, chart title, axis title, scale to the shown unit); each is "less is better" but throughput
-METRICS = (("params", "Parameters", "parameters", 1.0),
-           ("flops_per_image", "Compute per prediction", "FLOPs per image", 1.0),
-           ("latency_ms_batch1", "Latency, one image at a time", "ms per batch of 1", 1.0),
+# (row key, chart title, axis title, scale to the axis's unit): less is better in each
+METRICS = (("size_bytes", "Size in memory", "MB", 1 / 2**20),
+           ("flops_per_image", "Compute per prediction", "MFLOP per image", 1e-6),
+           ("latency_ms_batch1", "Latency, one image at a time", "ms per image (batch of 1)", 1.0),
            ("energy_j_per_million", "Energy per million predictions", "joules per 10⁶ predictions", 1.0))
 
 
@@ -19,28 +19,33 @@ def name_of(row: dict) -> str:
     return ROLE_NAMES.get(row.get("role"), row.get("name", "?"))
 
 
+def _short(value: float) -> str:
+    """3 significant digits without an exponent: 2400, 9.14, 0.208."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def metric_charts(models: list[dict], lecture: bool = False) -> list[go.Figure]:
-    """One bar chart per metric (log scale: the teacher can be 10-100× the student), the ratio to the teacher
-    written on each bar."""
+    """One bar chart per metric on a linear axis from zero (the ratios are a few ×, and a bar's length should be
+    its value), each bar labelled with its value and how many times less than the teacher's it is."""
     teacher = next((m for m in models if m.get("role") == "teacher"), None)
     figures = []
-    for key, title, axis, _ in METRICS:
+    for key, title, axis, scale in METRICS:
         rows = [m for m in models if isinstance(m.get(key), (int, float)) and m[key] > 0]
         if not rows:
             continue
         texts = []
         for m in rows:
             ratio = teacher[key] / m[key] if teacher and teacher.get(key) else None
-            shown = format_flops(m[key]).replace(" FLOP", "") if key == "flops_per_image" else f"{m[key]:.3g}"
-            texts.append(shown + ("" if m is teacher or ratio is None else f"<br>{ratio:.1f}× less"))
-        data = [{"type": "bar", "x": [name_of(m) for m in rows], "y": [m[key] for m in rows], "showlegend": False,
-                 "marker": {"color": [COLORS.get(m.get("role"), COLORS["label"]) for m in rows]},
+            texts.append(_short(m[key] * scale) + ("" if m is teacher or ratio is None else f"<br>{ratio:.1f}× less"))
+        data = [{"type": "bar", "x": [name_of(m) for m in rows], "y": [m[key] * scale for m in rows],
+                 "showlegend": False, "marker": {"color": [COLORS.get(m.get("role"), COLORS["label"]) for m in rows]},
                  "text": texts, "textposition": "outside", "cliponaxis": False}]
         if key == "energy_j_per_million":
             measured = all(m.get("energy_measured") for m in rows)
             title = f"{title} ({'measured' if measured else 'estimated'})"
+        top = max(m[key] * scale for m in rows)
         layout = {"title": title_block(title, lecture), "margin": top_margin(lecture, bottom=20),
-                  "yaxis": {"title": {"text": axis + " (log)"}, "type": "log"},
+                  "yaxis": {"title": {"text": axis}, "range": [0, 1.25 * top]},
                   "xaxis": {"tickangle": 0 if len(rows) <= 3 else -20}}
         figures.append(fast_figure(data, layout, lecture, height=520 if lecture else 420))
     return figures
@@ -83,7 +88,7 @@ def case_rows(case_study: list[dict], lecture_numbers: dict | None) -> list[dict
         rows.append({
             "model": row["name"], "parameters": row["params"], "GFLOPs at 224×224": row["gflops_224"],
             "torchvision's GMACs": row.get("torchvision_gmacs"),
-            f"ImageNet top-1, torchvision {row.get('weights', '')} (%)": row.get("imagenet_top1"),
+            "top-1 %, torchvision's weights": row.get("imagenet_top1"),
             "lecture, hard labels (%)": _quoted(quoted.get("teacher_top1" if is_teacher else "student_hard_top1")),
             "lecture, distilled (%)": "" if is_teacher else _quoted(quoted.get("student_kd_top1"))})
     return rows

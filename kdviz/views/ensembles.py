@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 
 from kdviz.core import kd
 from kdviz.core.roles import ROLE_NAMES
-from kdviz.views.charts import CLASS_COLORS, COLORS, fast_figure, title_block, top_margin
+from kdviz.views.charts import CLASS_COLORS, COLORS, LEGEND_BELOW, fast_figure, title_block, top_margin
 
 # The lecture's four classes; teacher A is the lecture's teacher, B and C two more that disagree with it a little.
 EXAMPLE_CLASSES = ("dog", "cat", "car", "ship")
@@ -99,11 +99,11 @@ def example_chart(example: dict, classes=EXAMPLE_CLASSES, lecture: bool = False)
         p = example["targets"][mode]
         data.append({"type": "bar", "name": COMBINE_NAMES[mode], "x": list(classes), "y": list(p),
                      "marker": {"color": color, "line": {"color": "#1F2937", "width": 1.5}},
-                     "text": [f"{v:.2f}" for v in p], "textposition": "outside"})
+                     "hovertemplate": "%{y:.3f}"})
     layout = {"title": title_block(f"Three teachers combined at T = {example['temperature']:g}", lecture),
-              "margin": top_margin(lecture), "barmode": "group",
-              "yaxis": {"title": {"text": "probability"}, "range": [0, 1.12]}}
-    return fast_figure(data, layout, lecture, height=520 if lecture else 440)
+              "margin": top_margin(lecture, bottom=40), "barmode": "group", "legend": LEGEND_BELOW,
+              "yaxis": {"title": {"text": "probability"}, "range": [0, 1.02]}}
+    return fast_figure(data, layout, lecture, height=560 if lecture else 480)
 
 
 # ---- an ensemble run --------------------------------------------------------------------------------------------
@@ -154,7 +154,7 @@ def cost_rows(summary: dict) -> list[dict]:
                      "FLOPs per prediction": student["flops_per_image"]})
     if rows and student:
         for row in rows:
-            row["× the student"] = row["parameters"] / student["params"]
+            row["× student"] = row["parameters"] / student["params"]
     return rows
 
 
@@ -163,7 +163,7 @@ def teacher_rows(summary: dict) -> list[dict]:
     best = summary.get("best_teacher")
     return [{"teacher": t["index"] + 1, "seed": t["seed"], "width": t["width"], "parameters": t["params"],
              "validation %": 100 * t["val_accuracy"], "test %": 100 * t["accuracy"],
-             "best on validation": t["index"] == best} for t in summary.get("teachers") or []]
+             "best (val.)": t["index"] == best} for t in summary.get("teachers") or []]
 
 
 def student_rows(summary: dict) -> list[dict]:

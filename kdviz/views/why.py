@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from kdviz.views.charts import CLASS_COLORS, COLORS, fast_figure, title_block, top_margin
+from kdviz.views.charts import CLASS_COLORS, COLORS, LEGEND_BELOW, fast_figure, title_block, top_margin
 
-LEGEND_BELOW = {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.18, "yanchor": "top"}
 
 
 def gradient_variance_chart(points: list[dict], lecture: bool = False) -> go.Figure:
