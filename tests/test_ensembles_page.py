@@ -49,6 +49,12 @@ def test_too_few_or_too_many_teachers_get_a_message_and_nothing_runs(page, teach
     assert run_button(page).disabled and ui.run_manager().list_runs() == []
 
 
+def test_the_lecture_setting_is_offered_with_its_teachers(page):
+    page.radio(key="ens.base").set_value("lecture").run()
+    assert not page.exception and not page.error and not run_button(page).disabled
+    assert any("≈100 s" in r for r in page.radio(key="ens.base").options)
+
+
 def test_bad_teacher_widths_get_a_message(page):
     page.text_input(key="ens.widths").set_value("64, wide").run()
     assert any("not an integer" in e.value for e in page.error) and run_button(page).disabled

@@ -45,7 +45,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from kdviz.core.engine import DistillConfig, Diverged, Finished, Notice, StopCheck, check_config, distill
+from kdviz.core.engine import DistillConfig, Diverged, EpochEnd, Finished, Notice, StopCheck, check_config, distill
 from kdviz.core.roles import ROLE_NAMES
 from kdviz.experiments.events import Measured
 
@@ -322,7 +322,7 @@ def run(config: CompressionConfig, teacher: nn.Module, should_stop: StopCheck | 
         for event in distill(config.distill, teacher, should_stop):
             if isinstance(event, Finished):
                 trained = event
-            elif isinstance(event, (Notice, Diverged)):
+            elif isinstance(event, (Notice, Diverged, EpochEnd)):  # EpochEnd: progress while training
                 yield event
         if trained is None or trained.status != "completed":
             yield finished(trained.status if trained is not None else "cancelled")

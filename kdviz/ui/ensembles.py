@@ -41,10 +41,21 @@ def worked_example(lecture: bool) -> None:
                "mean of the teachers' probabilities, which punishes a class any one teacher rules out.")
 
 
+BASES = {"quick": "digits 8×8, mlp 256×2 teachers (seconds)",
+         "lecture": "the lecture preset: mnist5k, 1200×2 teachers (≈100 s the first time, then ≈30 s)"}
+
+
 def ensemble_form(module):
     from kdviz.views.ensembles import COMBINE_NAMES
 
+    from kdviz.core.presets import get_preset
+
     base = module.default_config()
+    setting = st.radio("Teachers and students", BASES, key="ens.base", horizontal=True, format_func=BASES.get,
+                       help="Both use the preset's teacher and student settings; more teachers are the same "
+                            "teacher with other seeds.")
+    if setting == "lecture":
+        base = dataclasses.replace(base, distill=get_preset("lecture"))
     left, middle, right = st.columns(3)
     n = left.number_input(f"Teachers ({module.MIN_TEACHERS} to {module.MAX_TEACHERS})", 0, 20, base.n_teachers,
                           key="ens.n", help="Teacher i trains with the base teacher's seed + i; each is cached, so "

@@ -7,7 +7,10 @@ import plotly.graph_objects as go
 
 from kdviz.core import kd
 from kdviz.core.roles import ROLE_NAMES
-from kdviz.views.charts import CLASS_COLORS, COLORS, LEGEND_BELOW, fast_figure, title_block, top_margin
+from kdviz.views.charts import CLASS_COLORS, COLORS, fast_figure, title_block, top_margin
+
+# the legend in the figure's bottom band, under the class names (the margin leaves it room on a phone)
+BOTTOM_LEGEND = {"orientation": "h", "x": 0, "xanchor": "left", "y": 0, "yanchor": "bottom", "yref": "container"}
 
 # The lecture's four classes; teacher A is the lecture's teacher, B and C two more that disagree with it a little.
 EXAMPLE_CLASSES = ("dog", "cat", "car", "ship")
@@ -101,9 +104,9 @@ def example_chart(example: dict, classes=EXAMPLE_CLASSES, lecture: bool = False)
                      "marker": {"color": color, "line": {"color": "#1F2937", "width": 1.5}},
                      "hovertemplate": "%{y:.3f}"})
     layout = {"title": title_block(f"Three teachers combined at T = {example['temperature']:g}", lecture),
-              "margin": top_margin(lecture, bottom=40), "barmode": "group", "legend": LEGEND_BELOW,
-              "yaxis": {"title": {"text": "probability"}, "range": [0, 1.02]}}
-    return fast_figure(data, layout, lecture, height=560 if lecture else 480)
+              "margin": top_margin(lecture, bottom=130 if lecture else 110), "barmode": "group",
+              "legend": BOTTOM_LEGEND, "yaxis": {"title": {"text": "probability"}, "range": [0, 1.02]}}
+    return fast_figure(data, layout, lecture, height=620 if lecture else 540)
 
 
 # ---- an ensemble run --------------------------------------------------------------------------------------------
@@ -113,17 +116,19 @@ def accuracy_chart(summary: dict, lecture: bool = False) -> go.Figure:
     best teacher (chosen on validation) is marked."""
     teachers = summary.get("teachers") or []
     best = summary.get("best_teacher")
-    names = [f"teacher {t['index'] + 1}" + (" (best on val.)" if t["index"] == best else "") for t in teachers]
+    short = len(teachers) > 5  # up to 15 bars: "T3" keeps the labels horizontal and readable on a projector
+    names = [(f"T{t['index'] + 1}" if short else f"teacher {t['index'] + 1}") + ("<br>(best val.)" if t["index"] == best
+                                                                                else "") for t in teachers]
     values = [100 * t["accuracy"] for t in teachers]
     colors = [COLORS["teacher"]] * len(teachers)
     if summary.get("ensemble"):
         names.append("ensemble")
         values.append(100 * summary["ensemble"]["accuracy"])
         colors.append(COLORS["ensemble"])
-    for role in STUDENT_ROLES:
+    for role, label in (("hard", "hard<br>labels"), ("best_teacher_kd", "KD from<br>best teacher"),
+                        ("ensemble_kd", "KD from<br>ensemble")):
         if summary.get(role):
-            names.append(ROLE_NAMES[role].replace("KD student of the ", "KD from ").replace("hard-label student",
-                                                                                            "hard labels"))
+            names.append(label)
             values.append(100 * summary[role]["accuracy"])
             colors.append(COLORS[role])
     low = min(values, default=0)
@@ -132,7 +137,7 @@ def accuracy_chart(summary: dict, lecture: bool = False) -> go.Figure:
     layout = {"title": title_block("Test accuracy: teachers, their ensemble, one student three ways", lecture),
               "margin": top_margin(lecture, bottom=20),
               "yaxis": {"title": {"text": "test accuracy (%)"}, "range": [max(0, low - 8), 101]},
-              "xaxis": {"tickangle": -30}}
+              "xaxis": {"tickangle": 0}}
     return fast_figure(data, layout, lecture, height=600 if lecture else 500)
 
 

@@ -16,4 +16,7 @@ def experiment_progress(events: list[dict]) -> tuple[float, str]:
     teacher = [e for e in events if e.get("phase") == "teacher" and e.get("event") == "StepLosses"]
     if teacher and not any(e.get("phase") != "teacher" for e in events):
         return 0.0, "training the teacher (once; then cached)"
+    epochs = [e for e in events if e.get("phase") == "experiment" and e.get("event") == "EpochEnd"]
+    if epochs:
+        return 0.0, f"training the students: epoch {epochs[-1]['epoch']}"
     return 0.0, "training the first student"
