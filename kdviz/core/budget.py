@@ -20,6 +20,9 @@ of KDVIZ_HOME/server.toml under the same name in lower case without KDVIZ_, else
     KDVIZ_MAX_RUNS_PER_ADDRESS max_runs_per_address 24       live runs of one network address (several browsers)
     KDVIZ_MAX_QUEUED           max_queued           64       runs waiting on the whole server
     KDVIZ_PAUSED_TIMEOUT_S     paused_timeout_s     600      seconds a paused run may wait before it is cancelled
+    KDVIZ_EXECUTOR             executor             threads  "threads" (in this process) or "ray" (Ray tasks)
+    KDVIZ_RAY_ADDRESS          ray_address          ""       with executor "ray": ray.init's address ("auto",
+                                                             "ray://head:10001"); "" starts a local Ray
 
 For example, server.toml:
 
@@ -407,6 +410,8 @@ class ServerSettings:
     max_live_per_address: int = 24
     max_queued: int = 64
     paused_timeout_s: float = 600.0
+    executor: str = "threads"  # or "ray": each run is a Ray task (kdviz.runs.executors)
+    ray_address: str = ""  # ray.init's address: "auto", "ray://head:10001", ... ("" or "local": start a local Ray)
 
 
 # name (lower case, as in server.toml) → (kind, default). Kinds: limits may be "none"/0; counts are integers ≥ 1.
@@ -420,6 +425,8 @@ SETTINGS: dict[str, tuple[str, object]] = {
     "max_runs_per_address": ("count", 24),
     "max_queued": ("count", 64),
     "paused_timeout_s": ("seconds", 600),
+    "executor": ("executor", "threads"),
+    "ray_address": ("text", ""),
 }
 
 
@@ -449,7 +456,7 @@ def server_settings() -> ServerSettings:
                     values["max_run_seconds"])
     return ServerSettings(budget, int(values["workers"]), int(values["max_runs_per_browser"]),
                           int(values["max_runs_per_address"]), int(values["max_queued"]),
-                          float(values["paused_timeout_s"]))
+                          float(values["paused_timeout_s"]), values["executor"], values["ray_address"])
 
 
 def _read_settings_file(path: Path) -> dict:
@@ -471,6 +478,14 @@ def _read_settings_file(path: Path) -> dict:
 
 def _parse(raw, kind: str, where: str) -> float | int | None:
     """A setting's value from an environment string or a TOML value; ValueError naming where and the value."""
+    if kind == "text":
+        if not isinstance(raw, str):
+            raise ValueError(f"{where} must be a string, got {raw!r}")
+        return raw.strip()
+    if kind == "executor":
+        if raw not in ("threads", "ray"):
+            raise ValueError(f'{where} must be "threads" or "ray", got {raw!r}')
+        return raw
     limit = kind in ("limit", "integer limit")
     if limit and isinstance(raw, str) and raw.strip().lower() == "none":
         return None

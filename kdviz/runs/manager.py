@@ -65,6 +65,7 @@ class Run:
         self.resumed_at: float | None = None
         self.deleted = False
         self.write_lock = threading.Lock()
+        self.placement: dict | None = None  # where a Ray executor runs it: {"node", "pid"}
 
     @property
     def experiment(self) -> str | None:
@@ -113,12 +114,14 @@ class RunManager:
     keyword overrides replace single fields (tests: workers=2, max_live_per_browser=2, budget=UNLIMITED, ...).
     """
 
-    def __init__(self, store=None, settings=None, max_paused: int = 4, **overrides):
+    def __init__(self, store=None, settings=None, max_paused: int = 4, executor=None, **overrides):
         from kdviz.core.budget import server_settings
+        from kdviz.runs.executors import make_executor
         from kdviz.runs.store import RunStore
 
         self.store = store or RunStore()
         self.settings = dataclasses.replace(settings or server_settings(), **overrides)
+        self.executor = executor if executor is not None else make_executor(self.settings)
         self.max_paused = max_paused
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
@@ -427,10 +430,9 @@ class RunManager:
         self._save_status(run)
 
     def _life(self, run: Run):
-        """The run's whole life as a generator that yields its phase after each event it records."""
+        """The run's whole life as a generator that yields its phase after each event it records: the teacher's
+        events, then the distillation's or the experiment's, from the executor (threads here, or Ray tasks)."""
         from kdviz import experiments
-        from kdviz.core.engine import distill
-        from kdviz.core.teachers import prepare_teacher
 
         config, limit = run.config_object, self.settings.budget.max_seconds
         name = experiments.name_of(config)
@@ -442,21 +444,17 @@ class RunManager:
                 run.cancel_requested.set()
             return run.cancel_requested.is_set()
 
-        base = config.distill if name else config
-        teacher = yield from self._phase(run, "teacher", prepare_teacher(base.teacher, base.device, should_stop))
+        pairs = self.executor.events(run, config, should_stop)
+        teacher = yield from self._phase(run, "teacher", _one_phase(pairs))
         if teacher is None:
             return
-        if name:  # an experiment: its own stream, ending with its results as the summary
-            stream = experiments.experiment(name).run(config, teacher.models["teacher"], should_stop)
-            finished = yield from self._phase(run, "experiment", stream)
-            if finished is not None:
-                self._finish(run, "completed", "", finished)
+        main = "experiment" if name else "distill"
+        finished = yield from self._phase(run, main, _one_phase(pairs))
+        if finished is None:
             return
-        students = yield from self._phase(run, "distill", distill(config, teacher.models["teacher"], should_stop))
-        if students is None:
-            return
-        self._save_students(run, students)
-        self._finish(run, "completed", "", students)
+        if not name:  # an experiment's results are its summary; a distillation also keeps its students' weights
+            self._save_students(run, finished)
+        self._finish(run, "completed", "", finished)
 
     def _phase(self, run: Run, phase: str, events):
         """Record one event stream, yielding after each event; return its Finished event if it completed, else
@@ -543,6 +541,16 @@ class RunManager:
         run.config_object, run.stream = None, None  # free the models the generator held
 
 
+def _one_phase(pairs):
+    """The events of the next phase of an executor's (phase, event) pairs: up to and including its Finished."""
+    from kdviz.core.engine import Finished
+
+    for _, event in pairs:
+        yield event
+        if isinstance(event, Finished):
+            return
+
+
 def _warm_up_costs() -> None:
     """The first FLOP count imports torch's compiler stack (~3 s): do it now, not in the first form's rerun."""
     from kdviz.core.budget import model_cost
@@ -560,6 +568,10 @@ def _cap_message(who: str, current: int, asked: int, limit: int, scope: str) -> 
 def _explain(error: Exception) -> str:
     """One sentence for the user about a run that failed."""
     name = type(error).__name__
+    if type(error).__module__.startswith("ray.") and ("Worker" in name or "NodeDied" in name or
+                                                      "Crashed" in str(error) or "died" in str(error)):
+        return (f"the Ray worker running it stopped ({name}): its node may have run out of memory or left the "
+                "cluster; what it measured is kept")
     if "OutOfMemory" in name:
         return "the GPU ran out of memory: lower the batch size, use a smaller model, or run on the CPU"
     if isinstance(error, ValueError):
