@@ -35,5 +35,6 @@ st.subheader("This machine")
 from kdviz.core.engine import available_devices, resolve_device  # noqa: E402  torch: after the text above is shown
 from kdviz.core.presets import DEFAULT_TEACHER  # noqa: E402
 
-st.markdown(f"**Device:** `{resolve_device('auto')}` (available here: {', '.join(available_devices())})")
+st.markdown(f"**Device:** `{resolve_device('auto')}` (available here: {', '.join(available_devices())}) · **runs "
+            f"execute on** {ui.run_manager().executor.describe()}")
 ui.teacher_progress(DEFAULT_TEACHER, waiting=False)  # starts the default teacher's training on a fresh server
