@@ -38,12 +38,12 @@ def seed_summary(runs: list[dict], n_test: int, n_val: int, roles: tuple[str, ..
         if set(roles) != set(STUDENTS):
             continue
         out[f"kd_{split}wins"] = sum(k < h for h, k in zip(errors["hard"], errors["kd"]))
+        out[f"{split}relative_error_reduction"] = _reduction(out[f"hard_{split}errors_mean"],
+                                                             out[f"kd_{split}errors_mean"])
     for role in roles:  # fidelity to the teacher (test set; runs from before it was measured lack it)
         for key in ("agreement", "kl_to_teacher"):
             if all(run[role].get(key) is not None for run in runs):
                 out[f"{role}_{key}_mean"], out[f"{role}_{key}_std"] = mean_std([run[role][key] for run in runs])
-        out[f"{split}relative_error_reduction"] = _reduction(out[f"hard_{split}errors_mean"],
-                                                             out[f"kd_{split}errors_mean"])
     return out
 
 
