@@ -1,4 +1,4 @@
-"""Staged sweep for a preset ("lecture" or "quick"), ranked on validation, with a hard-label baseline tuned as fairly.
+"""Staged sweep for a preset ("lecture", "quick" or "fashion"), ranked on validation, with a baseline tuned as fairly.
 
 Choose on validation, report on test:
 1. experiment: where does KD help? Student width × training images (× epochs) at T = 20, α = 1, ranked by how many
@@ -13,7 +13,11 @@ Choose on validation, report on test:
 
 Every run goes through kdviz's engine (same init, same batches for both students). Accuracy curves (validation and test
 at every epoch) are cached on disk, so re-running the script recomputes nothing. `--jobs 2` runs two single-thread
-processes side by side. bench/SWEEP_LECTURE.md and bench/SWEEP_QUICK.md are the write-ups.
+processes side by side. bench/SWEEP_LECTURE.md, bench/SWEEP_QUICK.md and bench/SWEEP_FASHION.md are the write-ups.
+
+`--preset fashion` is the same protocol on a grid cut to a CPU budget (a CNN teacher; CNN students on a few thousand
+images, then MLP students on 6000 or all 54000; at most 15 epochs; 2 seeds; fashion_stages below): SWEEP_FASHION.md
+says what it did not sweep.
 """
 from __future__ import annotations
 
@@ -53,9 +57,10 @@ class Setting:
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
     dropout: float = 0.0
+    arch: str = "mlp"  # the student's architecture (kdviz.core.models); "cnn": width channels, depth conv blocks
 
     def config(self, preset: "Preset", seed: int) -> DistillConfig:
-        return DistillConfig(preset.teacher, ModelSpec("mlp", self.width, self.depth, self.dropout),
+        return DistillConfig(preset.teacher, ModelSpec(self.arch, self.width, self.depth, self.dropout),
                              temperature=self.temperature, alpha=self.alpha, epochs=self.epochs,
                              batch_size=self.batch_size, learning_rate=self.learning_rate,
                              weight_decay=self.weight_decay, augment=self.augment, train_subset=self.train_subset,
@@ -67,7 +72,7 @@ class Setting:
     def describe(self, preset: "Preset", role: str = "kd") -> str:
         n = self.n_train(preset)
         data = f"all {n}" if n == preset.train_images else str(n)
-        text = f"mlp {self.width}x{self.depth}, n={data}"
+        text = f"{self.arch} {self.width}x{self.depth}, n={data}"
         if role == "kd":
             text += f", T={self.temperature:g}, α={self.alpha:g}"
         text += f", {self.epochs} ep"
@@ -89,7 +94,10 @@ class Setting:
         """Seconds for one seed on one thread, from the multiply-accumulates of the students' forward and backward
         passes (3 passes) on the training images, their validation and test evaluation every epoch and the teacher's
         forward passes (once when unaugmented, on every batch when augmented; never for a baseline alone), plus a
-        fixed cost per optimiser step (Python and framework overhead; it dominates for small nets on 8×8 images)."""
+        fixed cost per optimiser step (Python and framework overhead; it dominates for small nets on 8×8 images).
+        A preset with its own time_model (CNN students) estimates with it instead."""
+        if preset.time_model is not None:
+            return preset.time_model(self, preset, roles)
         student = preset.mlp_params(self.width, self.depth)
         teacher = preset.mlp_params(preset.teacher.model.width, preset.teacher.model.depth) if "kd" in roles else 0
         n = self.n_train(preset)
@@ -105,6 +113,8 @@ class Setting:
         The hard-label student does not depend on T or α (the engine's test_the_hard_label_student_alone_is_the_twin
         holds it to that), so its curves are shared by every temperature and α, and by the baseline alone."""
         fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "epochs"}
+        if fields["arch"] == "mlp":  # the key MLP curves had before arch existed: cached sweeps stay valid
+            del fields["arch"]
         if role == "hard":
             fields = {k: v for k, v in fields.items() if k not in ("temperature", "alpha")}
         return json.dumps({"role": role, **fields, **extra}, sort_keys=True)
@@ -357,14 +367,28 @@ class Preset:
     epoch_counts: tuple[int, ...]
     learning_rates: tuple[float, ...]
     extra: dict = field(default_factory=dict)
+    # (setting, preset, roles) → estimated seconds a seed; None: the MLP model of Setting.estimated_seconds
+    time_model: Callable[[Setting, "Preset", tuple[str, ...]], float] | None = None
 
     def mlp_params(self, width: int, depth: int) -> int:
         return (self.inputs * width + width + (depth - 1) * (width * width + width) + width * self.classes
                 + self.classes)
 
+    def params(self, spec: ModelSpec) -> int:
+        if spec.arch == "mlp":
+            return self.mlp_params(spec.width, spec.depth)
+        from kdviz.core.budget import model_cost
+
+        return model_cost(spec, self.input_shape, self.classes).params
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        side = math.isqrt(self.inputs)  # the presets' images are square and grey
+        return (1, side, side)
+
     def is_smaller_than_teacher(self, setting: Setting) -> bool:
-        return (self.mlp_params(setting.width, setting.depth)
-                < self.mlp_params(self.teacher.model.width, self.teacher.model.depth))
+        return (self.params(ModelSpec(setting.arch, setting.width, setting.depth))
+                < self.params(self.teacher.model))
 
     @property
     def cache_name(self) -> str:
@@ -393,7 +417,75 @@ QUICK = Preset(
     seconds_per_mac=3.6e-11, seconds_per_step=1.0e-3, usual_batch_size=64, usual_learning_rate=3e-3,
     epoch_counts=(20, 40, 60, 80), learning_rates=(1e-3, 3e-3, 1e-2))
 
-PRESETS = {"lecture": LECTURE, "quick": QUICK}
+
+def fashion_lesson(center: Setting, preset: "Preset") -> list[Setting]:
+    """The first grid: CNN students (two conv blocks of 4 or 8 channels, then 8 or 16) on transfer sets of 2000 or
+    6000 images, 10 epochs, batch 64, AdamW 3e-3, T=4, α=0.9. Undertrained in 10 epochs (34-72 % validation), and KD
+    lost on every row (SWEEP_FASHION.md); kept, at no cost (cached), so the experiment is chosen among them too."""
+    cnn = Setting(arch="cnn", width=8, depth=2, train_subset=2000, epochs=10, temperature=4.0, alpha=0.9,
+                  batch_size=64, learning_rate=3e-3)
+    return [dataclasses.replace(cnn, width=width, train_subset=n, epochs=epochs)
+            for width in (4, 8) for n in (2000, 6000) for epochs in (4, 6, 8, 10)]
+
+
+def fashion_size(center: Setting, preset: "Preset") -> list[Setting]:
+    """MLP students with fewer parameters than the CNN teacher (784-16-10: 12.7k, 784-28-10: 22.3k, against 24.2k)
+    and 85-150× fewer multiply-adds, on 6000 images or all 54000, × epochs, at T=4, α=0.9. Built on the reference,
+    not on the centre (the lesson's CNN rows are another family)."""
+    return [dataclasses.replace(preset.reference, width=width, train_subset=n, epochs=epochs)
+            for width in (16, 28) for n in (6000, 0) for epochs in preset.epoch_counts]
+
+
+def fashion_temperature(center, preset):
+    return [dataclasses.replace(center, temperature=t) for t in (2.0, 4.0, 8.0)]
+
+
+def fashion_alpha(center, preset):
+    return [dataclasses.replace(center, alpha=a) for a in (0.5, 0.9, 1.0)]
+
+
+def fashion_stages() -> list[Stage]:
+    """The CPU-budget protocol: experiment, T, α, then learning rate × epochs for KD and, over the very same grid, for
+    the baseline alone. Not swept (SWEEP_FASHION.md): depth, batch size, jitter, weight decay, dropout, the teacher."""
+    return [Stage("lesson", "experiment", fashion_lesson), Stage("size", "experiment", fashion_size),
+            Stage("temperature", "kd", fashion_temperature), Stage("alpha", "kd", fashion_alpha),
+            Stage("learning rate", "kd", learning_rate), Stage("baseline: learning rate", "baseline", learning_rate)]
+
+
+def cnn_seconds(setting: Setting, preset: "Preset", roles: tuple[str, ...]) -> float:
+    """Seconds for one seed on one thread of this 2-core machine, with a CNN teacher on 28×28 images: a cost per image
+    linear in the forward FLOPs and the activation bytes (kdviz.core.budget.model_cost), fitted on cnn 4x2 … 32x3
+    (within ±30 %): training (forward, backward, AdamW) 4.1e-11 s/FLOP + 9.4e-10 s/byte, inference in chunks of 1024
+    1.7e-11 s/FLOP + 1.1e-9 s/byte. Every epoch evaluates each student on validation and test (for a CNN student
+    that costs more than training on a few thousand images); the teacher labels validation and test once, and the
+    training images once (on every batch when jittered). MLP students' per-step overhead is underestimated (about 3×),
+    but then the CNN teacher's labelling dominates."""
+    from kdviz.core.budget import model_cost
+
+    def cost(spec: ModelSpec) -> tuple[float, float]:
+        c = model_cost(spec, preset.input_shape, preset.classes)
+        flops, activations = c.flops_per_sample, c.activation_bytes_per_sample
+        return 4.1e-11 * flops + 9.4e-10 * activations, 1.7e-11 * flops + 1.1e-9 * activations
+
+    train, infer = cost(ModelSpec(setting.arch, setting.width, setting.depth, setting.dropout))
+    _, teacher = cost(preset.teacher.model)
+    n, evaluated = setting.n_train(preset), preset.val_images + preset.test_images
+    students = len(roles) * ((setting.epochs + 1) * evaluated * infer + setting.epochs * n * train)
+    labelled = evaluated + (n * setting.epochs if setting.augment else n) * ("kd" in roles)
+    return students + labelled * teacher
+
+
+FASHION_TEACHER = get_preset("fashion").teacher  # the preset's own teacher: cnn 16x3 on all 54000 training images
+FASHION = Preset(
+    "fashion", FASHION_TEACHER, inputs=784, classes=10, train_images=54000, val_images=6000, test_images=10000,
+    reference=Setting(arch="mlp", width=16, depth=1, train_subset=0, epochs=15, temperature=4.0, alpha=0.9,
+                      batch_size=128, learning_rate=1e-3),
+    stages=fashion_stages(),
+    max_seconds_per_seed=120.0,  # both students, teacher cached, one thread: a couple of minutes at most
+    seconds_per_mac=0.0, seconds_per_step=0.0, usual_batch_size=128, usual_learning_rate=1e-3,
+    epoch_counts=(5, 10, 15), learning_rates=(1e-3, 3e-3), time_model=cnn_seconds)
+
+PRESETS = {"lecture": LECTURE, "quick": QUICK, "fashion": FASHION}
 
 
 def run_stages(runner: Runner) -> dict:

@@ -24,7 +24,8 @@ for notice in ui.explorer_state(datasets):
     st.warning(notice, icon=":material/link:")
 top = st.columns([1.3, 3, 1.3], vertical_alignment="bottom", gap="large")
 name = top[0].selectbox("Dataset", datasets, key="ie.dataset", on_change=ui.explorer_reset,
-                        help="The offline datasets. MNIST, Fashion-MNIST and CIFAR-10 need a download first.")
+                        help="The offline datasets with a preset's teacher. Fashion-MNIST is one where Debian's "
+                             "dataset-fashion-mnist is installed.")
 temperature = top[1].select_slider("Temperature T", TEMPERATURES, key="ie.temperature", format_func="{:g}".format)
 log_scale = top[2].toggle("Log scale", key="ie.log", help="Probabilities on a log scale: shows the tiny ones at T = 1.")
 

@@ -1,4 +1,5 @@
-"""kdviz.core.data: the offline datasets, subsets, jitter, and torchvision datasets read from disk or failing offline."""
+"""kdviz.core.data: the offline datasets, subsets, jitter, and torchvision datasets read from disk or failing offline
+(Fashion-MNIST from Debian's package: tests/test_fashion.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -100,12 +101,17 @@ def test_digits_is_offline_8x8_and_stratified(tmp_path):
     assert abs(float(digits.train_x.mean())) < 1e-4
 
 
-def test_registry_lists_offline_and_download_datasets():
+def test_registry_lists_offline_and_download_datasets(tmp_path, monkeypatch):
     names = [info.name for info in data.list_datasets()]
     assert {"mnist5k", "digits", "mnist", "fashion-mnist", "cifar10", "cifar10-lecture"} <= set(names)
+    monkeypatch.setenv(data.FASHION_MNIST_DIR_VARIABLE, str(tmp_path))  # an empty folder: Fashion-MNIST is a download
     offline = data.offline_names()
     assert {"mnist5k", "digits"} <= set(offline)
     assert not {"mnist", "fashion-mnist", "cifar10", "cifar10-lecture"} & set(offline)
+    for name in data.FASHION_MNIST_FILES:  # its four files (Debian's dataset-fashion-mnist): offline, asked anew
+        (tmp_path / name).touch()
+    assert set(data.offline_names()) == {"mnist5k", "digits", "fashion-mnist"}
+    assert [info.name for info in data.list_datasets() if info.offline] == data.offline_names()
 
 
 def test_unknown_dataset_is_a_value_error_naming_it():
@@ -260,7 +266,8 @@ def test_cifar10_lecture_keeps_dog_cat_automobile_ship_in_that_order(tiny_cifar1
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar10-lecture", "mnist", "fashion-mnist"])
-def test_download_datasets_fail_offline_naming_the_offline_ones(name, offline):
+def test_download_datasets_fail_offline_naming_the_offline_ones(name, offline, tmp_path, monkeypatch):
+    monkeypatch.setenv(data.FASHION_MNIST_DIR_VARIABLE, str(tmp_path / "missing"))  # no Debian Fashion-MNIST either
     with pytest.raises(DatasetUnavailable) as error:
         load_dataset(name)
     assert isinstance(error.value, ValueError)  # the UI and the CLI show ValueErrors as one-line messages

@@ -8,7 +8,7 @@ import torch
 
 from kdviz.views import explorer
 
-from kdviz.core import kd, presets
+from kdviz.core import data, kd, presets
 from kdviz.core.engine import DistillConfig, Snapshot, Started, TeacherConfig, distill, event_to_dict, probe_indices
 from kdviz.core.models import ModelSpec, create_model
 from kdviz.runs.store import RunStore, new_run_id
@@ -29,7 +29,9 @@ def test_teachers_come_from_presets_and_the_default_teacher_can_be_swapped(monke
     assert explorer.teacher_for("mnist5k") == presets.DEFAULT_TEACHER
     assert explorer.teacher_for("digits") == presets.get_preset("quick").teacher
     assert explorer.teacher_for("cifar10") is None
-    assert explorer.explorable_datasets() == ["mnist5k", "digits"]
+    assert explorer.explorable_datasets()[:2] == ["mnist5k", "digits"]
+    assert ("fashion-mnist" in explorer.explorable_datasets()) == (data.fashion_mnist_dir() is not None)
+    assert explorer.teacher_for("fashion-mnist") == presets.get_preset("fashion").teacher
     assert explorer.preset_for("mnist5k") == "lecture" and explorer.preset_for("digits") == "quick"
     tiny = TeacherConfig("mnist5k", ModelSpec("mlp", 8, 1), epochs=1, augment=0)
     monkeypatch.setattr(presets, "DEFAULT_TEACHER", tiny)

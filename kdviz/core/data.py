@@ -1,11 +1,22 @@
-"""Dataset registry: offline bundled sets (mnist5k, digits) and torchvision downloads, as in-memory tensors.
+"""Dataset registry: offline bundled sets (mnist5k, digits), Debian's Fashion-MNIST, torchvision downloads.
 
 Every dataset has a fixed, stratified train / validation / test split. The validation part is carved from the
 training images; models train on the training part only, everything that chooses (presets, sweeps, best epochs,
 bias corrections) reads validation, and test is only reported.
+
+Fashion-MNIST is offline where Debian's package `dataset-fashion-mnist` is installed (`apt-get install
+dataset-fashion-mnist`): its folder, /usr/share/datasets/fashion-mnist, holds the four original
+`*-idx*-ubyte.gz` files. They are extracted once into torchvision's layout under KDVIZ_HOME/data and read by
+torchvision's own `FashionMNIST` reader, as a download would be. The environment variable KDVIZ_FASHION_MNIST_DIR
+names another folder with the same four files (tests, other distributions); without them, Fashion-MNIST is a
+torchvision download. Whether a dataset is offline is asked each time (`DatasetInfo.offline`), never frozen at import.
 """
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -13,7 +24,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from kdviz.core.paths import data_dir
+from kdviz.core.paths import atomic_write_bytes, data_dir
 
 SPLIT_SEED = 0  # the splits are fixed for everyone, so accuracies are comparable across runs and machines
 # Bump when what a dataset holds changes (its split, its normalisation, its files' reading): cached teachers trained
@@ -22,7 +33,7 @@ DATA_VERSION = 3
 
 
 class DatasetUnavailable(ValueError):
-    """A dataset that needs a download could not be fetched (no network)."""
+    """A dataset that needs a download could not be fetched (no network), or its local files could not be read."""
 
 
 @dataclass(frozen=True)
@@ -67,13 +78,27 @@ class Dataset:
         return pixels.round().to(torch.uint8).movedim(-3, -1).numpy()
 
 
+def _nowhere() -> Path | None:
+    return None
+
+
 @dataclass(frozen=True)
 class DatasetInfo:
     name: str
-    description: str
-    offline: bool
+    describe: Callable[[], str]  # the one-line description, as things stand now (it may say where the files are)
+    bundled: bool  # shipped inside a Python package: always offline
     loader: Callable[[Path], Dataset]
     validation_fraction: float  # of the original training images, stratified, drawn with SPLIT_SEED
+    local_folder: Callable[[], Path | None] = _nowhere  # a folder on this machine that holds the files, if any
+
+    @property
+    def offline(self) -> bool:
+        """Loadable without a network, now: bundled, or its files are on this machine (asked at every call)."""
+        return self.bundled or self.local_folder() is not None
+
+    @property
+    def description(self) -> str:
+        return self.describe()
 
     @property
     def split_spec(self) -> dict:
@@ -84,9 +109,13 @@ class DatasetInfo:
 _REGISTRY: dict[str, DatasetInfo] = {}
 
 
-def register(name: str, description: str, offline: bool, validation_fraction: float):
+def register(name: str, description: str | Callable[[], str], offline: bool, validation_fraction: float,
+             local_folder: Callable[[], Path | None] = _nowhere):
+    """offline: bundled (always offline); local_folder: where this machine has the files (offline while it does)."""
+    describe = description if callable(description) else (lambda: description)
+
     def wrap(loader):
-        _REGISTRY[name] = DatasetInfo(name, description, offline, loader, validation_fraction)
+        _REGISTRY[name] = DatasetInfo(name, describe, offline, loader, validation_fraction, local_folder)
         return loader
 
     return wrap
@@ -113,7 +142,7 @@ def load_dataset(name: str, root: Path | None = None) -> Dataset:
     """Load (and memoise) a dataset by name; raise DatasetUnavailable when a download is needed but impossible."""
     info = check_dataset_name(name)
     root = Path(root) if root is not None else data_dir()
-    key = (name, str(root))
+    key = (name, str(root), str(info.local_folder()))  # another local folder holds other files: not the same data
     if key not in _CACHE:
         _CACHE[key] = info.loader(root)
     return _CACHE[key]
@@ -198,7 +227,9 @@ def _digits(root: Path) -> Dataset:
 # ---- torchvision downloads -------------------------------------------------------------------------------------
 
 def _torchvision(name: str, cls_name: str, root: Path, keep: tuple[int, ...] | None = None,
-                 folder: str | None = None) -> Dataset:
+                 folder: str | None = None, download: bool = True, hint: str = "") -> Dataset:
+    """Read a torchvision dataset from root/folder, downloading it when missing (download=False: the files must be
+    there, a RuntimeError says they are not); hint ends the message of a failed download."""
     import torchvision.datasets as tvd
 
     cls = getattr(tvd, cls_name)
@@ -208,12 +239,14 @@ def _torchvision(name: str, cls_name: str, root: Path, keep: tuple[int, ...] | N
         try:
             ds = cls(str(folder), train=train, download=False)
         except RuntimeError:  # not on disk (or damaged): try to download, which needs a network
+            if not download:
+                raise
             try:
                 ds = cls(str(folder), train=train, download=True)
             except Exception as error:  # URLError, socket errors, HTTP errors: all mean "could not download"
                 raise DatasetUnavailable(
                     f"dataset {name!r} must be downloaded and the download failed ({type(error).__name__}); "
-                    f"offline, use one of: {', '.join(offline_names())}"
+                    f"offline, use one of: {', '.join(offline_names())}{hint}"
                 ) from None
         splits[train] = ds
     classes = list(splits[True].classes)
@@ -240,10 +273,70 @@ def _mnist(root: Path) -> Dataset:
     return _torchvision("mnist", "MNIST", root)
 
 
-@register("fashion-mnist", "Fashion-MNIST, 54000 / 6000 / 10000 (torchvision download)",
-          offline=False, validation_fraction=0.1)
+# ---- Fashion-MNIST: Debian's package when installed, else a download ------------------------------------------
+
+FASHION_MNIST_DIR_VARIABLE = "KDVIZ_FASHION_MNIST_DIR"
+DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # where dataset-fashion-mnist installs them
+# The original files, as torchvision.datasets.FashionMNIST.resources names them (tests hold the two lists equal).
+FASHION_MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                       "t10k-labels-idx1-ubyte.gz")
+FASHION_MNIST_INSTALL = "apt-get install dataset-fashion-mnist"
+_SOURCE_STAMP = ".kdviz-source.json"  # which files the extracted copy came from
+
+
+def fashion_mnist_dir() -> Path | None:
+    """The folder holding Fashion-MNIST's four .gz files on this machine (KDVIZ_FASHION_MNIST_DIR, else Debian's),
+    or None when it does not hold all four. Asked at every call: installing the package makes the dataset offline."""
+    folder = Path(os.environ.get(FASHION_MNIST_DIR_VARIABLE) or DEBIAN_FASHION_MNIST_DIR)
+    return folder if all((folder / name).is_file() for name in FASHION_MNIST_FILES) else None
+
+
+def _describe_fashion() -> str:
+    folder = fashion_mnist_dir()
+    if folder is not None:
+        return f"Fashion-MNIST, 54000 / 6000 / 10000, offline (Debian's dataset-fashion-mnist, {folder})"
+    return "Fashion-MNIST, 54000 / 6000 / 10000 (torchvision download; offline with Debian's dataset-fashion-mnist)"
+
+
+def _extract_fashion(source: Path, raw: Path) -> None:
+    """Decompress the four .gz files of source into raw (torchvision's FashionMNIST/raw folder) with torchvision's
+    extract_archive, unless raw already holds what these very files give. Each file appears whole (extracted aside,
+    then renamed), so a concurrent reader never sees half of one."""
+    stamp = {name: [str(source / name), (source / name).stat().st_size, (source / name).stat().st_mtime_ns]
+             for name in FASHION_MNIST_FILES}
+    extracted = [raw / name[:-len(".gz")] for name in FASHION_MNIST_FILES]
+    try:
+        if json.loads((raw / _SOURCE_STAMP).read_text()) == stamp and all(path.is_file() for path in extracted):
+            return
+    except (OSError, ValueError):
+        pass  # no stamp yet, or a damaged one: extract
+    from torchvision.datasets.utils import extract_archive
+
+    raw.mkdir(parents=True, exist_ok=True)
+    aside = Path(tempfile.mkdtemp(dir=raw, prefix=".extracting-"))
+    try:
+        for name, path in zip(FASHION_MNIST_FILES, extracted):
+            extract_archive(source / name, aside)
+            os.replace(aside / path.name, path)
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
+    atomic_write_bytes(raw / _SOURCE_STAMP, json.dumps(stamp).encode())
+
+
+@register("fashion-mnist", _describe_fashion, offline=False, validation_fraction=0.1, local_folder=fashion_mnist_dir)
 def _fashion(root: Path) -> Dataset:
-    return _torchvision("fashion-mnist", "FashionMNIST", root)
+    source = fashion_mnist_dir()
+    if source is None:
+        return _torchvision("fashion-mnist", "FashionMNIST", root,
+                            hint=f", or install Debian's dataset-fashion-mnist ({FASHION_MNIST_INSTALL})")
+    try:
+        _extract_fashion(source, root / "fashion-mnist" / "FashionMNIST" / "raw")  # FashionMNIST(root).raw_folder
+        return _torchvision("fashion-mnist", "FashionMNIST", root, download=False)
+    except Exception as error:  # a damaged file fails in many ways (gzip, OS, torchvision's checks): one message
+        raise DatasetUnavailable(
+            f"Fashion-MNIST's files in {source} could not be read ({type(error).__name__}: {error}); reinstall "
+            f"them ({FASHION_MNIST_INSTALL} --reinstall) or point {FASHION_MNIST_DIR_VARIABLE} at a "
+            "folder with the four original .gz files") from None
 
 
 @register("cifar10", "CIFAR-10, 45000 / 5000 / 10000 colour images (torchvision download)",

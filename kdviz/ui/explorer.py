@@ -271,6 +271,14 @@ def _explorer_upload_changed() -> None:
         st.session_state.pop(EXPLORER_LAST_UPLOAD, None)
 
 
+# What to upload: the digit sets crop, centre and (on a light background) invert the ink (kdviz.views.images); other
+# sets are resized as they are, so their hint asks for a picture that already looks like the dataset's images.
+UPLOAD_HINTS = {"fashion-mnist": ("a piece of clothing, a shoe or a bag",
+                                  "Photograph a T-shirt, a shoe or a bag on a dark background, filling the frame: "
+                                  "it is resized to 28×28 as it is (Fashion-MNIST's pictures are light on black).")}
+DIGIT_HINT = ("a digit", "Draw a digit on paper or in any paint program and upload a photo or screenshot of it.")
+
+
 def explorer_upload(dataset: str, input_shape, returning: bool = False):
     """The uploader, and the upload turned into the dataset's input; None after showing why not (one sentence).
 
@@ -280,7 +288,8 @@ def explorer_upload(dataset: str, input_shape, returning: bool = False):
     """
     from kdviz.views import images
 
-    uploaded = st.file_uploader("Upload a picture of a digit", type=images.EXTENSIONS, key="ie.upload",
+    subject, hint = UPLOAD_HINTS.get(dataset, DIGIT_HINT)
+    uploaded = st.file_uploader(f"Upload a picture of {subject}", type=images.EXTENSIONS, key="ie.upload",
                                 on_change=_explorer_upload_changed,
                                 help="PNG, JPEG, WebP, BMP or GIF (its first frame), up to 10 MB. It is read in "
                                      "memory, never saved.")
@@ -298,7 +307,7 @@ def explorer_upload(dataset: str, input_shape, returning: bool = False):
     if last is not None:
         st.caption(f"Showing your last upload, {last[1]}.")
         return last[3]
-    st.caption("Draw a digit on paper or in any paint program and upload a photo or screenshot of it.")
+    st.caption(hint)
     return None
 
 
