@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -177,25 +178,106 @@ def deadline(seconds: float | None):
 
 
 def cmd_distill(args) -> int:
+    """One process, or one rank of `torchrun ... -m kdviz distill` (RANK / WORLD_SIZE / LOCAL_RANK set)."""
+    from kdviz.core import distributed
+
+    shard = distributed.from_environment()
+    if shard is None:
+        return _distill(args, build_config(args))
+    return _distill_rank(args, shard)
+
+
+def _distill_rank(args, shard) -> int:
+    """One rank of a data-parallel distillation: the same engine under DDP; only rank 0 prints and writes files.
+
+    Rank 0 prepares the teacher (the cache, or trains it alone: it is trained once and cached under the identity of a
+    single-process training) and broadcasts its weights, so no rank needs rank 0's disk. Other ranks run silently;
+    an error they share with rank 0 (a bad flag, divergence) is left to rank 0 to say."""
+    import os
+
+    from kdviz.core import distributed
+    from kdviz.core.engine import resolve_device
+
+    try:
+        with contextlib.ExitStack() as quiet:
+            if not shard.is_main:
+                sink = quiet.enter_context(open(os.devnull, "w"))
+                quiet.enter_context(contextlib.redirect_stdout(sink))
+                quiet.enter_context(contextlib.redirect_stderr(sink))
+            config = build_config(args)
+            with distributed.process_group(shard, resolve_device(config.device)):
+                return _distill(args, config, shard)
+    except (CliError, ValueError) as error:
+        if shard.is_main:
+            raise
+        return error.code if isinstance(error, CliError) else EXIT_BAD_INPUT
+
+
+def _shared_teacher(config, shard, stop):
+    """(rank 0's teacher preparation or None, the teacher) on every rank of a data-parallel run.
+
+    Only rank 0 prepares it (and writes the cache); it then sends the weights, and the other ranks build the model
+    and receive them. Ranks learn together whether rank 0 succeeded, so none waits for a teacher that will not come."""
     from kdviz.core.data import load_dataset
+    from kdviz.core.engine import resolve_device
+    from kdviz.core.models import create_model
+    from kdviz.core.teachers import prepare_teacher
+
+    device = resolve_device(config.device)
+    if shard.local_rank == 0:  # one process per machine fetches a dataset that needs a download
+        load_dataset(config.dataset)
+    shard.barrier()
+    finished, failure = None, None
+    if shard.is_main:
+        try:
+            finished = consume(prepare_teacher(config.teacher, config.device, stop), "teacher")
+        except Exception as error:  # noqa: BLE001 — raised once the other ranks know
+            failure = error
+    if not shard.any(finished is not None and finished.status == "completed", device):
+        if failure is not None:
+            raise failure
+        if finished is not None:
+            return finished, None  # cancelled: _check_teacher says why
+        raise CliError("rank 0 could not prepare the teacher (its message says why)", EXIT_FAILED)
+    if shard.is_main:
+        teacher = finished.models["teacher"]
+    else:
+        dataset = load_dataset(config.dataset)
+        teacher = create_model(config.teacher.model, dataset.input_shape, dataset.num_classes).eval()
+    return finished, shard.broadcast_module(teacher, device)
+
+
+def _check_teacher(finished, max_seconds) -> None:
+    if finished is not None and finished.status == "cancelled":
+        raise CliError(f"the teacher's training reached this server's wall-clock limit ({max_seconds:g} s a run) "
+                       "and stopped; cache it first (`python -m kdviz prepare`) or choose a smaller one", EXIT_FAILED)
+
+
+def _distill(args, config, shard=None) -> int:
+    from kdviz.core.data import load_dataset
+    from kdviz.core.distributed import SINGLE
     from kdviz.core.engine import distill
     from kdviz.core.results import seed_summary
     from kdviz.core.teachers import prepare_teacher
 
-    config = build_config(args)
+    shard = shard or SINGLE
     seeds = args.seeds if args.seeds else [config.seed]
     max_seconds = check_server_budget(config, seeds) if args.budget else None
     stop = deadline(max_seconds)  # a run is the teacher's preparation and the first seed, as in the app
-    teacher_finished = consume(prepare_teacher(config.teacher, config.device, stop), "teacher")
-    if teacher_finished.status == "cancelled":
-        raise CliError(f"the teacher's training reached this server's wall-clock limit ({max_seconds:g} s a run) "
-                       "and stopped; cache it first (`python -m kdviz prepare`) or choose a smaller one", EXIT_FAILED)
-    teacher = teacher_finished.models["teacher"]
+    if shard.single:
+        teacher_finished = consume(prepare_teacher(config.teacher, config.device, stop), "teacher")
+        _check_teacher(teacher_finished, max_seconds)
+        teacher = teacher_finished.models["teacher"]
+    else:
+        teacher_finished, teacher = _shared_teacher(config, shard, stop)
+        _check_teacher(teacher_finished, max_seconds)
     split = load_dataset(config.dataset).split
     runs = []
     for index, seed in enumerate(seeds):
-        finished = consume(distill(dataclasses.replace(config, seed=seed), teacher,
-                                   stop if index == 0 else deadline(max_seconds)), f"seed {seed}")
+        events = distill(dataclasses.replace(config, seed=seed), teacher, stop if index == 0 else deadline(max_seconds),
+                         shard=shard)
+        with contextlib.closing(events):  # a stream left open on an error would hold DDP past its process group
+            finished = consume(events, f"seed {seed}")
         if finished.status == "cancelled":
             print(f"note: seed {seed} reached this server's wall-clock limit ({max_seconds:g} s a run) and stopped "
                   f"after {finished.summary['steps']:,} steps; its numbers are what it measured by then",
@@ -204,6 +286,10 @@ def cmd_distill(args) -> int:
                      "hard": finished.summary["hard"], "kd": finished.summary["kd"],
                      "seconds": finished.summary["seconds"], "device": finished.summary["device"],
                      "threads": finished.summary["threads"]})
+        if not shard.single:
+            runs[-1]["world_size"] = shard.world_size
+    if not shard.is_main:
+        return 0
     result = {"config": {**dataclasses.asdict(config), "seeds": seeds, "split": split},
               "teacher": teacher_finished.summary["teacher"], "runs": runs,
               "summary": seed_summary(runs, split["test"], split["validation"])}

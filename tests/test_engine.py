@@ -472,3 +472,128 @@ def test_configs_are_plain_data():
     assert recorded["temperature"] == 4.0 and recorded["alpha"] == 0.5
     with pytest.raises(dataclasses.FrozenInstanceError):
         TINY.temperature = 2.0  # type: ignore[misc]
+
+
+# ---- the GPU path's batching leaves the CPU path as it was -----------------------------------------------------
+
+def _fingerprint(events) -> str:
+    """A hash of every number a run reports (losses, accuracies, probe logits, divergence, summary facts) and of the
+    trained weights, as exact bits: two streams with the same fingerprint are the same run."""
+    import hashlib
+
+    digest = hashlib.sha256()
+
+    def add(value) -> None:
+        digest.update(json.dumps(value, sort_keys=True, default=lambda v: float(v).hex()).encode())
+
+    for event in events:
+        add(type(event).__name__)
+        if isinstance(event, StepLosses):
+            add([event.step, event.epoch, {k: v.hex() for k, v in event.losses.items()}])
+        elif isinstance(event, EpochEnd):
+            add([event.epoch, {k: v.hex() for k, v in event.accuracy.items()},
+                 {k: v.hex() for k, v in event.val_accuracy.items()}])
+        elif isinstance(event, Snapshot):
+            add({role: [[v.hex() for v in row] for row in rows] for role, rows in event.logits.items()})
+        elif isinstance(event, Diverged):
+            add([event.step, event.model, event.message])
+        elif isinstance(event, Finished):
+            facts = ("accuracy", "val_accuracy", "agreement", "kl_to_teacher", "params")
+            add([event.status, event.summary["steps"],
+                 {role: {k: event.summary[role].get(k) for k in facts} for role in ("teacher", "hard", "kd")
+                  if role in event.summary}])
+            for role, model in sorted(event.models.items()):
+                for name, tensor in model.state_dict().items():
+                    digest.update(name.encode())
+                    digest.update(tensor.contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _pinned_runs(teacher, **options):
+    """The runs the CPU path is pinned by: plain, jitter + dropout + weight decay, a CNN (batch norm) with jitter, the
+    baseline alone, a diverging run and a cancelled one; the teacher with dropout and jitter, and diverging."""
+    extra = {}
+    if options:
+        from kdviz.core.engine import DeviceOptions
+
+        extra = {"options": DeviceOptions(**options)}
+    checks = []
+    return {
+        "teacher": list(train_teacher(dataclasses.replace(TINY_TEACHER, epochs=1, augment=1,
+                                                          model=ModelSpec("mlp", 32, 1, dropout=0.2)), "cpu", **extra)),
+        "teacher-diverged": list(train_teacher(dataclasses.replace(TINY_TEACHER, epochs=1, learning_rate=1e30), "cpu",
+                                               **extra)),
+        "tiny": list(distill(TINY, teacher, **extra)),
+        "jitter-dropout-decay": list(distill(dataclasses.replace(TINY, augment=1, weight_decay=0.1, student=ModelSpec(
+            "mlp", 8, 1, dropout=0.2)), teacher, **extra)),
+        "cnn-jitter": list(distill(dataclasses.replace(TINY, augment=1, student=ModelSpec("cnn", 4, 1)), teacher,
+                                   **extra)),
+        "hard-only": list(distill(TINY, teacher, students=("hard",), **extra)),
+        "diverged": list(distill(dataclasses.replace(TINY, learning_rate=1e30), teacher, **extra)),
+        "cancelled": list(distill(TINY, teacher, lambda: checks.append(1) or len(checks) > 4, **extra)),
+    }
+
+
+# Recorded with the engine as it was before the GPU path (commit f36485a), KDVIZ_THREADS=1, torch 2.14.1+cu130 on an
+# AVX512 CPU: floating-point results depend on the kernels a CPU gets, so elsewhere the test is skipped (the
+# sync-interval test below holds everywhere).
+BEFORE_GPU_PATH = {"environment": ("2.14.1+cu130", "AVX512", 1), "fingerprints": {
+    "teacher": "ac24814d3febfa7c", "teacher-diverged": "8f40850b1ee5f9b0", "tiny": "ace948fb19c53779",
+    "jitter-dropout-decay": "a94ba0c851140f62", "cnn-jitter": "04bbbfea33a16228", "hard-only": "9353ccdcb232b688",
+    "diverged": "f8a4203a5aeecfe8", "cancelled": "3dce7335ff5fe33c"}}
+
+
+def test_cpu_numbers_are_bit_identical_to_the_engine_before_the_gpu_path(teacher):
+    from kdviz.core.engine import thread_count
+
+    environment = (torch.__version__, torch.backends.cpu.get_cpu_capability(), thread_count())
+    if environment != BEFORE_GPU_PATH["environment"]:
+        pytest.skip(f"fingerprints recorded on {BEFORE_GPU_PATH['environment']}, this is {environment}")
+    runs = _pinned_runs(teacher)
+    assert {name: _fingerprint(events) for name, events in runs.items()} == BEFORE_GPU_PATH["fingerprints"]
+
+
+def test_reading_the_losses_every_k_steps_changes_no_number(teacher):
+    """The GPU path reads the losses every k steps instead of every step; on CPU k = 7 gives the same runs, number for
+    number (the weights of a diverged run aside: steps after the diverged one were taken before it was read)."""
+    every_step, every_7 = _pinned_runs(teacher), _pinned_runs(teacher, sync_every=7)
+    for name in every_step:
+        if "diverged" in name:
+            continue
+        assert _fingerprint(every_7[name]) == _fingerprint(every_step[name]), name
+    for name in ("diverged", "teacher-diverged"):  # the same step is named, only the steps before it are reported
+        a, b = every_step[name], every_7[name]
+        assert [(type(e), getattr(e, "step", None)) for e in a[:-1]] == [(type(e), getattr(e, "step", None))
+                                                                        for e in b[:-1]]
+        assert of_type(a, Diverged)[0] == of_type(b, Diverged)[0]
+        assert a[-1].status == b[-1].status == "diverged" and a[-1].summary["steps"] == b[-1].summary["steps"]
+
+
+def test_a_cancel_reports_the_steps_still_waiting_to_be_read(teacher):
+    from kdviz.core.engine import DeviceOptions
+
+    checks = []
+    events = list(distill(dataclasses.replace(TINY, epochs=3), teacher, lambda: checks.append(1) or len(checks) > 5,
+                          options=DeviceOptions(sync_every=4)))
+    assert [e.step for e in of_type(events, StepLosses)] == [1, 2, 3, 4, 5]  # 4 read by count, 5 at the cancel
+    assert events[-1].status == "cancelled" and events[-1].summary["steps"] == 5
+    assert [e.epoch for e in of_type(events, EpochEnd)] == [0, 1]
+
+
+def test_gpu_options_never_change_a_cpu_run(teacher):
+    """bf16, channels_last and torch.compile are for CUDA only: asked for on CPU, the run is the plain CPU run."""
+    from kdviz.core.engine import DeviceOptions
+
+    config = dataclasses.replace(TINY, augment=1, student=ModelSpec("cnn", 4, 1))
+    plain = list(distill(config, teacher))
+    asked = list(distill(config, teacher, options=DeviceOptions(precision="bf16", channels_last=True, compile=True)))
+    assert _fingerprint(asked) == _fingerprint(plain)
+    assert asked[-1].summary["precision"] == "fp32" and asked[-1].summary["world_size"] == 1
+
+
+@pytest.mark.parametrize("options, fragment", [({"precision": "fp16"}, "'fp16'"), ({"sync_every": 0}, "got 0")])
+def test_bad_device_options_are_value_errors(teacher, options, fragment):
+    from kdviz.core.engine import DeviceOptions
+
+    with pytest.raises(ValueError, match=fragment):
+        next(distill(TINY, teacher, options=DeviceOptions(**options)))

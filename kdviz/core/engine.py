@@ -6,6 +6,7 @@ seeded from the config, never from torch's global RNG: runs share a process (thr
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdviz.core.distributed import SINGLE, Shard, plain_batch_norm, sync_batch_norm
 from kdviz.core.data import Dataset, check_dataset_name, load_dataset, random_shift, stratified_subset
 from kdviz.core.kd import check_alpha, check_temperature, distillation_loss, teacher_agreement
 from kdviz.core.roles import STUDENTS
@@ -233,25 +235,182 @@ def event_to_dict(event) -> dict:
     return {"event": type(event).__name__, **payload}
 
 
+# ---- how a run uses its device ---------------------------------------------------------------------------------
+
+# On a GPU the host reads the step losses every SYNC_EVERY steps (or SYNC_SECONDS, whichever comes first), not every
+# step: reading a CUDA tensor (.tolist(), .item(), float()) waits until the GPU has finished all queued work, and a
+# GPU that waits for Python between steps is idle most of the time on these small models.
+SYNC_EVERY = 50
+SYNC_SECONDS = 0.2
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class DeviceOptions:
+    """How a run uses a GPU. None of it changes a CPU run: the CPU path is the reference, read and checked every step.
+
+    sync_every: steps between two host reads of the losses (None: 1 on CPU, SYNC_EVERY on a GPU; an explicit value
+      applies on every device, which is how the tests show batching changes no number). A single-process GPU run also
+      reads after sync_seconds, so live charts keep moving. Divergence is checked at each read: a diverged step is
+      reported with its exact number, but found up to sync_every - 1 steps (or sync_seconds) late.
+    precision: "auto" = bf16 autocast on CUDA for models with convolutions (tensor cores, with channels_last), fp32
+      for MLPs (at these widths a step is kernel-launch bound: autocast's casts would cost more than they save);
+      "fp32"; "bf16" (CUDA only; fp32 elsewhere).
+    channels_last: None = with bf16 on models with convolutions (NHWC is what cuDNN's tensor-core kernels want).
+    compile: torch.compile the training forward passes (CUDA only). Off by default: compiling takes tens of seconds
+      and recompiles for the last, smaller batch; bench/bench_gpu.py --compile times whether it pays off.
+    """
+
+    sync_every: int | None = None
+    sync_seconds: float = SYNC_SECONDS
+    precision: str = "auto"
+    channels_last: bool | None = None
+    compile: bool = False
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """DeviceOptions resolved for one run on one device."""
+
+    sync_every: int
+    sync_seconds: float | None  # None: read by step count only (the CPU path; every rank of a DDP run alike)
+    bf16: bool
+    channels_last: bool
+    compile: bool
+
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.bf16 else "fp32"
+
+    def autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+
+
+def _has_convolutions(model: nn.Module) -> bool:
+    return any(isinstance(module, nn.Conv2d) for module in model.modules())
+
+
+def _plan(options: DeviceOptions | None, device: torch.device, model: nn.Module, single: bool = True) -> _Plan:
+    options = options or DeviceOptions()
+    if options.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {options.precision!r}")
+    if options.sync_every is not None and not (isinstance(options.sync_every, int) and options.sync_every >= 1):
+        raise ValueError(f"sync_every must be an integer >= 1, got {options.sync_every!r}")
+    cuda, convolutional = device.type == "cuda", _has_convolutions(model)
+    bf16 = cuda and torch.cuda.is_bf16_supported() and (
+        options.precision == "bf16" or (options.precision == "auto" and convolutional))
+    every = options.sync_every or (1 if device.type == "cpu" else SYNC_EVERY)
+    # by time only in one process: every rank of a DDP run must read (an all-reduce) at the same steps
+    seconds = options.sync_seconds if single and device.type != "cpu" and options.sync_seconds else None
+    channels_last = cuda and convolutional and (bf16 if options.channels_last is None else options.channels_last)
+    return _Plan(every, seconds, bf16, channels_last, cuda and options.compile)
+
+
+def _placed(model: nn.Module, device: torch.device, plan: _Plan) -> nn.Module:
+    return model.to(device, memory_format=torch.channels_last) if plan.channels_last else model.to(device)
+
+
+def _handed_back(model: nn.Module, plan: _Plan, rebuild: Callable[[], nn.Module] | None = None) -> nn.Module:
+    """A trained model as callers get it: on the CPU, in eval mode, standard memory format and batch norm."""
+    model = model.cpu()
+    if plan.channels_last:
+        model = model.to(memory_format=torch.contiguous_format)
+    if rebuild is not None and any(isinstance(m, nn.SyncBatchNorm) for m in model.modules()):
+        plain = rebuild()
+        plain.load_state_dict(model.state_dict())
+        model = plain
+    return model.eval()
+
+
+class StepLog:
+    """Step losses kept where they were computed and read by the host every few steps, not every step.
+
+    Each step adds a row (its losses, in `keys` order, still on the device); read() brings all pending rows to the
+    host in one transfer (in a DDP run one all-reduce: the sum over ranks of their weighted shard losses, which is the
+    global batch's loss) and turns them into StepLosses events. On CPU a read follows every step, before its update:
+    the engine's path before GPU batching, number for number.
+    """
+
+    def __init__(self, keys: tuple[str, ...], plan: _Plan, device: torch.device, shard: Shard = SINGLE):
+        self.keys, self.every, self.seconds, self.device, self.shard = keys, plan.sync_every, plan.sync_seconds, \
+            device, shard
+        self.rows: list[tuple[int, int, torch.Tensor]] = []  # (step, epoch, losses (K,))
+        self.stop = False  # this rank was asked to stop: in a DDP run, all ranks agree on it at the next read
+        self.read_at = time.perf_counter()
+
+    def add(self, step: int, epoch: int, losses: dict, fraction: float = 1.0) -> None:
+        """fraction: this rank's share of the global batch (1 in one process)."""
+        row = torch.stack([losses[key] for key in self.keys]).detach()
+        self.rows.append((step, epoch, row if self.shard.single else row * fraction))
+
+    def due(self) -> bool:
+        return len(self.rows) >= self.every or (
+            self.seconds is not None and bool(self.rows) and time.perf_counter() - self.read_at >= self.seconds)
+
+    def read(self, watched: tuple[str, ...]) -> tuple[list[StepLosses], tuple | None, bool]:
+        """(the pending steps' StepLosses up to the first diverged one, that one as (step, key, value) or None,
+        whether any rank asked to stop). watched: the keys whose divergence ends the run, in the order checked."""
+        rows, self.rows, self.read_at = self.rows, [], time.perf_counter()
+        stop = self.stop
+        if rows:
+            table = torch.stack([row for _, _, row in rows])  # (steps, K) on the device
+        else:
+            table = torch.zeros((0, len(self.keys)), device=self.device)
+        if self.shard.single:
+            values = table.tolist()  # the one host sync of these steps
+        else:
+            flat = torch.cat([table.flatten(), torch.tensor([float(self.stop)], device=table.device)])
+            flat = self.shard.all_sum(flat).tolist()
+            values = [flat[i * len(self.keys):(i + 1) * len(self.keys)] for i in range(len(rows))]
+            stop = flat[-1] > 0
+        events = []
+        for (step, epoch, _), row in zip(rows, values):
+            losses = dict(zip(self.keys, row))
+            bad = next((key for key in watched if key in losses and _diverged(losses[key])), None)
+            if bad is not None:
+                return events, (step, bad, losses[bad]), stop
+            events.append(StepLosses(step, epoch, losses))
+        return events, None, stop
+
+
 # ---- small building blocks (a DDP wrapper can replace each) ----------------------------------------------------
 
-def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """One epoch's shuffled index batches, drawn from an explicit generator (never the global RNG)."""
-    return list(torch.randperm(n, generator=generator).split(batch_size))
+def epoch_batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu"
+                  ) -> list[torch.Tensor]:
+    """One epoch's shuffled index batches, drawn from an explicit generator (never the global RNG), on `device`.
+
+    The order is drawn on the CPU, so it is the same on every device and every rank; on CUDA it travels to the GPU
+    once per epoch, asynchronously (pinned memory), never once per batch."""
+    order = torch.randperm(n, generator=generator)
+    if torch.device(device).type == "cuda":
+        order = order.pin_memory().to(device, non_blocking=True)
+    elif torch.device(device).type != "cpu":
+        order = order.to(device)
+    return list(order.split(batch_size))
 
 
-def training_batches(data: Dataset, batch_size: int, augment: int, batches: torch.Generator, device: torch.device
-                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """One epoch of (index, x, y): the shuffled order and the jitter both drawn from `batches`, the run's one stream
-    for them, so every model trained in the same run sees the same batches in the same order."""
-    for index in epoch_batches(len(data.train_x), batch_size, batches):
-        index = index.to(device)
-        yield index, random_shift(data.train_x[index], augment, batches, data.background), data.train_y[index]
+def training_batches(data: Dataset, batch_size: int, augment: int, batches: torch.Generator, device: torch.device,
+                     jitter: torch.Generator | None = None, shard: Shard = SINGLE
+                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
+    """One epoch of (index, x, y, global batch size): this rank's slice of each global batch (all of it in one
+    process). The order and the jitter come from `batches`, the run's one stream for them, so every model trained in
+    the same run sees the same batches in the same order. jitter: the generator the shifts are drawn from instead
+    (a generator on the GPU, so drawing them never waits for the host). Under DDP every rank draws the shifts of the
+    whole global batch, the same numbers on every rank, and keeps its slice."""
+    for index in epoch_batches(len(data.train_x), batch_size, batches, device):
+        start, end = shard.bounds(len(index))
+        if augment:
+            x = random_shift(data.train_x[index], augment, jitter or batches, data.background)[start:end]
+        else:
+            x = data.train_x[index[start:end]]
+        yield index[start:end], x, data.train_y[index[start:end]], len(index)
 
 
 def make_optimizer(model: nn.Module, learning_rate: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """Adam with decoupled weight decay (AdamW; with weight_decay 0 it is plain Adam)."""
-    return torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    """Adam with decoupled weight decay (AdamW; with weight_decay 0 it is plain Adam); on CUDA the fused kernel, a
+    launch or two per step instead of a few per parameter tensor (the CPU keeps torch's default implementation)."""
+    fused = True if next(model.parameters()).is_cuda else None
+    return torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay, fused=fused)
 
 
 @torch.no_grad()
@@ -295,47 +454,69 @@ def initial_student(config: "DistillConfig", dataset: Dataset) -> nn.Module:
     return create_model(config.student, dataset.input_shape, dataset.num_classes, generator(config.seed, "init"))
 
 
+def jitter_generator(seed: int, batches: torch.Generator, device: torch.device) -> torch.Generator:
+    """Where the shifts are drawn: `batches` itself on the CPU (order and shifts one stream, as always), a generator on
+    the device elsewhere (a CPU draw would have to be copied to the GPU every batch, waiting for it)."""
+    return batches if device.type == "cpu" else generator(seed, "jitter", device)
+
+
 StopCheck = Callable[[], bool]
 
 
 # ---- teacher ---------------------------------------------------------------------------------------------------
 
-def train_teacher(config: TeacherConfig, device: str = "auto", should_stop: StopCheck | None = None
-                  ) -> Iterator[Event]:
-    """Train a model on hard labels; the last event is Finished, carrying the trained model as models["teacher"]."""
+def train_teacher(config: TeacherConfig, device: str = "auto", should_stop: StopCheck | None = None,
+                  options: DeviceOptions | None = None) -> Iterator[Event]:
+    """Train a model on hard labels; the last event is Finished, carrying the trained model as models["teacher"].
+
+    options: how to use a GPU (DeviceOptions; no effect on CPU)."""
     check_teacher_config(config)
     torch_device = resolve_device(device)
     threads = configure_threads()
     dataset = load_dataset(config.dataset)
     data = _on_device(dataset, torch_device)
-    model = create_model(config.model, dataset.input_shape, dataset.num_classes,
-                         generator(config.seed, "init")).to(torch_device)
-    seed_dropout(model, generator(config.seed, "dropout-teacher"))
+    model = create_model(config.model, dataset.input_shape, dataset.num_classes, generator(config.seed, "init"))
+    plan = _plan(options, torch_device, model)
+    model = _placed(model, torch_device, plan)
+    seed_dropout(model, generator(config.seed, "dropout-teacher", torch_device))
     optimizer = make_optimizer(model, config.learning_rate, config.weight_decay)
+    train = torch.compile(model) if plan.compile else model
     batches = generator(config.seed, "batches")
+    jitter = jitter_generator(config.seed, batches, torch_device)
     steps_per_epoch = math.ceil(len(data.train_x) / config.batch_size)
     yield Started("teacher", steps_per_epoch * config.epochs, steps_per_epoch, str(torch_device),
                   len(data.train_x), len(data.test_x), n_val=len(data.val_x))
     started, step, status = time.perf_counter(), 0, "completed"
     test_accuracy, val_accuracy = {"teacher": 0.0}, {"teacher": 0.0}
+    log = StepLog(("teacher",), plan, torch_device)
+    diverged = None
     for epoch in range(1, config.epochs + 1):
         model.train()
-        for _, x, y in training_batches(data, config.batch_size, config.augment, batches, torch_device):
+        for _, x, y, _ in training_batches(data, config.batch_size, config.augment, batches, torch_device, jitter):
             if should_stop is not None and should_stop():
                 status = "cancelled"
                 break
-            loss = F.cross_entropy(model(x), y)
-            value = float(loss.detach())
+            with plan.autocast():
+                loss = F.cross_entropy(train(x), y)
             step += 1
-            if _diverged(value):
-                status = "diverged"
-                yield Diverged(step, "teacher", f"diverged at step {step}: the teacher's loss reached {value:.3g}; "
-                                                f"lower the learning rate (now {config.learning_rate:g})")
+            log.add(step, epoch, {"teacher": loss})
+            events, diverged, _ = log.read(("teacher",)) if log.due() else ([], None, False)
+            if diverged is not None:
+                yield from events
                 break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            yield StepLosses(step, epoch, {"teacher": value})
+            yield from events
+        if diverged is None and log.rows:  # the steps since the last read (on a GPU)
+            events, diverged, _ = log.read(("teacher",))
+            yield from events
+        if diverged is not None:
+            status = "diverged"
+            bad_step, _, value = diverged
+            step = bad_step
+            yield Diverged(bad_step, "teacher", f"diverged at step {bad_step}: the teacher's loss reached {value:.3g}; "
+                                                f"lower the learning rate (now {config.learning_rate:g})")
         if status != "completed":
             break
         test_accuracy, val_accuracy = evaluate({"teacher": model}, data)
@@ -346,14 +527,39 @@ def train_teacher(config: TeacherConfig, device: str = "auto", should_stop: Stop
                                       len(data.val_x)),
                "n_test": len(data.test_x), "n_val": len(data.val_x), "n_train": len(data.train_x),
                "split": dataset.split, "device": str(torch_device), "threads": threads,
-               "seconds": time.perf_counter() - started, "steps": step}
-    yield Finished(status, summary, {"teacher": model.cpu().eval()})
+               "seconds": time.perf_counter() - started, "steps": step, "precision": plan.precision}
+    yield Finished(status, summary, {"teacher": _handed_back(model, plan)})
 
 
 # ---- distillation ----------------------------------------------------------------------------------------------
 
+LOSS_KEYS = {"hard": ("hard",), "kd": ("kd_soft", "kd_hard", "kd_total")}
+WATCHED = ("hard", "kd_total")  # the losses that are optimised: either one diverging ends the run
+
+
+def _student_losses(train: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, teacher_logits, config
+                    ) -> dict[str, torch.Tensor]:
+    """Each student's loss terms on this batch (shard): {"hard"}, and {"kd_soft", "kd_hard", "kd_total"}.
+
+    An empty shard (a global batch smaller than the world) still runs the models, so that DDP's all-reduce of their
+    zero gradients meets the other ranks'; its losses are 0 (a mean over no images would be NaN)."""
+    losses = {}
+    if "hard" in train:
+        logits = train["hard"](x)
+        losses["hard"] = F.cross_entropy(logits, y) if len(y) else logits.sum() * 0.0
+    if "kd" in train:
+        logits = train["kd"](x)
+        if len(y):
+            kd = distillation_loss(logits, teacher_logits, y, config.temperature, config.alpha)
+            losses |= {"kd_soft": kd["soft"], "kd_hard": kd["hard"], "kd_total": kd["loss"]}
+        else:
+            losses |= dict.fromkeys(LOSS_KEYS["kd"], logits.sum() * 0.0)
+    return losses
+
+
 def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | None = None,
-            students: tuple[str, ...] = STUDENTS, train_index: torch.Tensor | None = None) -> Iterator[Event]:
+            students: tuple[str, ...] = STUDENTS, train_index: torch.Tensor | None = None,
+            options: DeviceOptions | None = None, shard: Shard = SINGLE) -> Iterator[Event]:
     """Train a hard-label student and a KD student from the same initial weights on the same batches.
 
     The only difference between the two is the loss, which makes the comparison a fair experiment. Without
@@ -361,6 +567,9 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
     students: the roles to train; a sweep that tunes only the hard-label baseline passes ("hard",).
     train_index: the training images to use (indices into the training part), in place of train_subset's
     class-balanced draw: a transfer set that is not balanced, e.g. one without a class (experiments/missing_class).
+    options: how to use a GPU (DeviceOptions; no effect on CPU).
+    shard: this process's part of a data-parallel run under torchrun (kdviz.core.distributed); every rank runs
+    this same stream, evaluates the same weights and yields the same events; only rank 0's consumer should speak.
     """
     check_config(config)
     if not students or not set(students) <= set(STUDENTS):
@@ -372,16 +581,23 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
     if train_index is not None:
         subset = _check_train_index(train_index, len(dataset.train_y), config.train_subset)
     data = _on_device(dataset, device, subset)
-    if next(teacher.parameters()).device != device:  # never move a teacher that other runs share
-        teacher = copy.deepcopy(teacher).to(device)
+    initial = initial_student(config, dataset)
+    plan = _plan(options, device, initial, shard.single)
+    if next(teacher.parameters()).device != device or (plan.channels_last and _has_convolutions(teacher)):
+        teacher = _placed(copy.deepcopy(teacher), device, plan)  # never move a teacher that other runs share
     teacher.eval()
-    initial = initial_student(config, dataset).to(device)
+    initial = _placed(initial, device, plan)
     models = {role: copy.deepcopy(initial) for role in STUDENTS if role in students}  # identical initial weights
-    for role, model in models.items():
-        seed_dropout(model, generator(config.seed, "dropout", device))  # the same masks for both students
+    for role, model in models.items():  # the same dropout masks for both students (each rank its own stream)
+        seed_dropout(model, generator(config.seed, "dropout" if shard.single else f"dropout:{shard.rank}", device))
+        models[role] = sync_batch_norm(model, device, shard)
     optimizers = {role: make_optimizer(model, config.learning_rate, config.weight_decay)
                   for role, model in models.items()}
+    train = {role: shard.wrap(model, device) for role, model in models.items()}  # what the steps call
+    if plan.compile:
+        train = {role: torch.compile(model) for role, model in train.items()}
     batches = generator(config.seed, "batches")
+    jitter = jitter_generator(config.seed, batches, device)
     needs_teacher = "kd" in models  # a baseline trained alone never asks the teacher
     cached_teacher_logits = predict_logits(teacher, data.train_x) if needs_teacher and not config.augment else None
     probe = probe_indices(dataset.test_y, config.probe_size)
@@ -389,6 +605,9 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
     steps_per_epoch = math.ceil(len(data.train_x) / config.batch_size)
     yield Started("distill", steps_per_epoch * config.epochs, steps_per_epoch, str(device), len(data.train_x),
                   len(data.test_x), probe, n_val=len(data.val_x))
+    if not shard.single and device.type == "cpu" and plain_batch_norm(initial):
+        yield Notice("batch norm normalises each rank's shard on its own on CPU (SyncBatchNorm needs GPUs): this run "
+                     "is close to, not the same as, a single-process run")
 
     teacher_logits_test = predict_logits(teacher, data.test_x)  # the teacher is frozen: once, for accuracy and agreement
     teacher_test = {"teacher": float((teacher_logits_test.argmax(-1) == data.test_y).float().mean())}
@@ -397,39 +616,53 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
     yield EpochEnd(0, {**teacher_test, **test_accuracy}, {**teacher_val, **val_accuracy})
     yield _snapshot(0, models, probe_x)
     started, step, status = time.perf_counter(), 0, "completed"
+    log = StepLog(tuple(key for role in STUDENTS if role in models for key in LOSS_KEYS[role]), plan, device, shard)
+    diverged, stop = None, False
     for epoch in range(1, config.epochs + 1):
         for model in models.values():
             model.train()
-        for index, x, y in training_batches(data, config.batch_size, config.augment, batches, device):
+        for index, x, y, batch in training_batches(data, config.batch_size, config.augment, batches, device, jitter,
+                                                   shard):
             if should_stop is not None and should_stop():
-                status = "cancelled"
-                break
-            if cached_teacher_logits is not None:
-                teacher_logits = cached_teacher_logits[index]
-            elif needs_teacher:
-                with torch.no_grad():
-                    teacher_logits = teacher(x)
-            losses = {}
-            if "hard" in models:
-                losses["hard"] = F.cross_entropy(models["hard"](x), y)
-            if "kd" in models:
-                kd = distillation_loss(models["kd"](x), teacher_logits, y, config.temperature, config.alpha)
-                losses |= {"kd_soft": kd["soft"], "kd_hard": kd["hard"], "kd_total": kd["loss"]}
-            values = dict(zip(losses, torch.stack(list(losses.values())).detach().tolist()))  # one sync
+                if shard.single:
+                    status = "cancelled"
+                    break
+                log.stop = True  # every rank stops at the same step: agreed at the next read
+            with plan.autocast():
+                if cached_teacher_logits is not None:
+                    teacher_logits = cached_teacher_logits[index]
+                elif needs_teacher:
+                    with torch.no_grad():
+                        teacher_logits = teacher(x)
+                else:
+                    teacher_logits = None
+                losses = _student_losses(train, x, y, teacher_logits, config)
             step += 1
-            bad = next((key for key in ("hard", "kd_total") if key in values and _diverged(values[key])), None)
-            if bad is not None:
-                status = "diverged"
-                which = "hard-label student" if bad == "hard" else "KD student"
-                yield Diverged(step, which, f"diverged at step {step}: the {which}'s loss reached {values[bad]:.3g}; "
-                                            f"lower the learning rate (now {config.learning_rate:g})")
+            log.add(step, epoch, losses, len(y) / batch)
+            events, diverged, stop = log.read(WATCHED) if log.due() else ([], None, False)
+            if diverged is not None:  # found before this step's update (on CPU: this step)
+                yield from events
                 break
+            weight = 1.0 if shard.single else shard.weight(len(y), batch)
             for role, key in (("hard", "hard"), ("kd", "kd_total")):
                 if role in models:
                     optimizers[role].zero_grad(set_to_none=True)
-                    losses[key].backward()
+                    (losses[key] if shard.single else losses[key] * weight).backward()
                     optimizers[role].step()
-            yield StepLosses(step, epoch, values)
+            yield from events
+            if stop:
+                break
+        if diverged is None and log.rows:  # the steps since the last read (on a GPU), or before a cancel
+            events, diverged, stop = log.read(WATCHED)
+            yield from events
+        if diverged is not None:
+            status = "diverged"
+            step, bad, value = diverged
+            which = "hard-label student" if bad == "hard" else "KD student"
+            yield Diverged(step, which, f"diverged at step {step}: the {which}'s loss reached {value:.3g}; "
+                                        f"lower the learning rate (now {config.learning_rate:g})")
+        elif stop:
+            status = "cancelled"
         if status != "completed":
             break
         test_accuracy, val_accuracy = evaluate(models, data)
@@ -444,10 +677,12 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
            for role, model in models.items()},
         "n_test": n_test, "n_val": n_val, "n_train": len(data.train_x), "split": dataset.split,
         "device": str(device), "threads": threads, "seconds": time.perf_counter() - started, "steps": step,
+        "precision": plan.precision, "world_size": shard.world_size,
     }
     for model in models.values():
         seed_dropout(model, None)
-    yield Finished(status, summary, {role: model.cpu().eval() for role, model in models.items()})
+    rebuild = lambda: create_model(config.student, dataset.input_shape, dataset.num_classes)  # noqa: E731
+    yield Finished(status, summary, {role: _handed_back(model, plan, rebuild) for role, model in models.items()})
 
 
 def _check_train_index(index, n_train: int, train_subset: int) -> torch.Tensor:

@@ -30,9 +30,12 @@ _locks_guard = threading.Lock()
 
 def teacher_identity(config: TeacherConfig, device: str = "auto") -> dict:
     """Everything that changes a teacher's trained weights, as plain JSON (what the cache key hashes)."""
-    return {"config": json.loads(json.dumps(dataclasses.asdict(config))), "format": FORMAT,
-            "split": check_dataset_name(config.dataset).split_spec, "threads": thread_count(),
-            "device_type": resolve_device(device).type}
+    identity = {"config": json.loads(json.dumps(dataclasses.asdict(config))), "format": FORMAT,
+                "split": check_dataset_name(config.dataset).split_spec, "threads": thread_count(),
+                "device_type": resolve_device(device).type}
+    if identity["device_type"] == "cuda":  # a GPU trains convolutional teachers in bf16 (engine.DeviceOptions)
+        identity["precision"] = "auto: bf16 autocast for models with convolutions"
+    return identity
 
 
 def teacher_key(config: TeacherConfig, device: str = "auto") -> str:
