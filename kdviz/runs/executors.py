@@ -55,6 +55,12 @@ class ThreadExecutor:
     def events(self, run, config, should_stop):
         return run_events(config, should_stop)
 
+    def pause(self, run) -> None:
+        return None  # the parked generator is the pause
+
+    def resume(self, run) -> None:
+        return None
+
     def describe(self) -> str:
         return "worker threads in this process"
 
@@ -93,28 +99,30 @@ class RayExecutor:
                 f"{resources.get('GPU', 0):g} GPUs")
 
     def events(self, run, config, should_stop):
-        """The run's pairs as the Ray task yields them; this side relays stop and pause to it."""
+        """The run's pairs as the Ray task yields them; a stop asked for here is relayed to the task."""
         ray, control = self._ray, self._control
         gpus = 1 if _device_of(config) == "cuda" else 0
         stream = self._task.options(num_gpus=gpus).remote(config, run.id, control)
-        told = "run"
+        stopping = False
         try:
             for ref in stream:
                 phase, event = ray.get(ref)
                 if phase == "placement":
                     run.placement = event
                     continue
-                wanted = "stop" if should_stop() else "pause" if run.pause_requested and phase != "teacher" \
-                    else "run"
-                if wanted != told:
-                    ray.get(control.set.remote(run.id, wanted))
-                    told = wanted
+                if not stopping and should_stop():  # a cancel, or the server's time limit
+                    ray.get(control.set.remote(run.id, "stop"))
+                    stopping = True
                 yield phase, event
-                if told == "pause" and not run.pause_requested:  # resumed (or being stopped): let the task go on
-                    told = "stop" if should_stop() else "run"
-                    ray.get(control.set.remote(run.id, told))
         finally:
             control.forget.remote(run.id)
+
+    def pause(self, run) -> None:
+        """The manager parked the run: the task waits in its next stop check until resume."""
+        self._ray.get(self._control.set.remote(run.id, "pause"))
+
+    def resume(self, run) -> None:
+        self._ray.get(self._control.set.remote(run.id, "stop" if run.cancel_requested.is_set() else "run"))
 
     def close(self) -> None:
         return None  # the connection is the process's; ray.shutdown() is the caller's (tests) to do

@@ -404,6 +404,8 @@ class RunManager:
         if run.stream is None:
             run.started_at = time.time()
             run.stream = self._life(run)
+        else:  # a paused run resumed, or stopped while paused: an executor elsewhere goes on (or stops) too
+            self.executor.resume(run)
         run.state, run.resumed_at = "running", time.monotonic()
         self._save_status(run)
         try:
@@ -426,6 +428,7 @@ class RunManager:
             run.pause_requested = False
             run.state, run.paused_at = "paused", time.time()
             run.pause_deadline = run.paused_at + self.settings.paused_timeout_s
+        self.executor.pause(run)  # threads: nothing to do (the generator waits); Ray: the task waits too
         self._flush(run)
         self._save_status(run)
 
