@@ -104,7 +104,7 @@ def cmd_prepare(args) -> int:
     from kdviz.core.teachers import prepare_teacher, teacher_path
 
     resolve_device(args.device)
-    for config in teachers_to_prepare():
+    for config in teachers_to_prepare(args.presets or None):
         from kdviz.core.data import load_dataset
 
         dataset = load_dataset(config.dataset)
@@ -424,6 +424,9 @@ def make_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     prepare = commands.add_parser("prepare", help="train and cache the offline presets' teachers")
     prepare.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    prepare.add_argument("--preset", dest="presets", nargs="+", metavar="NAME",
+                         help="prepare these presets' teachers (default: the offline presets' but fashion's, which "
+                              "takes minutes on a CPU: `prepare --preset fashion`)")
     prepare.set_defaults(run=cmd_prepare)
     run = commands.add_parser("distill", help="train hard-label and KD students side by side; print the table")
     run.add_argument("--preset", default="lecture", help="lecture, quick or cifar10-lecture; flags override it")

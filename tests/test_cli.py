@@ -191,7 +191,7 @@ def test_bad_argument_in_a_real_process_is_one_line(kdviz_home):
 
 def test_prepare_trains_then_says_cached(capsys, monkeypatch, kdviz_home):
     tiny = TeacherConfig("digits", ModelSpec("mlp", 16, 1), epochs=1, batch_size=64, augment=0)
-    monkeypatch.setattr(presets, "teachers_to_prepare", lambda: [tiny])
+    monkeypatch.setattr(presets, "teachers_to_prepare", lambda names=None: [tiny])
     assert cli.main(["prepare", "--device", "cpu"]) == 0
     first = capsys.readouterr()
     assert "digits: MLP 64-16-10" in first.out and "test accuracy" in first.out
@@ -199,6 +199,16 @@ def test_prepare_trains_then_says_cached(capsys, monkeypatch, kdviz_home):
     assert cli.main(["prepare"]) == 0
     second = capsys.readouterr()
     assert "cached" in second.err and "digits: MLP 64-16-10" in second.out
+
+
+def test_prepare_takes_presets_by_name(capsys, monkeypatch):
+    asked, real = [], presets.teachers_to_prepare
+    monkeypatch.setattr(presets, "teachers_to_prepare", lambda names=None: asked.append(names) or [])
+    assert cli.main(["prepare", "--preset", "fashion", "quick"]) == 0
+    assert asked == [["fashion", "quick"]]
+    assert real(["fashion"]) == [presets.get_preset("fashion").teacher]
+    with pytest.raises(ValueError, match="unknown preset"):
+        real(["nope"])
 
 
 def test_prepare_covers_the_offline_presets_teachers():
