@@ -146,7 +146,7 @@ def explorer_gallery(dataset: str, shown, captions: list[str], selected: int, co
                 st.image(thumbnails[index], width="stretch")
                 st.button(caption, key=f"ie.pick.{columns}.{index}", on_click=_explorer_pick, args=(int(index),),
                           type="primary" if index == selected else "secondary", width="stretch",
-                          help=f"test image #{index}")
+                          help=f"{caption} · test image #{index}")  # the whole caption when the button cuts it
 
 
 def explorer_picked(dataset: str, image: int, teacher_logits, students) -> None:
