@@ -78,6 +78,36 @@ def wait_until(predicate: Callable[[], object], timeout: float = 60.0, what: str
         sleep(interval)
 
 
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def open_app_page(path: str, timeout: float = 60):
+    """An AppTest of one page through app.py's router, on a fresh run manager; a generator for a fixture to yield
+    from (it shuts the manager and the background tasks down afterwards)."""
+    from streamlit.testing.v1 import AppTest
+
+    from kdviz import ui
+    from kdviz.runs import tasks
+
+    ui.run_manager.clear()
+    at = AppTest.from_file(APP, default_timeout=timeout).run()
+    at.switch_page(path).run()
+    assert not at.exception, [e.value for e in at.exception]
+    yield at
+    ui.run_manager().shutdown()
+    tasks.stop_all_tasks()
+
+
+def wait_run_completed(page, what: str, timeout: float = 120.0) -> None:
+    """Rerun an AppTest page until its run's heading says completed; fail on any exception on the way."""
+    def done():
+        page.run()
+        assert not page.exception, [e.value for e in page.exception]
+        return any(": completed" in h.value for h in page.subheader)
+
+    wait_until(done, timeout, what=what, interval=0.3)
+
+
 def wait_for_run(manager, run_id: str, timeout: float = 120.0):
     """Wait until the run is no longer live (queued, running, paused) and return it; on timeout, fail the test with
     the run's state and message."""

@@ -3,19 +3,13 @@ students, bad inputs."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from conftest import wait_until
+from conftest import open_app_page, wait_run_completed, wait_until
 from kdviz import ui
 from kdviz.core.engine import DistillConfig, TeacherConfig
 from kdviz.core.models import ModelSpec
 from kdviz.experiments import compression
-from kdviz.runs import tasks
-
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGE = "pages/compression.py"
 TINY = DistillConfig(TeacherConfig("digits", ModelSpec("mlp", 32, 1), epochs=1, batch_size=64, augment=0),
                      ModelSpec("mlp", 8, 1), temperature=4.0, alpha=0.5, epochs=1, batch_size=64, device="cpu")
@@ -25,13 +19,7 @@ TINY = DistillConfig(TeacherConfig("digits", ModelSpec("mlp", 32, 1), epochs=1, 
 def page(monkeypatch):
     tiny = dataclasses.replace(compression.default_config(), distill=TINY, batch_sizes=(1, 16), min_run_time=0.02)
     monkeypatch.setattr(compression, "default_config", lambda: tiny)
-    ui.run_manager.clear()
-    at = AppTest.from_file(APP, default_timeout=90).run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    yield at
-    ui.run_manager().shutdown()
-    tasks.stop_all_tasks()
+    yield from open_app_page(PAGE, timeout=90)
 
 
 def run_button(page):
@@ -39,12 +27,7 @@ def run_button(page):
 
 
 def completed(page):
-    def done():
-        page.run()
-        assert not page.exception, [e.value for e in page.exception]
-        return any(": completed" in h.value for h in page.subheader)
-
-    wait_until(done, 120, what="the compression run to complete", interval=0.3)
+    wait_run_completed(page, "the compression run to complete")
 
 
 def test_the_case_study_is_computed_and_labelled(page):

@@ -1,28 +1,17 @@
 """The ensembles page (AppTest through app.py's router): the worked example, a tiny ensemble run, bad inputs."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from conftest import wait_until
+from conftest import open_app_page, wait_run_completed
 from kdviz import ui
-from kdviz.runs import tasks
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGE = "pages/ensembles.py"
 
 
 @pytest.fixture
 def page():
-    ui.run_manager.clear()
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    yield at
-    ui.run_manager().shutdown()
-    tasks.stop_all_tasks()
+    yield from open_app_page(PAGE)
 
 
 def run_button(page):
@@ -68,12 +57,7 @@ def test_a_two_teacher_ensemble_runs_and_draws_its_results(page):
     run_button(page).click().run()
     run_id = page.query_params["ensemble"]
 
-    def done():
-        page.run()
-        assert not page.exception, [e.value for e in page.exception]
-        return any(": completed" in h.value for h in page.subheader)
-
-    wait_until(done, 120, what="the ensemble run to complete", interval=0.3)
+    wait_run_completed(page, "the ensemble run to complete")
     assert any("one student three ways" in str(chart.proto.spec) for chart in page.get("plotly_chart"))
     assert any("best single teacher" in s.value for s in [*page.success, *page.warning])
     summary = ui.run_manager().get(run_id).summary

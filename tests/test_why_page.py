@@ -2,19 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from conftest import wait_until
+from conftest import open_app_page, wait_run_completed, wait_until
 from kdviz import ui
 from kdviz.core.engine import TeacherConfig
 from kdviz.core.models import ModelSpec
 from kdviz.experiments import gradient_variance
-from kdviz.runs import tasks
-
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGE = "pages/why_it_works.py"
 TINY_TEACHER = TeacherConfig("digits", ModelSpec("mlp", 16, 1), epochs=1, batch_size=64, augment=0)
 
@@ -25,13 +20,7 @@ def page(monkeypatch):
     tiny = dataclasses.replace(base, distill=dataclasses.replace(
         base.distill, teacher=TINY_TEACHER, student=ModelSpec("mlp", 8, 1), epochs=2))
     monkeypatch.setattr(gradient_variance, "default_config", lambda: tiny)
-    ui.run_manager.clear()
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    yield at
-    ui.run_manager().shutdown()
-    tasks.stop_all_tasks()
+    yield from open_app_page(PAGE)
 
 
 def test_the_gradient_variance_experiment_runs_and_draws_its_chart_and_verdict(page):
@@ -41,12 +30,7 @@ def test_the_gradient_variance_experiment_runs_and_draws_its_chart_and_verdict(p
     run_id = page.query_params["gradient-variance"]
     assert run_id
 
-    def done():
-        page.run()
-        assert not page.exception, [e.value for e in page.exception]
-        return any(": completed" in h.value for h in page.subheader)
-
-    wait_until(done, 120, what="the experiment to complete", interval=0.3)
+    wait_run_completed(page, "the experiment to complete")
     assert any("Gradient noise" in str(chart.proto.spec) for chart in page.get("plotly_chart"))
     assert any(s.value.startswith(("Agrees", "Mostly", "Disagrees")) for s in [*page.success, *page.warning])
     run = ui.run_manager().get(run_id)
