@@ -6,36 +6,30 @@ seeded from the config, never from torch's global RNG: runs share a process (thr
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import hashlib
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdviz.core.device import DeviceOptions, StepLog, handed_back, has_convolutions, placed, plan_for
+from kdviz.core.device import PRECISIONS, SYNC_EVERY, SYNC_SECONDS  # noqa: F401 — part of the engine's surface
 from kdviz.core.distributed import SINGLE, Shard, plain_batch_norm, sync_batch_norm
+from kdviz.core.events import (Diverged, EpochEnd, Event, Finished, Notice, Snapshot, Started,  # noqa: F401
+                               StepLosses, event_to_dict)
 from kdviz.core.data import Dataset, check_dataset_name, load_dataset, random_shift, stratified_subset
 from kdviz.core.kd import check_alpha, check_temperature, distillation_loss, teacher_agreement
 from kdviz.core.roles import STUDENTS
 from kdviz.core.models import ModelSpec, check_spec, count_parameters, create_model, seed_dropout, size_bytes
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
-# A loss above this many nats has diverged even if still finite: cross-entropy starts at ln(classes) ≈ 2.3 and
-# Adam bounds each step, so with a huge learning rate the loss explodes to ~1e4–1e8 long before it overflows.
-DIVERGED_LOSS = 1e4
-
-
-def _diverged(value: float) -> bool:
-    return not math.isfinite(value) or value > DIVERGED_LOSS
-
-
+DEVICES = ("auto", "cpu", "cuda", "mps")  # the engine's events are in kdviz.core.events, its GPU plan in core.device
 def generator(seed: int, stream: str, device: str | torch.device = "cpu") -> torch.Generator:
     """An explicit generator for one stream of randomness of a run ("init", "batches", "dropout-kd", ...).
 
@@ -171,208 +165,6 @@ def available_devices() -> list[str]:
     return found + ["cpu"]
 
 
-# ---- events ----------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Started:
-    kind: str  # "teacher" or "distill"
-    total_steps: int
-    steps_per_epoch: int
-    device: str
-    n_train: int
-    n_test: int
-    probe_indices: tuple[int, ...] = ()
-    n_val: int = 0
-
-
-@dataclass(frozen=True)
-class StepLosses:
-    step: int  # 1-based, counts optimiser steps
-    epoch: int
-    losses: dict  # teacher: {"teacher"}; distill: {"hard", "kd_soft", "kd_hard", "kd_total"}
-
-
-@dataclass(frozen=True)
-class EpochEnd:
-    epoch: int  # 0 is before training
-    accuracy: dict  # test accuracy per model: {"teacher"} or {"teacher", "hard", "kd"}; reported, never chosen by
-    val_accuracy: dict = field(default_factory=dict)  # the same models on the validation part: what choices read
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    epoch: int
-    logits: dict  # {"hard": [[...]], "kd": [[...]]}: the students' logits on the probe images
-
-
-@dataclass(frozen=True)
-class Diverged:
-    step: int
-    model: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Notice:
-    message: str  # something the user should read, e.g. "the cached teacher was corrupt and is retrained"
-
-
-@dataclass(frozen=True)
-class Finished:
-    status: str  # "completed", "cancelled" or "diverged"
-    summary: dict
-    models: dict = field(default_factory=dict, repr=False, compare=False)  # trained models by role; never logged
-
-
-Event = Started | StepLosses | EpochEnd | Snapshot | Diverged | Notice | Finished
-
-
-def event_to_dict(event) -> dict:
-    """A JSON-ready dict of an event (without the model objects), with its type name under "event"."""
-    payload = {f.name: getattr(event, f.name) for f in dataclasses.fields(event) if f.name != "models"}
-    if "probe_indices" in payload:
-        payload["probe_indices"] = list(payload["probe_indices"])
-    return {"event": type(event).__name__, **payload}
-
-
-# ---- how a run uses its device ---------------------------------------------------------------------------------
-
-# On a GPU the host reads the step losses every SYNC_EVERY steps (or SYNC_SECONDS, whichever comes first), not every
-# step: reading a CUDA tensor (.tolist(), .item(), float()) waits until the GPU has finished all queued work, and a
-# GPU that waits for Python between steps is idle most of the time on these small models.
-SYNC_EVERY = 50
-SYNC_SECONDS = 0.2
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-@dataclass(frozen=True)
-class DeviceOptions:
-    """How a run uses a GPU. None of it changes a CPU run: the CPU path is the reference, read and checked every step.
-
-    sync_every: steps between two host reads of the losses (None: 1 on CPU, SYNC_EVERY on a GPU; an explicit value
-      applies on every device, which is how the tests show batching changes no number). A single-process GPU run also
-      reads after sync_seconds, so live charts keep moving. Divergence is checked at each read: a diverged step is
-      reported with its exact number, but found up to sync_every - 1 steps (or sync_seconds) late.
-    precision: "auto" = bf16 autocast on CUDA for models with convolutions (tensor cores, with channels_last), fp32
-      for MLPs (at these widths a step is kernel-launch bound: autocast's casts would cost more than they save);
-      "fp32"; "bf16" (CUDA only; fp32 elsewhere).
-    channels_last: None = with bf16 on models with convolutions (NHWC is what cuDNN's tensor-core kernels want).
-    compile: torch.compile the training forward passes (CUDA only). Off by default: compiling takes tens of seconds
-      and recompiles for the last, smaller batch; bench/bench_gpu.py --compile times whether it pays off.
-    """
-
-    sync_every: int | None = None
-    sync_seconds: float = SYNC_SECONDS
-    precision: str = "auto"
-    channels_last: bool | None = None
-    compile: bool = False
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """DeviceOptions resolved for one run on one device."""
-
-    sync_every: int
-    sync_seconds: float | None  # None: read by step count only (the CPU path; every rank of a DDP run alike)
-    bf16: bool
-    channels_last: bool
-    compile: bool
-
-    @property
-    def precision(self) -> str:
-        return "bf16" if self.bf16 else "fp32"
-
-    def autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
-
-
-def _has_convolutions(model: nn.Module) -> bool:
-    return any(isinstance(module, nn.Conv2d) for module in model.modules())
-
-
-def _plan(options: DeviceOptions | None, device: torch.device, model: nn.Module, single: bool = True) -> _Plan:
-    options = options or DeviceOptions()
-    if options.precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {options.precision!r}")
-    if options.sync_every is not None and not (isinstance(options.sync_every, int) and options.sync_every >= 1):
-        raise ValueError(f"sync_every must be an integer >= 1, got {options.sync_every!r}")
-    cuda, convolutional = device.type == "cuda", _has_convolutions(model)
-    bf16 = cuda and torch.cuda.is_bf16_supported() and (
-        options.precision == "bf16" or (options.precision == "auto" and convolutional))
-    every = options.sync_every or (1 if device.type == "cpu" else SYNC_EVERY)
-    # by time only in one process: every rank of a DDP run must read (an all-reduce) at the same steps
-    seconds = options.sync_seconds if single and device.type != "cpu" and options.sync_seconds else None
-    channels_last = cuda and convolutional and (bf16 if options.channels_last is None else options.channels_last)
-    return _Plan(every, seconds, bf16, channels_last, cuda and options.compile)
-
-
-def _placed(model: nn.Module, device: torch.device, plan: _Plan) -> nn.Module:
-    return model.to(device, memory_format=torch.channels_last) if plan.channels_last else model.to(device)
-
-
-def _handed_back(model: nn.Module, plan: _Plan, rebuild: Callable[[], nn.Module] | None = None) -> nn.Module:
-    """A trained model as callers get it: on the CPU, in eval mode, standard memory format and batch norm."""
-    model = model.cpu()
-    if plan.channels_last:
-        model = model.to(memory_format=torch.contiguous_format)
-    if rebuild is not None and any(isinstance(m, nn.SyncBatchNorm) for m in model.modules()):
-        plain = rebuild()
-        plain.load_state_dict(model.state_dict())
-        model = plain
-    return model.eval()
-
-
-class StepLog:
-    """Step losses kept where they were computed and read by the host every few steps, not every step.
-
-    Each step adds a row (its losses, in `keys` order, still on the device); read() brings all pending rows to the
-    host in one transfer (in a DDP run one all-reduce: the sum over ranks of their weighted shard losses, which is the
-    global batch's loss) and turns them into StepLosses events. On CPU a read follows every step, before its update:
-    the engine's path before GPU batching, number for number.
-    """
-
-    def __init__(self, keys: tuple[str, ...], plan: _Plan, device: torch.device, shard: Shard = SINGLE):
-        self.keys, self.every, self.seconds, self.device, self.shard = keys, plan.sync_every, plan.sync_seconds, \
-            device, shard
-        self.rows: list[tuple[int, int, torch.Tensor]] = []  # (step, epoch, losses (K,))
-        self.stop = False  # this rank was asked to stop: in a DDP run, all ranks agree on it at the next read
-        self.read_at = time.perf_counter()
-
-    def add(self, step: int, epoch: int, losses: dict, fraction: float = 1.0) -> None:
-        """fraction: this rank's share of the global batch (1 in one process)."""
-        row = torch.stack([losses[key] for key in self.keys]).detach()
-        self.rows.append((step, epoch, row if self.shard.single else row * fraction))
-
-    def due(self) -> bool:
-        return len(self.rows) >= self.every or (
-            self.seconds is not None and bool(self.rows) and time.perf_counter() - self.read_at >= self.seconds)
-
-    def read(self, watched: tuple[str, ...]) -> tuple[list[StepLosses], tuple | None, bool]:
-        """(the pending steps' StepLosses up to the first diverged one, that one as (step, key, value) or None,
-        whether any rank asked to stop). watched: the keys whose divergence ends the run, in the order checked."""
-        rows, self.rows, self.read_at = self.rows, [], time.perf_counter()
-        stop = self.stop
-        if rows:
-            table = torch.stack([row for _, _, row in rows])  # (steps, K) on the device
-        else:
-            table = torch.zeros((0, len(self.keys)), device=self.device)
-        if self.shard.single:
-            values = table.tolist()  # the one host sync of these steps
-        else:
-            flat = torch.cat([table.flatten(), torch.tensor([float(self.stop)], device=table.device)])
-            flat = self.shard.all_sum(flat).tolist()
-            values = [flat[i * len(self.keys):(i + 1) * len(self.keys)] for i in range(len(rows))]
-            stop = flat[-1] > 0
-        events = []
-        for (step, epoch, _), row in zip(rows, values):
-            losses = dict(zip(self.keys, row))
-            bad = next((key for key in watched if key in losses and _diverged(losses[key])), None)
-            if bad is not None:
-                return events, (step, bad, losses[bad]), stop
-            events.append(StepLosses(step, epoch, losses))
-        return events, None, stop
-
-
 # ---- small building blocks (a DDP wrapper can replace each) ----------------------------------------------------
 
 def epoch_batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu"
@@ -476,8 +268,8 @@ def train_teacher(config: TeacherConfig, device: str = "auto", should_stop: Stop
     dataset = load_dataset(config.dataset)
     data = _on_device(dataset, torch_device)
     model = create_model(config.model, dataset.input_shape, dataset.num_classes, generator(config.seed, "init"))
-    plan = _plan(options, torch_device, model)
-    model = _placed(model, torch_device, plan)
+    plan = plan_for(options, torch_device, model)
+    model = placed(model, torch_device, plan)
     seed_dropout(model, generator(config.seed, "dropout-teacher", torch_device))
     optimizer = make_optimizer(model, config.learning_rate, config.weight_decay)
     train = torch.compile(model) if plan.compile else model
@@ -528,7 +320,7 @@ def train_teacher(config: TeacherConfig, device: str = "auto", should_stop: Stop
                "n_test": len(data.test_x), "n_val": len(data.val_x), "n_train": len(data.train_x),
                "split": dataset.split, "device": str(torch_device), "threads": threads,
                "seconds": time.perf_counter() - started, "steps": step, "precision": plan.precision}
-    yield Finished(status, summary, {"teacher": _handed_back(model, plan)})
+    yield Finished(status, summary, {"teacher": handed_back(model, plan)})
 
 
 # ---- distillation ----------------------------------------------------------------------------------------------
@@ -582,11 +374,11 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
         subset = _check_train_index(train_index, len(dataset.train_y), config.train_subset)
     data = _on_device(dataset, device, subset)
     initial = initial_student(config, dataset)
-    plan = _plan(options, device, initial, shard.single)
-    if next(teacher.parameters()).device != device or (plan.channels_last and _has_convolutions(teacher)):
-        teacher = _placed(copy.deepcopy(teacher), device, plan)  # never move a teacher that other runs share
+    plan = plan_for(options, device, initial, shard.single)
+    if next(teacher.parameters()).device != device or (plan.channels_last and has_convolutions(teacher)):
+        teacher = placed(copy.deepcopy(teacher), device, plan)  # never move a teacher that other runs share
     teacher.eval()
-    initial = _placed(initial, device, plan)
+    initial = placed(initial, device, plan)
     models = {role: copy.deepcopy(initial) for role in STUDENTS if role in students}  # identical initial weights
     for role, model in models.items():  # the same dropout masks for both students (each rank its own stream)
         seed_dropout(model, generator(config.seed, "dropout" if shard.single else f"dropout:{shard.rank}", device))
@@ -682,7 +474,7 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
     for model in models.values():
         seed_dropout(model, None)
     rebuild = lambda: create_model(config.student, dataset.input_shape, dataset.num_classes)  # noqa: E731
-    yield Finished(status, summary, {role: _handed_back(model, plan, rebuild) for role, model in models.items()})
+    yield Finished(status, summary, {role: handed_back(model, plan, rebuild) for role, model in models.items()})
 
 
 def _check_train_index(index, n_train: int, train_subset: int) -> torch.Tensor:
