@@ -11,21 +11,16 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import hashlib
 import threading
 import time
 
+from kdviz.core.identity import owner_key  # noqa: F401 (re-exported: runs record it)
 from kdviz.runs.log import EventLog
 
 FINISHED_RUNS_CACHED = 1024  # finished runs read from disk kept as objects (config, status; a few KB each)
 FINISHED_LOGS_CACHED = 8  # of those, the ones whose event logs stay loaded (viewers of the same past runs)
 RECORDS_CACHED = 1024  # config.json records of runs on disk (about 3 KB each: a few MB at most)
 REAP_INTERVAL_S = 1.0
-
-
-def owner_key(identity: str) -> str:
-    """What a run records as its owner: a hash of the caller's identity (the identity itself is a secret)."""
-    return hashlib.sha256(f"kdviz-owner:{identity}".encode()).hexdigest()[:32]
 
 
 class QueueFull(ValueError):
