@@ -44,3 +44,41 @@ def temperatures(low: float = MIN_TEMPERATURE, high: float = MAX_TEMPERATURE) ->
 
 def alphas() -> st.SearchStrategy[float]:
     return st.one_of(st.floats(0.0, 1.0, allow_nan=False), st.sampled_from([0.0, 1.0]))
+
+
+# ---- presentations (kdviz.present) ---------------------------------------------------------------------------------
+
+def room_codes() -> st.SearchStrategy[str]:
+    """Well-formed room codes (canonical: upper case, no spaces)."""
+    from kdviz.present import CODE_ALPHABET, CODE_LENGTH
+
+    return st.text(alphabet=CODE_ALPHABET, min_size=CODE_LENGTH, max_size=CODE_LENGTH)
+
+
+def malformed_codes() -> st.SearchStrategy:
+    """Anything a follow link or a typing thumb might send that is not a room code (the hub answers "unknown")."""
+    from kdviz.present import normalize_code
+
+    return st.one_of(st.none(), st.integers(), st.floats(), st.binary(max_size=8),
+                     st.text(max_size=30).filter(lambda text: normalize_code(text) is None),
+                     st.sampled_from(["", "abc", "../x", "A" * 100, "ABCD0", "ABCDI", "AAAAAA", "AAAA", "A A"]))
+
+
+def identifiers() -> st.SearchStrategy[str]:
+    """Question and run ids as the hub takes them: 1 to 40 characters of a-z, 0-9, '-' and '_'."""
+    return st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max_size=40)
+
+
+def presentation_views() -> st.SearchStrategy:
+    """Valid kdviz.present.View objects over the whole accepted range."""
+    from kdviz.present import View
+
+    return st.builds(View, step=st.integers(1, 999), temperature=temperatures(), alpha=alphas(),
+                     question=st.none() | identifiers(), run_id=st.none() | identifiers())
+
+
+def guess_values() -> st.SearchStrategy:
+    """Guesses the hub accepts: finite numbers and short printable texts."""
+    texts = st.text(st.characters(codec="utf-8", categories=("L", "N", "P", "Zs")), min_size=1, max_size=40)
+    return st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-10**6, 10**6),
+                     texts.filter(lambda text: text.strip() and text.isprintable()))

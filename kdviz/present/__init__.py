@@ -1,0 +1,25 @@
+"""Presentations a lecture hall follows: rooms moved only by their lecturer, polled by followers, with guesses."""
+from kdviz.present.guesses import GuessBook, PresenterCannotGuess, TooManyGuesses, check_guess
+from kdviz.present.rooms import (
+    CODE_ALPHABET,
+    CODE_LENGTH,
+    Hub,
+    HubSettings,
+    NoSuchPresentation,
+    NotPresenter,
+    Poll,
+    Presentation,
+    PresentationEnded,
+    TooManyPresentations,
+    View,
+    hub,
+    normalize_code,
+    reset_hub,
+    settings_from_environment,
+)
+
+__all__ = [
+    "CODE_ALPHABET", "CODE_LENGTH", "GuessBook", "Hub", "HubSettings", "NoSuchPresentation", "NotPresenter", "Poll",
+    "Presentation", "PresentationEnded", "PresenterCannotGuess", "TooManyGuesses", "TooManyPresentations", "View",
+    "check_guess", "hub", "normalize_code", "reset_hub", "settings_from_environment",
+]
