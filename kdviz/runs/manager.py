@@ -524,7 +524,9 @@ class RunManager:
         self._write(run, lambda: atomic_write_bytes(self.store.students_path(run.id), buffer.getvalue()))
 
     def _finish(self, run: Run, state: str, message: str, finished=None) -> None:
-        """The run's end: its status on disk, then it leaves memory (readers find it on disk from now on)."""
+        """The run's end: its last events and its status on disk, then it leaves memory (readers find it on disk from
+        now on). A run that failed between two batches of step losses keeps them too."""
+        self._flush(run)
         run.state, run.message, run.finished_at = state, message, time.time()
         run.paused_at = run.pause_deadline = None
         if finished is not None and state != "failed":
