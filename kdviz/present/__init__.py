@@ -1,19 +1,14 @@
 """Presentations a lecture hall follows: rooms moved only by their lecturer, polled by followers, with guesses."""
 from kdviz.present.guesses import GuessBook, PresenterCannotGuess, TooManyGuesses, check_guess
+from kdviz.present.records import CODE_ALPHABET, CODE_LENGTH, Poll, Presentation, View, normalize_code
 from kdviz.present.rooms import (
-    CODE_ALPHABET,
-    CODE_LENGTH,
     Hub,
     HubSettings,
     NoSuchPresentation,
     NotPresenter,
-    Poll,
-    Presentation,
     PresentationEnded,
     TooManyPresentations,
-    View,
     hub,
-    normalize_code,
     reset_hub,
     settings_from_environment,
 )
