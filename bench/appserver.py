@@ -36,9 +36,11 @@ class Server:
 
 
 @contextlib.contextmanager
-def app_server(home: Path, log_path: Path | None = None, timeout: float = 60.0) -> Iterator[str]:
-    """`streamlit run app.py` with KDVIZ_HOME=home; yields the base URL once /_stcore/health answers."""
-    with server(home, log_path, timeout) as running:
+def app_server(home: Path, log_path: Path | None = None, timeout: float = 60.0,
+               env: dict[str, str] | None = None) -> Iterator[str]:
+    """`streamlit run app.py` with KDVIZ_HOME=home (and env added); yields the base URL once /_stcore/health
+    answers."""
+    with server(home, log_path, timeout, env=env) as running:
         yield running.url
 
 

@@ -1,6 +1,8 @@
 """kdviz's HTTP routes beside Streamlit's (app.py mounts them with st.App): what a browser fetches without a script
 run, so that it costs the server next to nothing. No Streamlit script state is read here, only process-wide objects.
 
+- GET /kdviz/rooms/{code}?since=N: a follower's poll of a presentation (kdviz.present): "live" with the view when it
+  changed since version N, "ended" with why, or "unknown". Read-only: a room code never grants control.
 - GET /kdviz/plotly.min.js: the plotly.js of the installed plotly package, for exporting a chart as a slide in the
   browser (offline; fetched only when someone exports, then cached by the browser).
 """
@@ -9,6 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 
 PREFIX = "/kdviz"
+PLOTLY_URL = f"{PREFIX}/plotly.min.js"
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def room_url(code: str) -> str:
+    """Where a follower's browser polls room `code`."""
+    from urllib.parse import quote
+
+    return f"{PREFIX}/rooms/{quote(str(code), safe='')}"
 
 
 def plotly_js_path() -> Path:
@@ -16,6 +27,20 @@ def plotly_js_path() -> Path:
     import plotly
 
     return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+def _since(text: str | None) -> int | None:
+    """The version the browser has (a small whole number), or None when it sent none or nonsense."""
+    return int(text) if text and text.isascii() and text.isdigit() and len(text) <= 12 else None
+
+
+async def _room(request):
+    from starlette.responses import JSONResponse
+
+    from kdviz.present import hub
+
+    answer = hub().poll_dict(request.path_params["code"], _since(request.query_params.get("since")))
+    return JSONResponse(answer, status_code=404 if answer["state"] == "unknown" else 200, headers=NO_STORE)
 
 
 async def _plotly_js(request):
@@ -28,4 +53,5 @@ async def _plotly_js(request):
 def routes() -> list:
     from starlette.routing import Route
 
-    return [Route(f"{PREFIX}/plotly.min.js", _plotly_js, methods=["GET"])]
+    return [Route(f"{PREFIX}/rooms/{{code}}", _room, methods=["GET"]),
+            Route(PLOTLY_URL, _plotly_js, methods=["GET"])]

@@ -141,17 +141,20 @@ def make_manager():
 
 @pytest.fixture(autouse=True)
 def kdviz_home(tmp_path_factory, monkeypatch) -> Path:
-    """Every test gets its own KDVIZ_HOME: it never reads or writes a user's cached teachers and runs."""
+    """Every test gets its own KDVIZ_HOME: it never reads or writes a user's cached teachers and runs. Opening the
+    lecture tour starts no background runs in a test unless the test asks (KDVIZ_TOUR_RUNS=auto)."""
     home = tmp_path_factory.mktemp("kdviz-home")
     monkeypatch.setenv("KDVIZ_HOME", str(home))
+    monkeypatch.setenv("KDVIZ_TOUR_RUNS", "off")
     return home
 
 
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory):
-    """`streamlit run app.py` on a free loopback port with its own KDVIZ_HOME; yields the base URL."""
+    """`streamlit run app.py` on a free loopback port with its own KDVIZ_HOME; yields the base URL. The lecture tour
+    starts no runs of its own there (KDVIZ_TOUR_RUNS=off): minutes of training would slow every other browser test."""
     home = tmp_path_factory.mktemp("server-home")
-    with app_server_process(home, home / "server.log") as url:
+    with app_server_process(home, home / "server.log", env={"KDVIZ_TOUR_RUNS": "off"}) as url:
         yield url
 
 

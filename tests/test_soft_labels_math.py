@@ -238,3 +238,49 @@ def test_the_students_offered_are_kdvizs_roles_in_their_order():
 def test_metric_tiles_get_short_numbers(value, text):
     assert sl.format_metric(value) == text and len(text) <= 7
     assert float(text) == pytest.approx(value, rel=0.05)
+
+
+# ---- the browser-side widget's payload ---------------------------------------------------------------------------
+
+def test_widget_payload_is_json_with_kdvizs_palettes_and_the_slider():
+    payload = sl.widget_payload(sl.LECTURE, 4.0, 0.9, student_role="kd", student_name="KD student")
+    assert json.loads(json.dumps(payload, allow_nan=False)) == payload
+    assert payload["colors"] == charts.COLORS and payload["class_colors"] == list(charts.CLASS_COLORS)
+    assert payload["direction_colors"] == charts.DIRECTION_COLORS and payload["mark_colors"] == charts.MARK_COLORS
+    assert payload["temperatures"] == list(sl.TEMPERATURES) and payload["formats"] == sl.FORMATS
+    assert payload["curve_temperatures"] == sl.CURVE_TEMPERATURES.tolist()
+    assert payload["names"] == {"label": "hard label", "teacher": "teacher", "student": "KD student"}
+    assert (payload["temperature"], payload["alpha"], payload["label"]) == (4.0, 0.9, 0)
+
+
+def test_widget_payload_for_a_lecture_hall():
+    normal, lecture = (sl.widget_payload(sl.LECTURE, 1.0, 0.9, lecture=mode)["fonts"] for mode in (False, True))
+    assert lecture["tick"] >= 20 and lecture["title"] >= 24 and all(lecture[k] > normal[k] for k in normal)
+
+
+@pytest.mark.parametrize("controls, drawn", [(True, ["temperature", "alpha"]), (False, []), ((), []),
+                                             (["temperature"], ["temperature"])])
+def test_widget_payload_parts(controls, drawn):
+    payload = sl.widget_payload(sl.LECTURE, 1.0, 0.9, panels=["logits", "bars"], series=["teacher"],
+                                controls=controls, readonly=True, caption="step 3")
+    assert payload["controls"] == drawn and payload["panels"] == ["logits", "bars"]
+    assert payload["series"] == ["teacher"] and payload["readonly"] and payload["caption"] == "step 3"
+
+
+@pytest.mark.parametrize("arguments, message", [({"panels": ["bars", "pie"]}, "panels"), ({"series": ["kd"]}, "series"),
+                                                ({"controls": ["beta"]}, "controls"), ({"panels": ["bars"] * 2}, "panels"),
+                                                ({"temperature": 0}, "temperature"), ({"alpha": 2}, "alpha"),
+                                                ({"student_role": "oracle"}, "student_role")])
+def test_widget_payload_rejects_what_it_cannot_draw(arguments, message):
+    arguments = {"temperature": 1.0, "alpha": 0.9} | arguments
+    with pytest.raises(ValueError, match=message):
+        sl.widget_payload(sl.LECTURE, **arguments)
+
+
+@pytest.mark.parametrize("released, expected", [({"temperature": 10.0, "alpha": 0.5}, (10.0, 0.5)),
+                                                ({"temperature": 7, "alpha": 0.29000000000000004}, (8.0, 0.29)),
+                                                ({"temperature": 0}, (0.1, 0.9)), ({"alpha": 3}, (4.0, 1.0)),
+                                                ({"temperature": "x", "alpha": None}, (4.0, 0.9)), (None, (4.0, 0.9)),
+                                                ({"temperature": float("nan")}, (4.0, 0.9))])
+def test_a_released_value_is_snapped_clamped_or_ignored(released, expected):
+    assert sl.read_released(released, 4.0, 0.9) == expected

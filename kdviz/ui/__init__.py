@@ -28,12 +28,16 @@ from kdviz.ui.models import (  # noqa: F401
 )
 from kdviz.ui.soft_labels import (  # noqa: F401
     SOFT_LABELS_STATE,
+    SOFT_LABELS_WIDGET,
+    apply_released_controls,
     custom_logits_editor,
     image_example,
     image_logits,
+    share_caption,
     soft_labels_state,
     update_soft_labels_state,
 )
+from kdviz.ui.components import released_values, soft_labels_widget  # noqa: F401
 from kdviz.ui.runs import (  # noqa: F401
     distill_config_form,
     lecture_case_table,
@@ -75,3 +79,13 @@ from kdviz.ui.experiments import (  # noqa: F401
 )
 from kdviz.ui.ensembles import worked_example as ensemble_example  # noqa: F401
 from kdviz.ui.compression import case_study as compression_case_study  # noqa: F401
+from kdviz.ui.tour import (  # noqa: F401,E402
+    draw_step as tour_draw_step,
+    navigation as tour_navigation,
+    session as tour_session,
+    start_tour_runs,
+    style as tour_style,
+    update_tour_state,
+)
+from kdviz.ui.present import presentation_bar as tour_presentation_bar  # noqa: F401,E402
+from kdviz.ui.tour import export as tour_export, poll as tour_poll  # noqa: F401,E402

@@ -15,6 +15,8 @@ class PagePlan:
 
 PAGES = [
     PagePlan("pages/home.py", "Home", ":material/home:", "What knowledge distillation is, and what this app shows.", True),
+    PagePlan("pages/lecture.py", "Lecture tour", ":material/co_present:",
+             "The lecture in 14 steps: present it, and the hall follows on their phones and answers.", True),
     PagePlan("pages/soft_labels.py", "Soft labels & temperature", ":material/thermostat:",
              "Edit logits, move the temperature, watch softmax, KL, T²·KL and the gradient change.", True),
     PagePlan("pages/image_explorer.py", "Image explorer", ":material/image_search:",
@@ -186,10 +188,41 @@ def lecture_style() -> None:
         st.html(LECTURE_CSS)
 
 
+def app_url(page: str = "") -> str:
+    """The absolute URL of one of the app's pages (its url path: "lecture", "live_distillation"; "" for home), as
+    this browser reached the server: what a copied or projected link needs."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(str(st.context.url or "http://localhost:8501/"))
+    base = f"{parts.scheme}://{parts.netloc}" if parts.netloc else "http://localhost:8501"
+    return f"{base}/{page}"
+
+
 def seed(key: str, value) -> None:
     """Give a widget its value from our own state unless it already has one (never pass value= as well)."""
     if key not in st.session_state:
         st.session_state[key] = value
+
+
+def url_state(key: str, parse_query):
+    """(state, notices): a page's state, parsed from the URL once per session (parse_query(params) → (state, notices):
+    a notice per value it changed) and kept under key; later runs get the kept state and no notices."""
+    if key not in st.session_state:
+        state, notices = parse_query(st.query_params.to_dict())
+        st.session_state[key] = state
+        return state, notices
+    return st.session_state[key], []
+
+
+def update_url_state(key: str, to_query, query_keys, **changes):
+    """Replace fields of the state kept under key, keep it for the session and mirror it in the URL (to_query(state):
+    the page's parameters; query_keys: all it may write)."""
+    import dataclasses
+
+    state = dataclasses.replace(st.session_state[key], **changes)
+    st.session_state[key] = state
+    sync_query_params(to_query(state), query_keys)
+    return state
 
 
 def sync_query_params(query: dict[str, str], keys) -> None:

@@ -177,8 +177,8 @@ def explorer_picked(dataset: str, image: int, teacher_logits, students) -> None:
 
 def explorer_prediction(classes, label, teacher_logits, students: dict, temperature: float, log_scale: bool,
                         lecture: bool, key: str) -> None:
-    """Softmax at T of the teacher and the chosen students (with one student, the soft-labels page's own chart),
-    then the logits."""
+    """Softmax at T of the teacher and the chosen students (with one student, hard label vs teacher vs student, as
+    the soft-labels page's widget draws them), then the logits."""
     import numpy as np
 
     from kdviz.core import kd

@@ -109,37 +109,42 @@ def lecture_case_table():
 OWNER_REDRAW_S, VIEWER_REDRAW_S = 0.5, 2.0
 
 
-def run_panel(run_id: str) -> None:
+PARTS = ("header", "charts", "case")  # what a run panel shows: state and controls, the live charts, the case study
+
+
+def run_panel(run_id: str, parts: tuple[str, ...] = PARTS) -> None:
     """The chosen run: live while it is queued, running or paused (redrawn every OWNER_REDRAW_S for its owner,
-    VIEWER_REDRAW_S for others), static once it ended."""
+    VIEWER_REDRAW_S for others), static once it ended. parts: which of PARTS to show (the tour shows a run's charts
+    at one step and its case study at the next)."""
     manager = core.run_manager()
     run = manager.get(run_id)
     if run is None:
-        st.warning(f"There is no run {run_id!r} on this server (it may have been deleted).", icon=":material/search_off:")
+        st.warning(f"There is no run {run_id!r} on this server (it may have been deleted).",
+                   icon=":material/search_off:")
         return
     if not run.live:
-        _draw_run(run)
+        _draw_run(run, parts)
     elif manager.owns(run, owner_id()):
-        _live_run_owner(run_id)
+        _live_run_owner(run_id, parts)
     else:
-        _live_run_viewer(run_id)
+        _live_run_viewer(run_id, parts)
 
 
-def _live_run(run_id: str) -> None:
+def _live_run(run_id: str, parts: tuple[str, ...]) -> None:
     run = core.run_manager().get(run_id)
     if run is None or not run.live:
         st.rerun()  # the run ended (or vanished): redraw the page once, statically
-    _draw_run(run)
+    _draw_run(run, parts)
 
 
 @st.fragment(run_every=OWNER_REDRAW_S)
-def _live_run_owner(run_id: str) -> None:
-    _live_run(run_id)
+def _live_run_owner(run_id: str, parts: tuple[str, ...] = PARTS) -> None:
+    _live_run(run_id, parts)
 
 
 @st.fragment(run_every=VIEWER_REDRAW_S)
-def _live_run_viewer(run_id: str) -> None:  # its own function: Streamlit tells fragments apart by name
-    _live_run(run_id)
+def _live_run_viewer(run_id: str, parts: tuple[str, ...] = PARTS) -> None:  # its own function: Streamlit tells
+    _live_run(run_id, parts)  # fragments apart by name
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
@@ -185,14 +190,29 @@ def _copy_run(config: dict) -> None:
     st.query_params["run"] = st.session_state["current_run"] = run_id
 
 
-def _draw_run(run) -> None:
+def _draw_run(run, parts: tuple[str, ...] = PARTS) -> None:
+    manager, lecture = core.run_manager(), lecture_mode()
+    state, losses, accuracies = run_frames(run)
+    mine = manager.owns(run, owner_id())
+    if "header" in parts:
+        _run_header(run, state, mine)
+    if "charts" in parts and len(accuracies):
+        split = split_choice(f"split-{run.id}", accuracies)  # above both charts, so that they stay level
+        left, right = st.columns(2)
+        loss, accuracy = _charts(run.id, run.events_version, lecture, split, losses, accuracies)
+        left.plotly_chart(loss, key=f"loss-{run.id}")
+        right.plotly_chart(accuracy, key=f"accuracy-{run.id}")
+    if "case" in parts and run.summary and "hard" in run.summary:
+        _case_study(run)
+
+
+def _run_header(run, state: dict, mine: bool) -> None:
+    """The run's state, its progress and, for its owner, its controls (for others: run it myself)."""
     import time
 
     from kdviz.views import run_view
 
-    manager, lecture = core.run_manager(), lecture_mode()
-    state, losses, accuracies = run_frames(run)
-    mine = manager.owns(run, owner_id())
+    manager = core.run_manager()
     badge = {"queued": ":material/hourglass_top:", "running": ":material/directions_run:",
              "paused": ":material/pause_circle:", "completed": ":material/check_circle:",
              "cancelled": ":material/stop_circle:", "diverged": ":material/error:", "failed": ":material/error:",
@@ -200,7 +220,7 @@ def _draw_run(run) -> None:
     st.subheader(f"{badge} Run {run.id}: {run.state}")
     st.caption(run_view.describe_config(run.config) + ("" if mine else " · viewing a shared run (read-only)"))
     if mine:
-        share = f"{str(st.context.url or '').split('?')[0]}?run={run.id}"
+        share = f"{core.app_url('live_distillation')}?run={run.id}"
         st.caption(f"Read-only link to share this run: `{share}`")
     if run.state == "queued":
         workers = manager.settings.workers
@@ -239,14 +259,6 @@ def _draw_run(run) -> None:
         refusal = st.session_state.pop("run_refusal", None)
         if refusal:
             st.warning(refusal, icon=":material/block:")
-    if len(accuracies):
-        split = split_choice(f"split-{run.id}", accuracies)  # above both charts, so that they stay level
-        left, right = st.columns(2)
-        loss, accuracy = _charts(run.id, run.events_version, lecture, split, losses, accuracies)
-        left.plotly_chart(loss, key=f"loss-{run.id}")
-        right.plotly_chart(accuracy, key=f"accuracy-{run.id}")
-    if run.summary and "hard" in run.summary:
-        _case_study(run)
 
 
 def _run_controls(run, phase: str) -> None:

@@ -4,32 +4,45 @@ from __future__ import annotations
 import streamlit as st
 
 from kdviz.ui import models
-from kdviz.ui.core import seed, sync_query_params
+from kdviz.ui.core import seed, update_url_state, url_state
 
 SOFT_LABELS_STATE = "soft_labels.state"
+SOFT_LABELS_WIDGET = "sl.widget"  # the browser-side widget with the T and α sliders (kdviz.ui.components)
 
 
 def soft_labels_state():
     """(state, notices): the page's state, parsed once per session from the URL (with a notice per bad value)."""
     from kdviz.views import soft_labels
 
-    if SOFT_LABELS_STATE not in st.session_state:
-        state, notices = soft_labels.parse_query(st.query_params.to_dict())
-        st.session_state[SOFT_LABELS_STATE] = state
-        return state, notices
-    return st.session_state[SOFT_LABELS_STATE], []
+    return url_state(SOFT_LABELS_STATE, soft_labels.parse_query)
 
 
 def update_soft_labels_state(**changes):
     """Replace fields of the page's state, keep it for the session and mirror it in the URL."""
-    import dataclasses
+    from kdviz.views import soft_labels
+
+    return update_url_state(SOFT_LABELS_STATE, soft_labels.to_query, soft_labels.QUERY_KEYS, **changes)
+
+
+def apply_released_controls():
+    """The page's state with the T and α the widget's sliders were released at, mirrored in the URL; read before the
+    widget is drawn, so that this very run's payload, explanations and table show them."""
+    from kdviz.ui.components import released_values
+
+    state = st.session_state[SOFT_LABELS_STATE]
+    temperature, alpha = released_values(SOFT_LABELS_WIDGET, state.temperature, state.alpha)
+    return update_soft_labels_state(temperature=temperature, alpha=alpha)
+
+
+def share_caption(state) -> str:
+    """The line under a slide exported from the widget: the page, and the link that restores this view."""
+    from urllib.parse import urlencode
 
     from kdviz.views import soft_labels
 
-    state = dataclasses.replace(st.session_state[SOFT_LABELS_STATE], **changes)
-    st.session_state[SOFT_LABELS_STATE] = state
-    sync_query_params(soft_labels.to_query(state), soft_labels.QUERY_KEYS)
-    return state
+    url = str(st.context.url or "").split("?")[0]
+    link = f"{url}?{urlencode(soft_labels.to_query(state), safe=',')}" if url else ""
+    return " · ".join(part for part in ("kdviz · soft labels", link) if part)
 
 
 def custom_logits_editor(state):

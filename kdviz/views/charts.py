@@ -40,15 +40,15 @@ def style(fig: go.Figure, lecture: bool = False, height: int | None = None) -> g
     return fig
 
 
-# ---- the soft-labels page ---------------------------------------------------------------------------------------
-# These figures redraw on every move of the temperature slider, so they are built from plain dicts without plotly's
-# per-property validation (style() alone costs ~6 ms a call); style() is applied once per mode and its layout reused.
+# ---- figures that redraw often (the image explorer's bars, live charts) ---------------------------------------------
+# Built from plain dicts without plotly's per-property validation (style() alone costs ~6 ms a call); style() is applied
+# once per mode and its layout reused. The soft-labels page draws its charts in the browser (kdviz/ui/assets/), from
+# these palettes (kdviz.views.soft_labels.widget_payload passes them).
 
 import copy  # noqa: E402
 import functools  # noqa: E402
 import math  # noqa: E402
 
-import numpy as np  # noqa: E402
 
 CLASS_COLORS = ("#332288", "#CC6677", "#117733", "#AA4499", "#44AA99", "#882255", "#999933", "#88CCEE",
                 "#DDCC77", "#555555")  # Paul Tol's "muted" scheme: one line per class on the curves over T
@@ -100,31 +100,9 @@ def top_margin(lecture: bool, bottom: int = 10) -> dict:
     return {"t": 110 if lecture else 90, "l": 10, "r": 25, "b": bottom}
 
 
-def _bottom_legend() -> dict:
+def bottom_legend() -> dict:
     """A legend under the x axis: the band above the plot holds the T = 1 and current-T labels."""
     return {"orientation": "h", "x": 0, "xanchor": "left", "y": 0, "yanchor": "bottom", "yref": "container"}
-
-
-def _temperature_axis(title: str = "temperature T (log scale)") -> dict:
-    return {"type": "log", "title": {"text": title}, "tickvals": TEMPERATURE_TICKS,
-            "ticktext": [f"{t:g}" for t in TEMPERATURE_TICKS], "range": [-1.02, 2.02], "tickangle": 0}
-
-
-def _temperature_marks(temperature: float, lecture: bool) -> tuple[list[dict], list[dict]]:
-    """Vertical lines (shapes) and their labels (annotations) at T = 1 and at the current temperature."""
-    width = 3 if lecture else 2
-    marks = [(1.0, "T = 1", MARK_COLORS["one"], "dot")]
-    if temperature != 1.0:
-        marks.append((temperature, f"T = {temperature:g}", MARK_COLORS["current"], "dash"))
-    shapes = [{"type": "line", "xref": "x", "yref": "paper", "x0": t, "x1": t, "y0": 0, "y1": 1,
-               "line": {"color": color, "width": width, "dash": dash}} for t, _, color, dash in marks]
-    # Labels sit left of the line for the smaller T and right of it for the larger, so the two never overlap.
-    anchors = {1.0: "left" if temperature < 1 else "right",
-               temperature: "right" if 0.2 < temperature < 1 or temperature >= 30 else "left"}
-    annotations = [{"xref": "x", "yref": "paper", "x": math.log10(t), "y": 1, "text": text, "showarrow": False,
-                    "yanchor": "bottom", "xanchor": anchors[t], "font": {"color": color}}
-                   for t, text, color, _ in marks]
-    return shapes, annotations
 
 
 def soft_label_bars(classes, hard_label, teacher_probs, student_probs, temperature: float, labels: dict,
@@ -158,82 +136,6 @@ def soft_label_bars(classes, hard_label, teacher_probs, student_probs, temperatu
     layout = {"barmode": "group", "bargap": 0.25, "bargroupgap": 0.05, "yaxis": yaxis, "margin": top_margin(lecture),
               "xaxis": {"title": {"text": "class"}, "tickfont": {"size": 22 if lecture else 16}, "type": "category"},
               "title": title_block(f"Hard label vs soft labels at T = {temperature:g}", lecture)}
-    return fast_figure(data, layout, lecture)
-
-
-def temperature_curves(temperatures, teacher_probs, classes, label: int, temperature: float,
-                       lecture: bool = False) -> go.Figure:
-    """Each class's teacher probability as T grows (log x), the true class thickest, T = 1 and the current T marked.
-
-    teacher_probs: (n_T, C) probabilities at each of the temperatures (n_T,).
-    """
-    x = np.asarray(temperatures, dtype=np.float64)  # long curves go as arrays: plotly sends them as base64
-    base_width = _styled_layout(lecture, None)[1]
-    current = int(np.argmin(np.abs(np.log(x / temperature))))
-    data = []
-    for c, name in enumerate(classes):
-        color = CLASS_COLORS[c % len(CLASS_COLORS)]
-        dash = "solid" if c < len(CLASS_COLORS) else "dash"
-        data.append({"type": "scatter", "mode": "lines", "name": name + (" (true class)" if c == label else ""),
-                     "x": x, "y": np.asarray(teacher_probs[:, c], dtype=np.float64), "legendgroup": name,
-                     "line": {"color": color, "dash": dash, "width": base_width * (1.6 if c == label else 1)},
-                     "hovertemplate": "T = %{x:.3g}: p = %{y:.4f}<extra>" + name + "</extra>"})
-    data.append({"type": "scatter", "mode": "markers", "showlegend": False, "hoverinfo": "skip",
-                 "x": [temperature] * len(classes), "y": [float(v) for v in teacher_probs[current]],
-                 "marker": {"size": 13 if lecture else 10, "color": [CLASS_COLORS[c % len(CLASS_COLORS)]
-                                                                     for c in range(len(classes))],
-                            "line": {"color": "white", "width": 2}}})
-    shapes, annotations = _temperature_marks(temperature, lecture)
-    layout = {"xaxis": _temperature_axis(), "yaxis": {"title": {"text": "teacher probability"}, "range": [0, 1.05]},
-              "shapes": shapes, "annotations": annotations, "showlegend": True, "margin": top_margin(lecture, 70),
-              "legend": _bottom_legend(), "height": _styled_layout(lecture, None)[0]["height"] + 40,
-              "title": title_block("Teacher's softmax as T grows", lecture)}
-    return fast_figure(data, layout, lecture)
-
-
-def entropy_curves(temperatures, teacher_entropy, student_entropy, num_classes: int, temperature: float,
-                   student_role: str = "untrained", student_name: str | None = None,
-                   lecture: bool = False) -> go.Figure:
-    """Teacher's and student's entropy (nats) over T, with the uniform distribution's ln C as the ceiling."""
-    x = np.asarray(temperatures, dtype=np.float64)
-    ceiling = math.log(num_classes)
-    data = [{"type": "scatter", "mode": "lines", "name": ROLE_NAMES["teacher"], "x": x,
-             "y": np.asarray(teacher_entropy, dtype=np.float64), "line": {"color": COLORS["teacher"]},
-             "hovertemplate": "T = %{x:.3g}: H = %{y:.3f} nats<extra>teacher</extra>"},
-            {"type": "scatter", "mode": "lines", "name": student_name or ROLE_NAMES[student_role], "x": x,
-             "y": np.asarray(student_entropy, dtype=np.float64), "line": {"color": COLORS[student_role]},
-             "hovertemplate": "T = %{x:.3g}: H = %{y:.3f} nats<extra>student</extra>"}]
-    shapes, annotations = _temperature_marks(temperature, lecture)
-    shapes.append({"type": "line", "xref": "paper", "yref": "y", "x0": 0, "x1": 1, "y0": ceiling, "y1": ceiling,
-                   "line": {"color": COLORS["label"], "width": 1.5, "dash": "dash"}})
-    annotations.append({"xref": "paper", "yref": "y", "x": 0.01, "y": ceiling, "yanchor": "bottom",
-                        "xanchor": "left", "showarrow": False, "text": f"ln {num_classes} = {ceiling:.3f}",
-                        "font": {"color": COLORS["label"]}})
-    layout = {"xaxis": _temperature_axis(), "shapes": shapes, "annotations": annotations,
-              "margin": top_margin(lecture, 70),
-              "yaxis": {"title": {"text": "entropy (nats)"}, "range": [0, ceiling * 1.15]},
-              "legend": _bottom_legend(), "height": _styled_layout(lecture, None)[0]["height"] + 40,
-              "title": title_block("Entropy of the softmax as T grows", lecture)}
-    return fast_figure(data, layout, lecture)
-
-
-def gradient_bars(classes, update, texts, temperature: float, lecture: bool = False) -> go.Figure:
-    """The next update's direction on each student logit: -∂(T²·KL)/∂z_i = T (p_i - q_i) (Hinton 2015, eq. 2)."""
-    values = [float(v) for v in update]
-    colors = [DIRECTION_COLORS["up"] if v > 0 else DIRECTION_COLORS["down"] if v < 0 else COLORS["label"]
-              for v in values]
-    arrows = ["▲ " if v > 0 else "▼ " if v < 0 else "" for v in values]
-    largest = max([abs(v) for v in values] + [1e-12])
-    data = [{"type": "bar", "x": list(classes), "y": values, "marker": {"color": colors}, "showlegend": False,
-             "customdata": list(texts), "hovertemplate": "%{x}: %{customdata}<extra></extra>",
-             "text": [arrow + text for arrow, text in zip(arrows, texts)] if len(classes) <= 8 else None,
-             "textposition": "outside", "cliponaxis": False, "textfont": {"size": 17 if lecture else 13}}]
-    layout = {"yaxis": {"title": {"text": "−∂(T²·KL)/∂z  =  T (p − q)"}, "zeroline": True, "zerolinewidth": 2,
-                        "zerolinecolor": "#111827", "range": [-largest * 1.35, largest * 1.35]},
-              "xaxis": {"title": {"text": "student logit"}, "tickfont": {"size": 22 if lecture else 16},
-                        "type": "category"},
-              "margin": top_margin(lecture),
-              "title": title_block("Where the student is pushed", lecture)}
     return fast_figure(data, layout, lecture)
 
 
@@ -353,7 +255,7 @@ def kl_curves(epochs, kl: dict, temperature: float, names: dict | None = None, l
              "hovertemplate": "epoch %{x}: %{y:.4f} nats<extra>" + names[role] + "</extra>"}
             for role, values in kl.items()]
     layout = {"xaxis": {"title": {"text": "epoch"}, "dtick": max(1, len(epochs) // 8)},
-              "legend": _bottom_legend(), "margin": top_margin(lecture, bottom=110 if lecture else 90),
+              "legend": bottom_legend(), "margin": top_margin(lecture, bottom=110 if lecture else 90),
               "yaxis": {"title": {"text": "KL(teacher ‖ student), nats"}, "rangemode": "tozero"},
               "title": title_block(f"KL from the teacher at T = {temperature:g}", lecture)}
     return fast_figure(data, layout, lecture, 560 if lecture else 470)  # as tall as the animation beside it

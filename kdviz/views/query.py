@@ -11,6 +11,7 @@ MIN_TEMPERATURE, MAX_TEMPERATURE = 0.1, 100.0
 # The temperature sliders' values: log-spaced "nice" values, 10 per decade, including 1, 2, 4, 10, 20 and 100.
 TEMPERATURES = tuple(round(m * 10.0**e, 3) for e in (-1, 0, 1) for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8)) + (100.0,)
 DEFAULT_TEMPERATURE = 1.0
+DEFAULT_ALPHA = 0.9  # the weight of the soft term the soft-labels page and the tour open with
 MAX_IMAGE_DIGITS = 8  # no test set has 10⁸ images; longer "numbers" are not worth converting
 
 
@@ -49,6 +50,22 @@ def parse_temperature(text: str, notices: list[str]) -> float:
         notices.append(f"The temperature in the link ({text}) is not on the slider; showing the nearest, "
                        f"T = {snapped:g}.")
     return snapped
+
+
+def parse_alpha(text: str, notices: list[str]) -> float:
+    """α from a link: clamped to [0, 1] and rounded to the sliders' 0.01 steps (a notice when changed or unreadable)."""
+    value = to_float(text)
+    if not math.isfinite(value):
+        notices.append(f"The alpha in the link ({str(text)[:20]!r}) is not a number; showing alpha = "
+                       f"{DEFAULT_ALPHA:g}.")
+        return DEFAULT_ALPHA
+    clamped = round(min(max(value, 0.0), 1.0), 2)
+    if not (0.0 <= value <= 1.0):
+        notices.append(f"The alpha in the link ({str(text)[:20]}) is outside 0 to 1; showing alpha = {clamped:g}.")
+    elif clamped != value:
+        notices.append(f"The alpha in the link ({str(text)[:20]}) is finer than the slider's steps; showing alpha = "
+                       f"{clamped:g}.")
+    return clamped
 
 
 def parse_image(text: str, notices: list[str]) -> int:

@@ -16,9 +16,9 @@ import numpy as np
 
 from kdviz.core import kd
 from kdviz.core.roles import ROLE_NAMES, STUDENT_ROLES
-from kdviz.views.query import (DEFAULT_TEMPERATURE, MAX_TEMPERATURE, MIN_TEMPERATURE,  # noqa: F401 (the page's)
-                               TEMPERATURES, format_number, parse_image, parse_temperature, snap_temperature,
-                               to_float)
+from kdviz.views.query import (DEFAULT_ALPHA, DEFAULT_TEMPERATURE, MAX_TEMPERATURE,  # noqa: F401 (the page's)
+                               MIN_TEMPERATURE, TEMPERATURES, format_number, parse_alpha, parse_image,
+                               parse_temperature, snap_temperature, to_float)
 
 MIN_CLASSES, MAX_CLASSES = 2, 20
 MAX_ABS_LOGIT = 1e6  # kd.softmax is stable up to here; beyond it z / T can overflow to inf at T = 0.1
@@ -28,7 +28,6 @@ SOURCES = {"lecture": "Lecture example", "custom": "Your own logits", "image": "
 # The image source's student, by role: the untrained student, or a student of the latest finished run of the default
 # teacher (kdviz.runs.store.RunStore.latest_completed).
 STUDENT_MODELS = {role: ROLE_NAMES[role] + ("" if role == "untrained" else " (latest run)") for role in STUDENT_ROLES}
-DEFAULT_ALPHA = 0.9
 # Every URL parameter this page writes (and so may remove); others in the link (e.g. the owner id) are left alone.
 QUERY_KEYS = ("source", "temperature", "alpha", "log", "classes", "teacher", "student", "label", "image",
               "student_model")
@@ -148,19 +147,6 @@ def _split(text: str) -> list[str]:
     return [] if text.strip() == "" else [part.strip() for part in text.split(",")]
 
 
-def _parse_alpha(text: str, notices: list[str]) -> float:
-    value = to_float(text)
-    if not math.isfinite(value):
-        notices.append(f"The alpha in the link ({text!r}) is not a number; showing alpha = {DEFAULT_ALPHA:g}.")
-        return DEFAULT_ALPHA
-    clamped = round(min(max(value, 0.0), 1.0), 2)
-    if not (0.0 <= value <= 1.0):
-        notices.append(f"The alpha in the link ({text}) is outside 0 to 1; showing alpha = {clamped:g}.")
-    elif clamped != value:
-        notices.append(f"The alpha in the link ({text}) is finer than the slider's steps; showing alpha = {clamped:g}.")
-    return clamped
-
-
 def _parse_custom(params: Mapping[str, str], notices: list[str]) -> Logits:
     classes, teacher, student = (_split(params.get(k, "")) for k in ("classes", "teacher", "student"))
     try:
@@ -191,7 +177,7 @@ def parse_query(params: Mapping[str, str]) -> tuple[PageState, list[str]]:
     if "temperature" in params:
         state = dataclasses.replace(state, temperature=parse_temperature(params["temperature"], notices))
     if "alpha" in params:
-        state = dataclasses.replace(state, alpha=_parse_alpha(params["alpha"], notices))
+        state = dataclasses.replace(state, alpha=parse_alpha(params["alpha"], notices))
     if "log" in params:
         if params["log"] in ("1", "true", "0", "false"):
             state = dataclasses.replace(state, log_scale=params["log"] in ("1", "true"))
@@ -263,26 +249,36 @@ def curves(teacher: tuple[float, ...], student: tuple[float, ...]) -> Curves:
                   kd.entropy(student_scaled))
 
 
+# The number formats' rules: the three functions below and the browser widget (kdviz/ui/assets/formats.js, which gets
+# them in its payload) read them, so that the server's table and the widget print the same digits.
+FORMATS = {"decimals": 4, "fixed_from": 1e-3, "fixed_below": 1e5, "probability_digits": 2, "value_digits": 3,
+           "metric_digits": 1}
+
+
 def format_probability(p: float) -> str:
     """4 decimals (0.9996) down to 0.001; below that, scientific (3.35e-04) so dark knowledge stays visible."""
     if p == 0:
         return "0"
-    return f"{p:.4f}" if p >= 1e-3 else f"{p:.2e}"
+    return f"{p:.{FORMATS['decimals']}f}" if p >= FORMATS["fixed_from"] else f"{p:.{FORMATS['probability_digits']}e}"
+
+
+def _fixed_range(x: float) -> bool:
+    return FORMATS["fixed_from"] <= abs(x) < FORMATS["fixed_below"]
 
 
 def format_value(x: float) -> str:
     """Losses and gradients: 4 decimals in the usual range, scientific outside it."""
     if x == 0:
         return "0"
-    return f"{x:.4f}" if 1e-3 <= abs(x) < 1e5 else f"{x:.3e}"
+    return f"{x:.{FORMATS['decimals']}f}" if _fixed_range(x) else f"{x:.{FORMATS['value_digits']}e}"
 
 
 def format_metric(x: float) -> str:
     """A loss on a metric tile (about six characters fit): format_value in the usual range, else two significant
     digits with a short exponent (8.3e-4, 1.2e+05)."""
-    if x == 0 or 1e-3 <= abs(x) < 1e5:
+    if x == 0 or _fixed_range(x):
         return format_value(x)
-    mantissa, exponent = f"{x:.1e}".split("e")
+    mantissa, exponent = f"{x:.{FORMATS['metric_digits']}e}".split("e")
     return f"{mantissa}e{int(exponent):+d}" if int(exponent) > 0 else f"{mantissa}e{int(exponent)}"
 
 
@@ -300,3 +296,75 @@ def numbers_table(logits: Logits, view: View, temperature: float, student_name: 
 def escape_markdown(text: str) -> str:
     """User text (class names, values from a link) shown literally by st.markdown: no formatting, LaTeX or tables."""
     return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$])", r"\\\1", str(text))
+
+
+# ---- the browser-side widget (kdviz/ui/assets/soft_labels.js draws this payload and recomputes it as T and α move) ---
+
+PANELS = ("logits", "bars", "curves", "entropy", "losses", "gradient")  # what the widget can draw
+PAGE_PANELS = ("bars", "gradient", "losses", "curves", "entropy")  # the soft-labels page's, in its order
+SERIES = ("label", "teacher", "student")
+CONTROLS = ("temperature", "alpha")
+# Font sizes in px; lecture mode is read from the back of a hall on a 1920×1080 projector.
+WIDGET_FONTS = {False: {"tick": 13, "axis": 14, "title": 18, "label": 12, "class": 15, "legend": 13, "tile": 28,
+                        "tile_label": 14, "text": 15, "control": 15, "button": 12},
+                True: {"tick": 21, "axis": 22, "title": 26, "label": 18, "class": 24, "legend": 20, "tile": 42,
+                       "tile_label": 20, "text": 22, "control": 22, "button": 16}}
+WIDGET_SIZES = {False: {"chart_height": 380, "line_width": 2.5, "marker_radius": 5},
+                True: {"chart_height": 520, "line_width": 4, "marker_radius": 8}}
+
+
+def _subset(values, allowed: tuple[str, ...], what: str) -> list[str]:
+    values = list(values)
+    unknown = [value for value in values if value not in allowed]
+    if unknown or len(set(values)) != len(values):
+        raise ValueError(f"{what} must be distinct values from {allowed}, got {values!r}")
+    return values
+
+
+def widget_payload(logits: Logits, temperature: float, alpha: float, log_scale: bool = False,
+                   student_role: str = "untrained", student_name: str | None = None, lecture: bool = False,
+                   panels=PAGE_PANELS, series=SERIES, controls=True, readonly: bool = False,
+                   caption: str = "") -> dict:
+    """The JSON the soft-labels widget draws: the example, T and α, and everything it needs to look like kdviz.
+
+    panels: which parts, in order (PANELS); series: which distributions the bars show (SERIES); controls: True, False
+    or a list of CONTROLS (the sliders drawn); readonly: sliders drawn but disabled (a follower); caption: the line
+    under an exported slide (the widget appends the T and α it shows).
+    """
+    # the palettes live with the Plotly figures (one colour per role everywhere); plotly is not needed before this
+    from kdviz.views import charts
+
+    temperature, alpha = kd.check_temperature(temperature), kd.check_alpha(alpha)
+    if student_role not in STUDENT_ROLES:
+        raise ValueError(f"student_role must be one of {STUDENT_ROLES}, got {student_role!r}")
+    controls = list(CONTROLS) if controls is True else [] if controls is False else _subset(controls, CONTROLS,
+                                                                                             "controls")
+    lecture = bool(lecture)
+    return {
+        "classes": list(logits.classes), "teacher": [float(z) for z in logits.teacher],
+        "student": [float(z) for z in logits.student], "label": int(logits.label),
+        "temperature": temperature, "alpha": alpha, "temperatures": list(TEMPERATURES),
+        "curve_temperatures": CURVE_TEMPERATURES.tolist(), "temperature_ticks": list(charts.TEMPERATURE_TICKS),
+        "log_scale": bool(log_scale), "log_floor": charts.LOG_FLOOR,
+        "panels": _subset(panels, PANELS, "panels"), "series": _subset(series, SERIES, "series"),
+        "controls": controls, "readonly": bool(readonly),
+        "student_role": student_role,
+        "names": {"label": ROLE_NAMES["label"], "teacher": ROLE_NAMES["teacher"],
+                  "student": student_name or ROLE_NAMES[student_role]},
+        "colors": dict(charts.COLORS), "class_colors": list(charts.CLASS_COLORS),
+        "direction_colors": dict(charts.DIRECTION_COLORS), "mark_colors": dict(charts.MARK_COLORS),
+        "lecture": lecture, "fonts": dict(WIDGET_FONTS[lecture]), **WIDGET_SIZES[lecture],
+        "formats": dict(FORMATS), "caption": str(caption),
+    }
+
+
+def read_released(value, temperature: float, alpha: float) -> tuple[float, float]:
+    """The widget's released state ({"temperature", "alpha"} from the browser) → (T on the slider, α in steps of
+    0.01); a missing or malformed value keeps the current one."""
+    value = value if isinstance(value, Mapping) else {}
+    released_t, released_alpha = to_float(value.get("temperature")), to_float(value.get("alpha"))
+    if math.isfinite(released_t):
+        temperature = snap_temperature(released_t)
+    if math.isfinite(released_alpha):
+        alpha = round(min(max(released_alpha, 0.0), 1.0), 2)  # a browser can send 0.29000000000000004
+    return temperature, alpha

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from kdviz.views.charts import CLASS_COLORS, COLORS, LEGEND_BELOW, fast_figure, title_block, top_margin
+from kdviz.views.charts import CLASS_COLORS, COLORS, bottom_legend, fast_figure, title_block, top_margin
 
 
 
@@ -23,7 +23,7 @@ def gradient_variance_chart(points: list[dict], lecture: bool = False) -> go.Fig
                      "y": [p["hard_relative_variance"] for p in mine], "line": {"color": color, "dash": "dash"}})
     batch = points[0]["batch_size"] if points else "B"
     layout = {"title": title_block(f"Gradient noise: mini-batches of {batch}, soft (solid) vs hard (dashed)", lecture),
-              "margin": top_margin(lecture, bottom=40), "legend": LEGEND_BELOW,
+              "margin": top_margin(lecture, bottom=110 if lecture else 90), "legend": bottom_legend(),
               "xaxis": {"title": {"text": "temperature T of the soft term (log scale)"}, "type": "log",
                         "tickvals": (ticks := sorted({p["temperature"] for p in points})),
                         "ticktext": [f"{t:g}" for t in ticks]},
@@ -92,7 +92,7 @@ def missing_class_curves(summary: dict, shift: float, lecture: bool = False) -> 
                          "y": [100 * v for v in curve[key]], "name": f"{name}: {label}",
                          "line": {"color": COLORS[role], "dash": dash}})
     layout = {"title": title_block("Raising the omitted digit's output bias (validation)", lecture),
-              "margin": top_margin(lecture, bottom=40), "legend": LEGEND_BELOW,
+              "margin": top_margin(lecture, bottom=110 if lecture else 90), "legend": bottom_legend(),
               "shapes": [{"type": "line", "x0": shift, "x1": shift, "yref": "paper", "y0": 0, "y1": 1,
                           "line": {"color": "#C0392B", "width": 2}}],
               "xaxis": {"title": {"text": "bias shift added to the omitted digit's logit"}},

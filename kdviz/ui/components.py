@@ -1,0 +1,52 @@
+"""Browser-side widgets (Streamlit components v2, JavaScript from kdviz/ui/assets inlined, nothing fetched): the
+soft-labels widget, whose charts follow T and α while the slider moves and whose released value reaches the server."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import streamlit as st
+
+ASSETS = Path(__file__).parent / "assets"
+# One ES module: the math (a mirror of kdviz.core.kd), the number formats, SVG helpers, the charts, then the widget.
+SOFT_LABELS_JS = ("kd.js", "formats.js", "svg.js", "charts.js", "soft_labels.js")
+
+
+@functools.cache
+def soft_labels_assets() -> tuple[str, str]:
+    """(js, css) of the soft-labels widget, read once per process."""
+    js = "\n".join((ASSETS / name).read_text() for name in SOFT_LABELS_JS)
+    return js, (ASSETS / "soft_labels.css").read_text()
+
+
+@functools.cache
+def _soft_labels_component():
+    js, css = soft_labels_assets()
+    # isolate_styles: a shadow root, so that neither the page's CSS nor the widget's leaks across
+    return st.components.v2.component("kdviz.soft_labels", js=js, css=css, isolate_styles=True)
+
+
+def _released() -> None:
+    """The state's callbacks (components v2 needs one per state name); the released value is read from the session
+    state, before the widget is drawn, by whoever owns it (released_values)."""
+
+
+def soft_labels_widget(payload: dict, key: str) -> tuple[float, float]:
+    """Draw the soft-labels widget (payload: kdviz.views.soft_labels.widget_payload); returns the (T, α) its sliders
+    were last released at, validated (T on the slider, α in steps of 0.01): the payload's until one is released."""
+    from kdviz.views.soft_labels import read_released
+
+    result = _soft_labels_component()(
+        key=key, data=payload, default={"temperature": payload["temperature"], "alpha": payload["alpha"]},
+        on_temperature_change=_released, on_alpha_change=_released)
+    return read_released({name: result.get(name) for name in ("temperature", "alpha")}, payload["temperature"],
+                         payload["alpha"])
+
+
+def released_values(key: str, temperature: float, alpha: float) -> tuple[float, float]:
+    """The (T, α) the widget under key was released at, read before it is drawn in this run (so that this very run
+    shows them), validated; the given ones while it has none."""
+    from kdviz.views.soft_labels import read_released
+
+    value = st.session_state.get(key)
+    return read_released(dict(value) if value else {}, temperature, alpha)
