@@ -135,11 +135,16 @@ def join_dialog(code: str) -> None:
     """The room code, the follow link and its QR code, big enough to read from the back of the hall."""
     import segno
 
+    import io
+
     link = follow_link(code)
-    qr = segno.make(link, error="m")
+    png = io.BytesIO()
+    segno.make(link, error="m").save(png, kind="png", scale=12, border=2, dark="#111827")  # segno's own PNG writer
     left, right = st.columns([1, 1], vertical_alignment="center")
-    left.html(f'<div style="max-width:420px">{qr.svg_inline(scale=10, border=2, dark="#111827")}</div>')
-    right.markdown(f"## Room `{code}`")
+    left.image(png.getvalue(), caption=f"QR code of {link}", width=420)
+    right.markdown(f"Room `{code}`")  # the code big enough for the back row (our alphabet: nothing to escape)
+    right.markdown(f"<p style='font-size:4.5rem;font-weight:700;letter-spacing:.18em;margin:0;line-height:1.1'>"
+                   f"{code}</p>", unsafe_allow_html=True)
     right.markdown(f"Scan the code, or open\n\n**{link}**")
     right.caption("A follow link only shows: only this browser moves the presentation.")
 

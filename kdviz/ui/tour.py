@@ -421,8 +421,9 @@ def _ensemble(tour_session, step) -> None:
 def _compression(tour_session, step) -> None:
     from kdviz.ui.compression import case_study
 
-    case_study(lecture_mode())
     _experiment(tour_session, step)
+    with st.expander("The lecture's ResNet-152 and ResNet-50, counted here"):
+        case_study(lecture_mode())
 
 
 RUN_PAGES = {"live-run": ("live_distillation", "run"), "capacity": ("why_it_works", "capacity"),

@@ -48,15 +48,16 @@ STEPS: tuple[Step, ...] = (
          "[5, −3, −5, −7]. The **softmax** turns logits into probabilities, exp(z) / Σ exp(z): the teacher says "
          "*dog* with {p_dog_1}. Its ranking of the rest (cat before car before ship) is there too, but almost "
          "invisible.", "teacher", uses_temperature=False),
-    Step(4, "student-logits", "The untrained student's logits: \"cat\", wrong",
-         "An untrained student starts from random weights. On the same image it gives [−1, 3, 2, −3]: its softmax "
-         "picks *cat*, and is wrong. Training has to move its distribution towards the right one.", "student",
-         question="student-pick"),
+    Step(4, "student-logits", "The untrained student's logits: what does it say?",
+         "An untrained student starts from random weights. On the same dog it gives the logits [−1, 3, 2, −3]. "
+         "Which class does its softmax pick? Guess first: then its distribution shows how far training has to move "
+         "it towards the teacher's.", "student", question="student-pick"),
     Step(5, "temperature", "Soft labels at a temperature T",
          "Dividing the logits by a **temperature** T before the softmax softens the distribution: at T = 1 the "
-         "teacher's cat gets {p_cat_1}; at T = 10 it gets {p_cat_10}. These **soft labels** show how alike the teacher "
-         "thinks the classes are: that is what the student learns from. Drag T and watch.", "temperature",
-         question="teacher-cat", uses_temperature=True),
+         "teacher gives cat only {p_cat_1}, but the gaps between the logits shrink as T grows. These **soft "
+         "labels** show how alike the teacher thinks the classes are: that is what the student learns from. Guess "
+         "what cat gets at T = 10, then drag T and watch.", "temperature", question="teacher-cat",
+         uses_temperature=True),
     Step(6, "loss", "The loss that aligns the two distributions",
          "The student is trained on α·T²·KL(teacher ‖ student) at T, plus (1 − α) times the ordinary cross-entropy "
          "with the hard label. The KL term is 0 only when the student's soft labels equal the teacher's. Its "
@@ -226,8 +227,10 @@ def answer(question: Question, run=None) -> Answer | None:
     from kdviz.views.soft_labels import LECTURE
 
     if question.id == "student-pick":
-        return Answer(LECTURE.classes[int(kd.softmax(LECTURE.student).argmax())],
-                      "the argmax of the student's softmax at T = 1")
+        picked = LECTURE.classes[int(kd.softmax(LECTURE.student).argmax())]
+        verdict = "right" if picked == LECTURE.classes[LECTURE.label] else "wrong"
+        return Answer(picked, f"the largest of the student's softmax at T = 1, and {verdict}: the image is a "
+                              f"{LECTURE.classes[LECTURE.label]}")
     if question.id == "teacher-cat":
         return Answer(float(kd.softmax(LECTURE.teacher, 10.0)[1]), "softmax([5, −3, −5, −7] / 10), the cat entry")
     if run is None or not run.summary or run.state != "completed":

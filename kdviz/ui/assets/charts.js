@@ -58,12 +58,21 @@ function groupedBars(svg, f, classes, shown, fonts, withLabels) {
   return { rects, labels, width: bar - 2, center: (k, c) => x(k, c) + bar / 2 };
 }
 
+// The title says what the bars show: a tour step may draw only the hard label, or only the teacher beside it.
+function barsTitle(series, temperature) {
+  const at = `at T = ${formatG(temperature)}`;
+  if (!series.includes("teacher") && !series.includes("student")) return "The hard label: one-hot";
+  if (!series.includes("student")) return `Hard label vs the teacher's softmax ${at}`;
+  if (!series.includes("teacher")) return `Hard label vs the student's softmax ${at}`;
+  return `Hard label vs soft labels ${at}`;
+}
+
 function barsChart(ctx) {
   const { data, fonts } = ctx;
   const classes = data.classes, floor = data.log_floor, log = data.log_scale;
   const shown = data.series.map((id) => ({ id, name: data.names[id], color: seriesColor(data, id) }));
   const f = chartFrame(ctx, {
-    panel: "bars", longest: "Hard label vs soft labels at T = 0.12", legendAt: "top", classes,
+    panel: "bars", longest: barsTitle(data.series, 0.12), legendAt: "top", classes,
     legend: shown.map((s) => ({ name: s.name, color: s.color })), headroom: fonts.label * 0.5,
     tickWidth: textWidth(log ? powerOfTen(-12) : "0.75", fonts.tick), xTitle: "class",
     yTitle: log ? "probability (log scale)" : "probability" });
@@ -78,7 +87,7 @@ function barsChart(ctx) {
   return {
     svg,
     update(view) {
-      setText(f.title, `Hard label vs soft labels at T = ${formatG(view.temperature)}`);
+      setText(f.title, barsTitle(data.series, view.temperature));
       let scale, ticks;
       if (log) {
         const drawn = [...view.teacherP, ...view.studentP].filter((v) => v >= floor);
