@@ -120,7 +120,7 @@ def test_every_step_in_lecture_mode_at_1920_by_1080(browser, app_server, screens
             if step > 1:
                 page.get_by_role("button", name="Next").click()
             wait_text(page, f"Step {step} of 14")
-            page.wait_for_timeout(1200)  # charts and components finish drawing
+            page.wait_for_timeout(700)  # charts and components finish drawing
             assert page.locator(ERRORS).count() == 0, step
             assert page.evaluate("document.scrollingElement.scrollWidth <= document.scrollingElement.clientWidth")
             page.screenshot(path=str(screenshot_dir / f"lecture_step{step:02d}.png"))

@@ -25,7 +25,7 @@ def fresh_server(monkeypatch):
     monkeypatch.setenv("KDVIZ_TOUR_RUNS", "off")
     reset_hub()
     ui.run_manager.clear()
-    for cached in (tour_ui._started, tour_ui._tour_runs_cached, tour_ui._tour_identity):
+    for cached in (tour_ui._started, tour_ui._tour_runs_cached, tour_ui._tour_identity, tour_ui._tried):
         cached.clear()
     yield
     ui.run_manager().shutdown()
@@ -58,13 +58,17 @@ def texts(at: AppTest) -> str:
     return " ".join(m.value for m in [*at.markdown, *at.caption, *at.info, *at.success, *at.warning])
 
 
-@pytest.mark.parametrize("number", range(1, tour.STEP_COUNT + 1))
-def test_every_step_renders_without_an_exception(number):
-    at = open_tour({"step": str(number)})
-    assert heading(at) == tour.step(number).title
-    assert f"Step {number} of {tour.STEP_COUNT}" in texts(at)
-    assert not at.error and not at.warning
-    assert at.query_params["step"] == str(number)
+def test_every_step_renders_without_an_exception_and_next_walks_the_tour():
+    at = open_tour()
+    for number in range(1, tour.STEP_COUNT + 1):
+        if number > 1:
+            button(at, "Next").click().run()
+        assert not at.exception, (number, [e.value for e in at.exception])
+        assert heading(at) == tour.step(number).title
+        assert f"Step {number} of {tour.STEP_COUNT}" in texts(at)
+        assert not at.error and not at.warning, number
+        assert at.query_params["step"] == str(number)
+    assert button(at, "Next").disabled
 
 
 @pytest.mark.parametrize("step", ["0", "99", "abc", "-3", "1.5", "%00"])

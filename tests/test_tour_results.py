@@ -43,7 +43,9 @@ def test_missing_runs_start_once_and_are_then_found(make_manager, configs):
     manager = make_manager(workers=1, budget=UNLIMITED)
     assert tour_results.find_runs(manager.list_runs(), configs) == dict.fromkeys(configs)
     started: list[list[str]] = []
-    threads = [threading.Thread(target=lambda: started.append(tour_results.start_missing(manager, TOUR, configs)))
+    tried: set = set()
+    threads = [threading.Thread(target=lambda: started.append(tour_results.start_missing(manager, TOUR, configs,
+                                                                                         tried)))
                for _ in range(4)]  # four browsers open the tour at once
     for thread in threads:
         thread.start()
@@ -51,13 +53,13 @@ def test_missing_runs_start_once_and_are_then_found(make_manager, configs):
         thread.join()
     assert sorted(len(ids) for ids in started) == [0, 0, 0, len(configs)]
     found = tour_results.find_runs(manager.list_runs(), configs)
-    assert all(run is not None and run.live for run in found.values())
+    assert all(run is not None and (run.live or run.state == "completed") for run in found.values())
     assert {run.tags["tour"] for run in found.values()} == set(configs)
     for run in found.values():
         wait_for_run(manager, run.id, timeout=300)
     done = tour_results.find_runs(manager.list_runs(), configs)
     assert all(run.state == "completed" for run in done.values())
-    assert tour_results.start_missing(manager, TOUR, configs) == []  # nothing is started twice
+    assert tour_results.start_missing(manager, TOUR, configs, set()) == []  # nothing is started twice
     for key, run in done.items():
         claim = tour_results.claim(key, run)
         assert isinstance(claim.holds, bool) and len(claim.sentence) > 20, (key, claim)
@@ -80,8 +82,24 @@ def test_only_runs_with_exactly_the_tours_settings_count_and_finished_ones_win(m
 
 def test_a_config_over_the_servers_budget_is_skipped_not_fatal(make_manager, configs):
     manager = make_manager(workers=1, budget=Budget(None, 1e6, None, None))  # 1 MFLOP of training: nothing fits
-    assert tour_results.start_missing(manager, TOUR, configs) == []
+    assert tour_results.start_missing(manager, TOUR, configs, set()) == []
     assert manager.list_runs() == []
+
+
+def test_a_run_that_was_stopped_is_shown_and_started_again_only_after_a_restart(make_manager, configs):
+    manager = make_manager(workers=1, budget=UNLIMITED)
+    live_run = {"live-run": dataclasses.replace(configs["live-run"], epochs=200)}
+    tried: set = set()
+    (run_id,) = tour_results.start_missing(manager, TOUR, live_run, tried)
+    manager.cancel(run_id, TOUR)
+    stopped = wait_for_run(manager, run_id)
+    assert stopped.state == "cancelled"
+    assert tour_results.find_runs(manager.list_runs(), live_run)["live-run"].id == run_id  # its message says why
+    assert tour_results.start_missing(manager, TOUR, live_run, tried) == []  # not again and again in one process
+    assert tour_results.claim("live-run", stopped) is None
+    (again,) = tour_results.start_missing(manager, TOUR, live_run, set())  # a restarted server tries once more
+    manager.cancel(again, TOUR)
+    wait_for_run(manager, again)
 
 
 def test_no_verdict_before_a_run_completes():

@@ -232,6 +232,12 @@ def _tour_identity() -> str:
     return secrets.token_hex(16)
 
 
+@st.cache_resource(show_spinner=False)
+def _tried() -> set:
+    """The tour's runs this process has started (each at most once: see tour_results.start_missing)."""
+    return set()
+
+
 @st.cache_resource(ttl=30, show_spinner=False)
 def _started() -> list[str]:
     """Start the tour's missing runs at most every 30 s, whichever browser opens the tour."""
@@ -239,7 +245,7 @@ def _started() -> list[str]:
 
     if tour_runs_setting() == "off":
         return []
-    return tour_results.start_missing(core.run_manager(), _tour_identity(), tour_results.tour_configs())
+    return tour_results.start_missing(core.run_manager(), _tour_identity(), tour_results.tour_configs(), _tried())
 
 
 def start_tour_runs() -> None:
@@ -451,8 +457,8 @@ def _conclusion(tour_session, step) -> None:
     for key, (number, words) in claims.items():
         run = tour_run(key)
         claim = tour_results.claim(key, run)
-        verdict = "still computing" if claim is None and run is not None else "no run yet" if claim is None else \
-            "✓ holds" if claim.holds else "✗ does not fully hold"
+        verdict = ("no run yet" if run is None else "still computing" if run.live else f"no verdict: the run "
+                   f"{run.state}" if claim is None else "✓ holds" if claim.holds else "✗ does not fully hold")
         rows.append({"step": number, "claim": words, "on this server": verdict,
                      "run": _run_link(key, run.id) if run else None})
     st.dataframe(rows, hide_index=True, column_config={

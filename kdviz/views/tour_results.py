@@ -40,17 +40,27 @@ def _as_json(record: dict) -> dict:
     return json.loads(json.dumps(record))
 
 
+LIVE = ("queued", "running", "paused")
+
+
+def _rank(run) -> int:
+    """Which run a step shows: a completed one, else a live one (its progress), else one that ended otherwise (its
+    message says why: failed, stopped, interrupted by a restart)."""
+    return 0 if run.state == "completed" else 1 if run.state in LIVE else 2
+
+
 def find_runs(runs, configs: dict) -> dict:
-    """{key: run or None}: per config, the newest completed run with exactly that config (anyone's: a finished run
-    is public to view), else the newest live one (its progress is shown), else None. runs: newest first."""
+    """{key: run or None}: per config, the best-ranked run with exactly that config (anyone's: a run is public to
+    view), the newest of that rank; None when this server has none. runs: newest first."""
     wanted = {key: record_of(config) for key, config in configs.items()}
     found: dict = {key: None for key in configs}
     for run in runs:
-        for key, record in wanted.items():
-            current = found[key]
-            if run.state not in ("completed", "queued", "running", "paused") or _as_json(run.config) != record:
-                continue
-            if current is None or (current.state != "completed" and run.state == "completed"):
+        better = [key for key in wanted if found[key] is None or _rank(run) < _rank(found[key])]
+        if not better:
+            continue
+        record = _as_json(run.config)
+        for key in better:
+            if record == wanted[key]:
                 found[key] = run
     return found
 
@@ -58,19 +68,24 @@ def find_runs(runs, configs: dict) -> dict:
 _starting = threading.Lock()  # two browsers opening the tour at once must not both start the same runs
 
 
-def start_missing(manager, identity: str, configs: dict) -> list[str]:
+def start_missing(manager, identity: str, configs: dict, tried: set) -> list[str]:
     """Queue a run of every config that has neither a finished nor a live run on this server, under identity (the
-    tour's own, so that a hall of browsers starts each run once and nobody's budget pays for it). Returns the ids;
-    a config the server's budget refuses is skipped (its step says so)."""
+    tour's own, so that a hall of browsers starts each run once and nobody's budget pays for it). tried: the keys
+    this process already started (the caller keeps it for the process): a run that failed or was stopped is not
+    started again and again; after a restart the tour tries once more. Returns the ids; a config the server's
+    budget refuses is skipped (its step says so)."""
     started = []
     with _starting:
         found = find_runs(manager.list_runs(), configs)
         for key, config in configs.items():
-            if found[key] is None:
-                try:
-                    started.append(manager.submit(config, identity, tags={"tour": key}))
-                except ValueError:
-                    continue
+            run = found[key]
+            if key in tried or (run is not None and _rank(run) < 2):
+                continue
+            tried.add(key)
+            try:
+                started.append(manager.submit(config, identity, tags={"tour": key}))
+            except ValueError:
+                continue
     return started
 
 
