@@ -37,9 +37,16 @@ def _since(text: str | None) -> int | None:
 async def _room(request):
     from starlette.responses import JSONResponse
 
-    from kdviz.present import hub
+    from starlette.concurrency import run_in_threadpool
 
-    answer = hub().poll_dict(request.path_params["code"], _since(request.query_params.get("since")))
+    from kdviz.present import hub, hub_made
+
+    shared = hub() if hub_made() else await run_in_threadpool(hub)  # the first: maybe a connection to Ray
+    code, since = request.path_params["code"], _since(request.query_params.get("since"))
+    if getattr(shared, "remote", False):  # a Ray round trip must not block the server's event loop
+        answer = await run_in_threadpool(shared.poll_dict, code, since)
+    else:  # the process's hub: a dict lookup under a lock, cheaper than a thread hop
+        answer = shared.poll_dict(code, since)
     return JSONResponse(answer, status_code=404 if answer["state"] == "unknown" else 200, headers=NO_STORE)
 
 

@@ -9,6 +9,7 @@ from kdviz.present.rooms import (
     PresentationEnded,
     TooManyPresentations,
     hub,
+    hub_made,
     reset_hub,
     settings_from_environment,
 )
@@ -16,5 +17,5 @@ from kdviz.present.rooms import (
 __all__ = [
     "CODE_ALPHABET", "CODE_LENGTH", "GuessBook", "Hub", "HubSettings", "NoSuchPresentation", "NotPresenter", "Poll",
     "Presentation", "PresentationEnded", "PresenterCannotGuess", "TooManyGuesses", "TooManyPresentations", "View",
-    "check_guess", "hub", "normalize_code", "reset_hub", "settings_from_environment",
+    "check_guess", "hub", "hub_made", "normalize_code", "reset_hub", "settings_from_environment",
 ]

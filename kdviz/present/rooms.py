@@ -299,15 +299,37 @@ _HUB: Hub | None = None
 _HUB_LOCK = threading.Lock()
 
 
+HUB_VARIABLE = "KDVIZ_PRESENT_HUB"  # "process" (default): this process's memory; "ray": one actor every replica shares
+
+
 def hub() -> Hub:
     """This process's hub, made on first use with settings_from_environment() (the follow route and every page
-    share it: it is not a Streamlit cache, so code outside a script run reaches it too)."""
+    share it: it is not a Streamlit cache, so code outside a script run reaches it too). With KDVIZ_PRESENT_HUB=ray
+    it is the hall's shared hub (kdviz.present.remote), on the Ray cluster of the server's settings."""
     global _HUB
     if _HUB is None:  # the lock only for the first call, not for every poll
         with _HUB_LOCK:
             if _HUB is None:
-                _HUB = Hub(settings_from_environment())
+                _HUB = _make_hub(settings_from_environment())
     return _HUB
+
+
+def hub_made() -> bool:
+    """Whether hub() has been made (making the shared one connects to Ray: callers on an event loop do it in a
+    thread)."""
+    return _HUB is not None
+
+
+def _make_hub(settings: HubSettings):
+    kind = os.environ.get(HUB_VARIABLE, "process").strip() or "process"
+    if kind == "process":
+        return Hub(settings)
+    if kind != "ray":
+        raise ValueError(f"{HUB_VARIABLE} must be process or ray, got {kind!r}")
+    from kdviz.core.budget import server_settings
+    from kdviz.present.remote import RayHub
+
+    return RayHub(settings, server_settings().ray_address or None)
 
 
 def reset_hub() -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import Callable, Iterator
 
 CONTROL_POLL_S = 0.2  # how often a Ray task asks whether it should stop or pause
@@ -80,16 +79,9 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, address: str | None = None, **init_kwargs):
-        import ray
+        from kdviz.core.cluster import connect
 
-        import kdviz
-
-        self._ray = ray
-        if not ray.is_initialized():
-            env = {key: value for key, value in os.environ.items() if key == "KDVIZ_THREADS"}  # the same sums
-            runtime_env = {"py_modules": [str(Path(kdviz.__file__).parent)], "env_vars": env}
-            ray.init(address=None if address in (None, "", "local") else address, runtime_env=runtime_env,
-                     include_dashboard=False, log_to_driver=False, configure_logging=False, **init_kwargs)
+        ray = self._ray = connect(address, **init_kwargs)
         self._control = _control_actor(ray).options(num_cpus=0).remote()
         self._task = _remote_task(ray)
 
