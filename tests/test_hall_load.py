@@ -4,6 +4,7 @@ its JSON. Each test takes a few seconds (tiny runs of the quick preset, a handfu
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import random
 import re
@@ -41,6 +42,13 @@ def run_state(home: Path, run_id: str) -> str | None:
         return None
 
 
+def run(coroutine):
+    """asyncio.run on a thread of its own: a Playwright browser another test module left open holds an event loop
+    on this thread, where asyncio.run refuses to start a second one."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 async def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -56,7 +64,7 @@ def test_client_draws_the_soft_labels_page(hall_server):
         async with hall_users.tab(url, "test", "soft_labels") as session:
             return session.widget(hall_users.SOFT_LABELS_KEY), session.stats.errors
 
-    widget, errors = asyncio.run(scenario())
+    widget, errors = run(scenario())
     assert widget.kind == "bidi_component" and widget.element_id.endswith("-sl.widget")
     assert errors == []
     assert widget.data()["temperature"] == 1 and 100.0 in widget.data()["temperatures"]
@@ -70,7 +78,7 @@ def test_releasing_a_temperature_changes_the_url_and_the_widget(hall_server):
             result = await hall_users.release_temperature(session, 4.0, 0.5, user="test")
             return result, session.widget(hall_users.SOFT_LABELS_KEY).data()
 
-    result, data = asyncio.run(scenario())
+    result, data = run(scenario())
     assert result.kind == "fragment" and result.errors == []  # the widget lives in an st.fragment
     assert "temperature=4" in result.query_string and "alpha=0.5" in result.query_string
     assert (data["temperature"], data["alpha"]) == (4.0, 0.5)
@@ -91,7 +99,7 @@ def test_a_viewer_gets_redraws_of_a_training_run(hall_server):
             await wait_for(watched_enough, 120, "two redraws of the run")
             return run_id, seen, viewer.stats
 
-    run_id, seen, stats = asyncio.run(scenario())
+    run_id, seen, stats = run(scenario())
     assert stats.pushes >= 2, f"the run ended ({run_state(home, run_id)}) before the viewer got two redraws"
     assert seen["max_step"] > 0 or seen["charts"] > 0, seen
     assert stats.errors == [] and stats.disconnects == 0
@@ -124,7 +132,7 @@ def test_another_browser_cannot_control_a_run(hall_server):
             if intruder is not None:
                 await intruder.close()
 
-    run_id, keys, copy, after_intruder = asyncio.run(scenario())
+    run_id, keys, copy, after_intruder = run(scenario())
     assert "Run this configuration myself" in copy.text
     assert f"stop-{run_id}" not in keys and f"pause-{run_id}" not in keys
     assert after_intruder in hall_users.LIVE_STATES
@@ -159,7 +167,7 @@ def test_a_follower_follows_the_lecturers_step_and_question(hall_server):
             if poller is not None:
                 poller.close()
 
-    first_step, second_step, guesses, histogram = asyncio.run(scenario())
+    first_step, second_step, guesses, histogram = run(scenario())
     assert any("Step 1 of 14" in text for text in first_step)
     assert any("Step 2 of 14" in text for text in second_step)
     assert guesses == 1 and any(text.startswith("1 guess from the hall") for text in histogram), histogram
