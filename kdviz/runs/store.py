@@ -81,6 +81,31 @@ class RunStore:
                 except ValueError:
                     continue
 
+    def read_new_events(self, run_id: str, offset: int) -> tuple[list[dict], int]:
+        """The events appended since byte `offset` of the log, and the offset to ask from next time: a reader in
+        another process follows a live run by reading only what was added (a line still being written waits for the
+        next call). A log that got shorter was rewritten: it is read again from the start."""
+        path = self.folder(run_id) / "events.jsonl"
+        try:
+            size = path.stat().st_size
+            if size < offset:
+                offset = 0
+            if size == offset:
+                return [], offset
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                chunk = handle.read(size - offset)
+        except OSError:
+            return [], offset
+        complete = chunk.rfind(b"\n") + 1
+        events = []
+        for line in chunk[:complete].splitlines():
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue
+        return events, offset + complete
+
     def status_stamp(self, run_id: str) -> int | None:
         """When status.json last changed (ns), or None: a cached record of a finished run is fresh while it holds."""
         try:

@@ -93,9 +93,9 @@ def default_teacher_task():
 
 @st.cache_resource(show_spinner=False)
 def _run_manager():
-    from kdviz.runs.manager import RunManager
+    from kdviz.runs.remote import make_run_manager
 
-    return RunManager()
+    return make_run_manager()  # KDVIZ_RUN_SERVICE=ray: the hall's (kdviz.runs.remote)
 
 
 def run_manager():
