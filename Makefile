@@ -1,12 +1,18 @@
 # Two commands: `make run` (set up, start the app) and `make test` (set up, pass every test).
+# `make hall REPLICAS=K`: K app servers behind HAProxy with a local Ray (kdviz/hall.py); Ctrl-C stops them all.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
+REPLICAS ?= 2
+HALL_PORT ?= 8500
 
-.PHONY: run test prepare bench clean
+.PHONY: run test hall prepare bench clean
 
 run: $(VENV)/.runtime
 	$(PY) -m streamlit run app.py
+
+hall: $(VENV)/.runtime
+	$(PY) -m kdviz.hall --replicas $(REPLICAS) --port $(HALL_PORT)
 
 test: $(VENV)/.dev
 	bash .ci/ensure-chromium
