@@ -262,7 +262,7 @@ def measure(started: float, ended: float, elapsed: float, lags: list[float]) -> 
     hall = [entry for entry in inside if entry[1] not in ("lecturer", "setup")]
     errors = [entry for entry in record.errors if started <= entry[0] <= ended]
     refusals = [entry for entry in record.refusals if started <= entry[0] <= ended]
-    polls = [seconds for t, seconds in record.polls if started <= t <= ended]
+    polls = [poll for poll in record.polls if started <= poll[0] <= ended]
     follow = sorted(lag for t, lag in record.follow_lags if started <= t <= ended)
     viewers = [seen for seen in record.viewers if seen["since"] <= ended]
     overall = summary_ms([entry[3] for entry in hall])
@@ -279,15 +279,18 @@ def measure(started: float, ended: float, elapsed: float, lags: list[float]) -> 
     if lecturer:
         result["lecturer"] = summary_ms(lecturer)
     if viewers:
-        pushes = sum(1 for e in hall if e[1] == "viewer" and e[2] == "auto")
+        pushes = sum(1 for e in hall if e[1] == "viewer" and e[2] in ("auto", "redraw"))
         result["viewers"] = {"count": len(viewers), "pushes": pushes,
                              "pushes_per_viewer_per_s": round(pushes / len(viewers) / elapsed, 3),
                              "saw_progress": sum(1 for seen in viewers if seen["max_step"] > 0),
                              "saw_charts": sum(1 for seen in viewers if seen["charts"] > 0),
                              "saw_end": sum(1 for seen in viewers
                                             if seen["state"] not in (None, *hall_users.LIVE_STATES))}
-    if polls:
-        result["polls"] = {"count": len(polls), "per_s": round(len(polls) / elapsed, 1), **summary_ms(polls)}
+    for kind in sorted({poll[2] for poll in polls}):  # a route's polls: rooms (followers), runs (viewers)
+        mine = [poll for poll in polls if poll[2] == kind]
+        result.setdefault("polls", {})[kind] = {
+            "count": len(mine), "per_s": round(len(mine) / elapsed, 1), **summary_ms([poll[1] for poll in mine]),
+            "kb_per_s": round(sum(poll[3] for poll in mine) / 1000 / elapsed, 1)}
     if follow:
         result["follow_lag_s"] = {"count": len(follow), "p50": round(statistics.median(follow), 3),
                                   "p95": round(follow[int(0.95 * len(follow))], 3), "max": round(follow[-1], 3)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import itertools
 import json
 import re
@@ -17,6 +18,7 @@ from bench.st_client import StreamlitSession
 IDENTITY_COOKIE = "kdviz_identity"  # kdviz.ui.core.IDENTITY_COOKIE: who may control a run or a presentation
 SOFT_LABELS_KEY, FOLLOW_KEY = "sl.widget", "tour.follow"  # the components-v2 widgets' user keys
 POLL_INTERVAL_S = 0.5  # kdviz.ui.tour_components.FOLLOW_INTERVAL_MS
+OWNER_POLL_S, VIEWER_POLL_S = 0.5, 1.0  # kdviz.ui.components.OWNER_POLL_MS, VIEWER_POLL_MS
 RELEASE_EVERY_S = (2.0, 5.0)  # a student lets go of the T slider every 2 to 5 s
 FOLLOWED_FIELDS = ("step", "question", "revealed", "run_id")  # follow.js: a change of these reruns the page
 PRESET_LABELS = {"lecture": "Hinton's MNIST", "quick": "digits 8×8"}  # how the Live page's selectbox shows them
@@ -45,7 +47,7 @@ class Record:
     errors: list[tuple[float, str, str]] = field(default_factory=list)  # (t, user, text)
     refusals: list[tuple[float, str, str]] = field(default_factory=list)  # (t, user, text): see REFUSALS
     disconnects: list[tuple[float, str]] = field(default_factory=list)
-    polls: list[tuple[float, float]] = field(default_factory=list)  # (t, seconds) of follower polls
+    polls: list[tuple[float, float, str, int]] = field(default_factory=list)  # (t, seconds, route kind, bytes)
     follow_lags: list[tuple[float, float]] = field(default_factory=list)  # (t, lecturer's change → follower shows it)
     guesses: int = 0
     changes: dict[int, float] = field(default_factory=dict)  # room version → when the lecturer's page showed it
@@ -119,30 +121,73 @@ async def student(url: str, rng) -> None:
             await release_temperature(session, rng.choice(temperatures))
 
 
-# ---- a viewer: someone else's run, read-only, redrawn by its run_every fragment ------------------------------------
+# ---- a viewer: someone else's run, read-only, its charts polled and drawn as assets/live_run.js does -------------
 
 def observe_run(session: StreamlitSession, run_id: str, seen: dict) -> dict:
-    """Update what a viewer has seen of the run: the furthest step of its progress bar, its charts, its end."""
-    for progress in session.find(kind="progress"):
-        match = re.search(r"step (\d+) of (\d+)", progress.text)
-        if match:
-            seen["max_step"] = max(seen.get("max_step", 0), int(match.group(1)))
-    seen["charts"] = max(seen.get("charts", 0), len(session.find(kind="plotly_chart", key=f"loss-{run_id}")))
+    """Update what a viewer's page shows of the run: its state heading (and when it first showed the end), its static
+    charts once it ended, and the progress and charts of its live-run component's payload."""
     for heading in session.find(kind="heading", text=f"Run {run_id}: "):
         seen["state"] = heading.text.rsplit(": ", 1)[-1]
         if seen["state"] not in LIVE_STATES and "ended_seen_at" not in seen:
             seen["ended_seen_at"] = time.time()  # epoch seconds, to compare with the run's finished_at
-    seen["pushes"] = session.stats.pushes
+    seen["charts"] = max(seen.get("charts", 0), len(session.find(kind="plotly_chart", key=f"loss-{run_id}")))
+    for widget in session.find(key=live_key(run_id)):
+        show_payload(json.loads(widget.data()["payload"]), seen)
     return seen
 
 
-async def viewer(url: str, run_id: str, rng) -> None:
-    seen = {"run": run_id, "max_step": 0, "charts": 0, "state": None, "pushes": 0, "since": time.monotonic()}
+def live_key(run_id: str) -> str:
+    return f"live-{run_id}"  # kdviz.ui.components.live_run's key
+
+
+def show_payload(payload: dict, seen: dict) -> None:
+    """What live_run.js draws of a payload: the progress bar's step, the charts."""
+    seen["version"] = max(seen.get("version", -1), payload.get("version", -1))
+    match = re.search(r"step (\d+) of (\d+)", (payload.get("progress") or {}).get("text", ""))
+    if match:
+        seen["max_step"] = max(seen.get("max_step", 0), int(match.group(1)))
+    if payload.get("figures"):
+        seen["charts"] = max(seen.get("charts", 0), len(payload["figures"]))
+
+
+async def watch_once(session: StreamlitSession, poller: "RoutePoller", run_id: str, seen: dict,
+                     user: str = "viewer") -> bool:
+    """One tick of live_run.js: poll the run's route; draw new figures (a "redraw", timed as a request); rerun the
+    page's fragment (the component's "changed" trigger) when the run's state or queue place changed. Returns whether
+    the page reran. A page without the component (the run ended) is only observed."""
+    widgets = session.find(key=live_key(run_id))
+    if not widgets:
+        observe_run(session, run_id, seen)
+        return False
+    data = widgets[0].data()
+    if seen.get("mounted") != data["payload"]:  # a (re)drawn component starts from the payload it came with
+        seen["mounted"] = data["payload"]
+        observe_run(session, run_id, seen)
+    started = time.perf_counter()
+    answer = await poller.get(f"since={seen.get('version', -1)}&split={data['split']}&lecture=0")
+    if answer.get("state") == "unknown" or answer.get("redraw") != data["redraw"]:
+        await session.trigger_component(live_key(run_id), "changed", f"{answer.get('redraw')}:{answer.get('version')}")
+        observe_run(session, run_id, seen)
+        return True
+    if answer.get("figures") is not None and answer["version"] > seen.get("version", -1):
+        RECORD.request(user, "redraw", time.perf_counter() - started, [])
+        show_payload(answer, seen)
+    return False
+
+
+async def viewer(url: str, run_id: str, rng, interval: float = VIEWER_POLL_S) -> None:
+    seen = {"run": run_id, "max_step": 0, "charts": 0, "state": None, "since": time.monotonic()}
     RECORD.viewers.append(seen)
-    async with tab(url, "viewer", "live_distillation", f"run={run_id}") as session:
-        while True:
+    poller = RoutePoller(url, f"/kdviz/runs/{run_id}/live", "run")
+    try:
+        async with tab(url, "viewer", "live_distillation", f"run={run_id}") as session:
             observe_run(session, run_id, seen)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(rng.uniform(0, interval))  # browsers do not poll in step
+            while True:
+                await watch_once(session, poller, run_id, seen)
+                await asyncio.sleep(interval)
+    finally:
+        poller.close()
 
 
 # ---- a runner: the Live page's form, a run of its own now and then -------------------------------------------------
@@ -163,15 +208,20 @@ async def start_run(session: StreamlitSession, preset: str, epochs: int | None =
     return run_id
 
 
-async def wait_for_end(session: StreamlitSession, run_id: str, timeout: float = 600.0) -> str:
-    """Wait, on its owner's page (redrawn every 0.5 s), until the run has ended; returns its final state."""
+async def wait_for_end(session: StreamlitSession, run_id: str, timeout: float = 600.0, user: str = "runner") -> str:
+    """Watch the run on its owner's page (polled every 0.5 s, as its owner's browser does) until the page shows its
+    end; returns its final state."""
     seen: dict = {}
+    poller = RoutePoller(session.url, f"/kdviz/runs/{run_id}/live", "run")
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        observe_run(session, run_id, seen)
-        if seen.get("state") and seen["state"] not in LIVE_STATES:
-            return seen["state"]
-        await asyncio.sleep(0.25)
+    try:
+        while time.monotonic() < deadline:
+            await watch_once(session, poller, run_id, seen, user)
+            if seen.get("state") and seen["state"] not in LIVE_STATES:
+                return seen["state"]
+            await asyncio.sleep(OWNER_POLL_S)
+    finally:
+        poller.close()
     raise TimeoutError(f"run {run_id} did not end within {timeout:g} s (last seen {seen.get('state')!r})")
 
 
@@ -189,43 +239,56 @@ async def runner(url: str, rng, preset: str = "quick", max_runs: int = 3) -> Non
 
 # ---- a follower: a room's poll (kdviz.routes), a rerun when the step or a question changed, guesses -------------
 
-class RoomPoller:
-    """follow.js's fetch of GET /kdviz/rooms/<code>?since=<version>, on one keep-alive HTTP/1.1 connection."""
+class RoutePoller:
+    """A browser's fetch of one of kdviz's routes (kdviz.routes), GET <path>?<query>, on one keep-alive HTTP/1.1
+    connection, gzip accepted as browsers do; each poll's time is recorded under kind."""
 
-    def __init__(self, url: str, room: str):
+    def __init__(self, url: str, path: str, kind: str):
         parts = urlsplit(url)
-        self.host, self.port, self.path = parts.hostname, parts.port or 80, f"/kdviz/rooms/{room}"
+        self.host, self.port, self.path, self.kind = parts.hostname, parts.port or 80, path, kind
         self._streams = None
 
-    async def get(self, since: int) -> dict:
+    async def get(self, query: str) -> dict:
         """The room's answer; a keep-alive connection the server closed while idle (uvicorn closes one after 5 s
         without a request, e.g. while this follower's page reran) is reopened once, as a browser's fetch does."""
         reused = self._streams is not None
         try:
-            return await self._get(since)
+            return await self._get(query)
         except (OSError, asyncio.IncompleteReadError):
             self.close()
             if not reused:
                 raise
-        return await self._get(since)
+        return await self._get(query)
 
-    async def _get(self, since: int) -> dict:
+    async def _get(self, query: str) -> dict:
         if self._streams is None:
             self._streams = await asyncio.open_connection(self.host, self.port)
         reader, writer = self._streams
         started = time.perf_counter()
-        writer.write(f"GET {self.path}?since={since} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-                     "Connection: keep-alive\r\n\r\n".encode())
+        writer.write(f"GET {self.path}?{query} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                     "Accept-Encoding: gzip\r\nConnection: keep-alive\r\n\r\n".encode())
         head = await reader.readuntil(b"\r\n\r\n")
         length = int(re.search(rb"content-length: *(\d+)", head, re.I).group(1))
         body = await reader.readexactly(length)
-        RECORD.polls.append((time.monotonic(), time.perf_counter() - started))
+        if re.search(rb"content-encoding: *gzip", head, re.I):
+            body = gzip.decompress(body)
+        RECORD.polls.append((time.monotonic(), time.perf_counter() - started, self.kind, length))
         return json.loads(body)
 
     def close(self) -> None:
         if self._streams is not None:
             self._streams[1].close()
             self._streams = None
+
+
+class RoomPoller(RoutePoller):
+    """follow.js's fetch of GET /kdviz/rooms/<code>?since=<version>."""
+
+    def __init__(self, url: str, room: str):
+        super().__init__(url, f"/kdviz/rooms/{room}", "room")
+
+    async def get(self, since: int) -> dict:
+        return await super().get(f"since={since}")
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""Browser-side widgets (Streamlit components v2, JavaScript from kdviz/ui/assets inlined, nothing fetched): the
-soft-labels widget, whose charts follow T and α while the slider moves and whose released value reaches the server."""
+"""Browser-side widgets (Streamlit components v2, JavaScript from kdviz/ui/assets inlined, nothing fetched from a CDN):
+the soft-labels widget, whose charts follow T and α while the slider moves and whose released value reaches the
+server, and the live run, whose progress and charts the browser polls and draws (kdviz.routes)."""
 from __future__ import annotations
 
 import functools
@@ -10,6 +11,35 @@ import streamlit as st
 ASSETS = Path(__file__).parent / "assets"
 # One ES module: the math (a mirror of kdviz.core.kd), the number formats, SVG helpers, the charts, then the widget.
 SOFT_LABELS_JS = ("kd.js", "formats.js", "svg.js", "charts.js", "soft_labels.js")
+
+
+@functools.cache
+def inline_component(name: str, files: tuple[str, ...], css: str | None = None):
+    """A component whose JavaScript is the given asset files joined into one module (and its CSS, if any),
+    registered once per process: each mount then only sends its data. Not isolated: plotly.js styles the page."""
+    js = "\n".join((ASSETS / file).read_text() for file in files)
+    return st.components.v2.component(name, js=js, css=(ASSETS / css).read_text() if css else None,
+                                      html="<span></span>", isolate_styles=False)
+
+
+# How often a live run's browser asks for news: twice a second for its owner (the lecturer's projected run), every
+# second for read-only viewers. A poll costs the server a lookup; a redraw's figures are built once per version for
+# everyone (kdviz.views.run_live), so a hall of viewers costs about what one does.
+OWNER_POLL_MS, VIEWER_POLL_MS = 500, 1000
+
+
+def live_run(run, mine: bool, parts: tuple[str, ...], lecture: bool, split: str, queue_position: int | None) -> None:
+    """Draw a live run's progress ("header" in parts) and charts ("charts") in the browser; the fragment this is
+    drawn in reruns when the run's state or queue position changes (see assets/live_run.js)."""
+    from kdviz.routes import PLOTLY_URL, live_run_url
+    from kdviz.views import run_live
+
+    payload = run_live.shared().payload(run, queue_position, lecture, split)
+    inline_component("kdviz.live_run", ("plotly_loader.js", "live_run.js"), "live_run.css")(
+        key=f"live-{run.id}", on_changed_change=lambda: None,
+        data={"url": live_run_url(run.id), "payload": payload.body, "redraw": payload.redraw, "split": split,
+              "lecture": bool(lecture), "parts": list(parts), "plotly_url": PLOTLY_URL,
+              "interval_ms": OWNER_POLL_MS if mine else VIEWER_POLL_MS})
 
 
 @functools.cache

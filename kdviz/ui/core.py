@@ -49,6 +49,8 @@ def require_router() -> None:
 def run_app() -> None:
     """app.py's body: page config, the router over every built page, the shared sidebar, then the page."""
     st.set_page_config(page_title="kdviz · knowledge distillation", page_icon="🎓", layout="wide")
+    # made anew each run: a StreamlitPage carries per-run state (which page st.navigation let run), so pages shared
+    # between sessions would race
     pages = [st.Page(plan.path, title=plan.title, icon=plan.icon, default=plan.path == "pages/home.py")
              for plan in PAGES if plan.built]
     page = st.navigation(pages)
@@ -93,9 +95,12 @@ def default_teacher_task():
 
 @st.cache_resource(show_spinner=False)
 def _run_manager():
+    from kdviz.routes import serve_runs
     from kdviz.runs.remote import make_run_manager
 
-    return make_run_manager()  # KDVIZ_RUN_SERVICE=ray: the hall's (kdviz.runs.remote)
+    manager = make_run_manager()  # KDVIZ_RUN_SERVICE=ray: the hall's (kdviz.runs.remote)
+    serve_runs(manager)  # the live-run route (kdviz.routes) answers from the same manager as the pages
+    return manager
 
 
 def run_manager():

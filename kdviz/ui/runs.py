@@ -103,48 +103,45 @@ def lecture_case_table():
     return run_view.lecture_rows()
 
 
-# How often a live run is redrawn: twice a second for its owner (the lecturer's projected run), every 2 s for
-# read-only viewers (a hall of students watching one run: each viewer's redraw costs the server, which trains on the
-# same cores; bench/bench_hall.py measures it).
+# How often an experiment's live panel (kdviz.ui.experiments) reruns: twice a second for its owner, every 2 s for
+# read-only viewers. A distillation run's charts are polled and drawn in the browser instead (components.live_run).
 OWNER_REDRAW_S, VIEWER_REDRAW_S = 0.5, 2.0
-
 
 PARTS = ("header", "charts", "case")  # what a run panel shows: state and controls, the live charts, the case study
 
 
 def run_panel(run_id: str, parts: tuple[str, ...] = PARTS) -> None:
-    """The chosen run: live while it is queued, running or paused (redrawn every OWNER_REDRAW_S for its owner,
-    VIEWER_REDRAW_S for others), static once it ended. parts: which of PARTS to show (the tour shows a run's charts
+    """The chosen run: live while it is queued, running or paused (its progress and charts drawn and redrawn in the
+    browser, components.live_run), static once it ended. parts: which of PARTS to show (the tour shows a run's charts
     at one step and its case study at the next)."""
-    manager = core.run_manager()
-    run = manager.get(run_id)
+    run = core.run_manager().get(run_id)
     if run is None:
         st.warning(f"There is no run {run_id!r} on this server (it may have been deleted).",
                    icon=":material/search_off:")
         return
-    if not run.live:
-        _draw_run(run, parts)
-    elif manager.owns(run, owner_id()):
-        _live_run_owner(run_id, parts)
+    if run.live:
+        _live_run(run_id, parts)
     else:
-        _live_run_viewer(run_id, parts)
+        _draw_run(run, parts)
 
 
-def _live_run(run_id: str, parts: tuple[str, ...]) -> None:
-    run = core.run_manager().get(run_id)
+@st.fragment
+def _live_run(run_id: str, parts: tuple[str, ...] = PARTS) -> None:
+    """A live run: the state and controls drawn here; progress and charts by the browser, which reruns this fragment
+    when the run's state or place in the queue changes (and the whole page once it ended)."""
+    from kdviz.ui.components import live_run
+
+    manager = core.run_manager()
+    run = manager.get(run_id)
     if run is None or not run.live:
         st.rerun()  # the run ended (or vanished): redraw the page once, statically
-    _draw_run(run, parts)
-
-
-@st.fragment(run_every=OWNER_REDRAW_S)
-def _live_run_owner(run_id: str, parts: tuple[str, ...] = PARTS) -> None:
-    _live_run(run_id, parts)
-
-
-@st.fragment(run_every=VIEWER_REDRAW_S)
-def _live_run_viewer(run_id: str, parts: tuple[str, ...] = PARTS) -> None:  # its own function: Streamlit tells
-    _live_run(run_id, parts)  # fragments apart by name
+    state, _, accuracies = run_frames(run)
+    mine = manager.owns(run, owner_id())
+    if "header" in parts:
+        _run_header(run, state, mine)
+    split = split_choice(f"split-{run.id}", accuracies) if "charts" in parts else "validation"
+    queue = manager.queue_position(run.id) if run.state == "queued" else None
+    live_run(run, mine, parts, lecture_mode(), split, queue)
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
@@ -232,15 +229,6 @@ def _run_header(run, state: dict, mine: bool) -> None:
         st.info(f"Paused at step {state['step']} of {state['total']}: its worker trains other runs meanwhile. "
                 f"Unless resumed it is stopped in {left / 60:.0f} min {left % 60:.0f} s, keeping what it measured.",
                 icon=":material/pause_circle:")
-    elif run.live:
-        elapsed = run.running_seconds()
-        eta = f", about {state['eta']:.0f} s left" if state["eta"] is not None else ""
-        phase = "training the teacher (once; then cached)" if state["phase"] == "teacher" else "distilling"
-        if not state["total"]:
-            st.progress(0.0, text=f"starting: loading the teacher and the data, {elapsed:.0f} s elapsed")
-        else:
-            st.progress(state["fraction"], text=f"{phase}: step {state['step']} of {state['total']} on "
-                                                f"{state['device']}, {elapsed:.0f} s elapsed{eta}")
     elif run.started_at and run.finished_at:
         st.caption(f"Ran for {run.finished_at - run.started_at:.1f} s on {state['device'] or 'the CPU'}.")
     for notice in (e["message"] for e in run.events if e["event"] == "Notice"):

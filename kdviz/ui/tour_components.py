@@ -2,20 +2,17 @@
 from a CDN): the presenter's clicker, a follower's cheap poll, and slide-ready chart export."""
 from __future__ import annotations
 
-import functools
-from pathlib import Path
-
-import streamlit as st
-
-ASSETS = Path(__file__).parent / "assets"
 FOLLOW_INTERVAL_MS = 500  # a follower sees the lecturer's change within this plus one page run (the issue: 1.5 s)
 
 
-@functools.cache
+PRELUDES = {"slide_export": ("plotly_loader.js",)}  # asset files a component's module needs before its own
+
+
 def _component(name: str):
-    """A component from assets/<name>.js, registered once per process (each mount then only sends its data)."""
-    js = (ASSETS / f"{name}.js").read_text()
-    return st.components.v2.component(f"kdviz_{name}", js=js, html="<span></span>", isolate_styles=False)
+    """A component from assets/<name>.js (after its PRELUDES), registered once per process."""
+    from kdviz.ui.components import inline_component
+
+    return inline_component(f"kdviz_{name}", (*PRELUDES.get(name, ()), f"{name}.js"))
 
 
 def clicker(enabled: bool, key: str = "tour.clicker") -> int:

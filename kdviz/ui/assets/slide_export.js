@@ -1,22 +1,8 @@
 // Slide-ready charts: every Plotly chart on the page gets "PNG" and "SVG" buttons that download it as a 16:9
 // 1920×1080 image with a caption (the step, its parameters and its link), drawn by plotly.js's own image export in
-// the browser. plotly.js comes from kdviz's route (the installed plotly package's file, offline) and is fetched only
-// when someone first exports.
+// the browser. plotly.js comes from kdviz's route (the installed plotly package's file, offline; loadPlotly in
+// plotly_loader.js) and is fetched only when someone first exports.
 const WIDTH = 1920, HEIGHT = 1080;
-
-function loadPlotly(url) {
-  if (window.Plotly) return Promise.resolve(window.Plotly);
-  if (!window.__kdvizPlotly) {
-    window.__kdvizPlotly = new Promise((resolve, reject) => {
-      const script = document.createElement("script");
-      script.src = url;
-      script.onload = () => resolve(window.Plotly);
-      script.onerror = () => { window.__kdvizPlotly = null; reject(new Error("plotly.js did not load")); };
-      document.head.appendChild(script);
-    });
-  }
-  return window.__kdvizPlotly;
-}
 
 function slug(text) {
   return String(text || "chart").toLowerCase().replace(/<[^>]*>/g, "").replace(/[^a-z0-9]+/g, "-")

@@ -1,0 +1,123 @@
+// A live run drawn in the browser: its progress bar and its loss and accuracy charts, polled from kdviz's own HTTP
+// route (kdviz.routes → kdviz.views.run_live: one payload per version of the run's log, built once on the server for
+// every viewer) and drawn with plotly.js; no Streamlit script run per redraw. When the page around the charts must
+// change (the run starts, pauses, ends, moves in the queue, or is deleted) it reruns the page's fragment once
+// ("changed" trigger), and the script draws that.
+const instances = new WeakMap();
+
+function element(tag, className, parent) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (parent) parent.appendChild(node);
+  return node;
+}
+
+class LiveRun {
+  constructor(root) {
+    this.root = root;
+    root.replaceChildren();
+    this.progress = element("div", "kdviz-live-progress", root);
+    this.text = element("div", "kdviz-live-progress-text", this.progress);
+    const track = element("div", "kdviz-live-progress-track", this.progress);
+    this.bar = element("div", "kdviz-live-progress-bar", track);
+    this.charts = element("div", "kdviz-live-charts", root);
+    this.plots = { loss: element("div", "kdviz-live-chart", this.charts),
+                   accuracy: element("div", "kdviz-live-chart", this.charts) };
+    this.version = -1;
+    this.busy = false;
+    this.ended = false;
+    this.clock = setInterval(() => this.showText(), 1000);
+    this.onVisible = () => { if (!document.hidden) this.poll(); };
+    document.addEventListener("visibilitychange", this.onVisible);
+  }
+
+  receive(data, setTriggerValue) {
+    const fresh = !this.data || data.url !== this.data.url || data.split !== this.data.split
+      || data.lecture !== this.data.lecture || data.redraw !== this.data.redraw;
+    this.data = data;
+    this.setTriggerValue = setTriggerValue;
+    this.ended = false;
+    this.root.dataset.parts = data.parts.join(" ");
+    const payload = JSON.parse(data.payload);
+    if (fresh || payload.version > this.version) this.show(payload);
+    clearInterval(this.timer);
+    this.timer = setInterval(() => this.poll(), data.interval_ms);
+  }
+
+  query() {
+    const { split, lecture } = this.data;
+    return `since=${this.version}&split=${encodeURIComponent(split)}&lecture=${lecture ? 1 : 0}`;
+  }
+
+  async poll() {
+    if (this.busy || this.ended || document.hidden) return;  // a phone with its screen off costs nothing
+    this.busy = true;
+    try {
+      const response = await fetch(`${this.data.url}?${this.query()}`, { cache: "no-store" });
+      const answer = await response.json();
+      if (answer.state === "unknown" || answer.redraw !== this.data.redraw) {
+        this.ended = true;  // the script draws what comes next (the run's new state, its end, or its absence)
+        this.setTriggerValue("changed", `${answer.redraw || answer.state}:${answer.version}`);
+        return;
+      }
+      if (answer.figures && answer.version > this.version) this.show(answer);
+    } catch (error) {
+      // the server restarted or the network dropped: try again at the next tick
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  async show(payload) {
+    this.version = payload.version;
+    this.payload = payload;
+    this.received = Date.now();
+    const parts = this.data.parts;
+    this.progress.hidden = !(parts.includes("header") && payload.progress);
+    if (payload.progress) this.bar.style.width = `${(100 * payload.progress.fraction).toFixed(1)}%`;
+    this.showText();
+    const figures = parts.includes("charts") ? payload.figures || {} : {};
+    this.charts.hidden = !Object.keys(figures).length;
+    if (this.charts.hidden) return;
+    const Plotly = await loadPlotly(this.data.plotly_url);
+    if (this.payload !== payload) return;  // a newer payload came while plotly.js loaded
+    const config = { displaylogo: false, responsive: true };
+    for (const [name, plot] of Object.entries(this.plots)) {
+      const figure = figures[name];
+      if (figure) Plotly.react(plot, figure.data, figure.layout, config);
+    }
+    this.root.dataset.version = String(payload.version);  // tests and the load generator read what is drawn
+  }
+
+  showText() {
+    const progress = this.payload && this.payload.progress;
+    if (!progress) return;
+    const elapsed = this.payload.elapsed_s + (Date.now() - this.received) / 1000;
+    this.text.textContent = progress.text.replace("{elapsed}", elapsed.toFixed(0));
+  }
+
+  destroy() {
+    clearInterval(this.timer);
+    clearInterval(this.clock);
+    document.removeEventListener("visibilitychange", this.onVisible);
+    for (const plot of Object.values(this.plots)) if (window.Plotly) window.Plotly.purge(plot);
+  }
+}
+
+export default function (component) {
+  const { data, parentElement, setTriggerValue } = component;
+  let live = instances.get(parentElement);
+  if (!live) {
+    live = new LiveRun(parentElement);
+    instances.set(parentElement, live);
+  }
+  live.receive(data, setTriggerValue);
+  // Streamlit also runs the cleanup of an older call that newer data overtook: only a mount point that has left the
+  // page ends the poll.
+  return () => setTimeout(() => {
+    if (!(parentElement.host || parentElement).isConnected && instances.get(parentElement) === live) {
+      live.destroy();
+      instances.delete(parentElement);
+    }
+  }, 0);
+}
