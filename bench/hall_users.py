@@ -7,6 +7,7 @@ import contextlib
 import gzip
 import itertools
 import json
+import random
 import re
 import secrets
 import time
@@ -166,6 +167,9 @@ async def watch_once(session: StreamlitSession, poller: "RoutePoller", run_id: s
     started = time.perf_counter()
     answer = await poller.get(f"since={seen.get('version', -1)}&split={data['split']}&lecture=0")
     if answer.get("state") == "unknown" or answer.get("redraw") != data["redraw"]:
+        if answer.get("figures") is not None and answer["version"] > seen.get("version", -1):
+            show_payload(answer, seen)  # the last charts at once, the page's redraw after a random wait
+        await asyncio.sleep(random.random() * data.get("spread_ms", 0) / 1000)
         await session.trigger_component(live_key(run_id), "changed", f"{answer.get('redraw')}:{answer.get('version')}")
         observe_run(session, run_id, seen)
         return True

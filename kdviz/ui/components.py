@@ -26,6 +26,9 @@ def inline_component(name: str, files: tuple[str, ...], css: str | None = None):
 # second for read-only viewers. A poll costs the server a lookup; a redraw's figures are built once per version for
 # everyone (kdviz.views.run_live), so a hall of viewers costs about what one does.
 OWNER_POLL_MS, VIEWER_POLL_MS = 500, 1000
+# A hall of viewers sees the run end within one poll of each other, and each then reruns its page's run panel (the
+# case study, the final charts): spread over this many ms, the server draws them one after another without a queue.
+VIEWER_REDRAW_SPREAD_MS = 3000
 
 
 def live_run(run, mine: bool, parts: tuple[str, ...], lecture: bool, split: str, queue_position: int | None) -> None:
@@ -39,7 +42,8 @@ def live_run(run, mine: bool, parts: tuple[str, ...], lecture: bool, split: str,
         key=f"live-{run.id}", on_changed_change=lambda: None,
         data={"url": live_run_url(run.id), "payload": payload.body, "redraw": payload.redraw, "split": split,
               "lecture": bool(lecture), "parts": list(parts), "plotly_url": PLOTLY_URL,
-              "interval_ms": OWNER_POLL_MS if mine else VIEWER_POLL_MS})
+              "interval_ms": OWNER_POLL_MS if mine else VIEWER_POLL_MS,
+              "spread_ms": 0 if mine else VIEWER_REDRAW_SPREAD_MS})
 
 
 @functools.cache

@@ -128,13 +128,16 @@ def run_panel(run_id: str, parts: tuple[str, ...] = PARTS) -> None:
 @st.fragment
 def _live_run(run_id: str, parts: tuple[str, ...] = PARTS) -> None:
     """A live run: the state and controls drawn here; progress and charts by the browser, which reruns this fragment
-    when the run's state or place in the queue changes (and the whole page once it ended)."""
+    when the run's state or place in the queue changes; once it ended, this fragment draws it statically."""
     from kdviz.ui.components import live_run
 
     manager = core.run_manager()
     run = manager.get(run_id)
-    if run is None or not run.live:
-        st.rerun()  # the run ended (or vanished): redraw the page once, statically
+    if run is None or st.query_params.get("run", run_id) != run_id:
+        st.rerun()  # deleted meanwhile, or this browser started a copy of it: the page draws what is asked now
+    if not run.live:  # it ended: drawn statically here, without rerunning the whole page (a hall of viewers sees
+        _draw_run(run, parts)  # the end at once: each pays this panel, not the page's form)
+        return
     state, _, accuracies = run_frames(run)
     mine = manager.owns(run, owner_id())
     if "header" in parts:

@@ -56,8 +56,12 @@ class LiveRun {
       const response = await fetch(`${this.data.url}?${this.query()}`, { cache: "no-store" });
       const answer = await response.json();
       if (answer.state === "unknown" || answer.redraw !== this.data.redraw) {
-        this.ended = true;  // the script draws what comes next (the run's new state, its end, or its absence)
-        this.setTriggerValue("changed", `${answer.redraw || answer.state}:${answer.version}`);
+        // the script draws what comes next (the run's new state, its end, or its absence); a viewer waits a random
+        // part of spread_ms first, so that a hall does not ask the server for it all in the same instant
+        this.ended = true;
+        if (answer.figures && answer.version > this.version) this.show(answer);  // the last charts at once
+        const value = `${answer.redraw || answer.state}:${answer.version}`;
+        setTimeout(() => this.setTriggerValue("changed", value), Math.random() * (this.data.spread_ms || 0));
         return;
       }
       if (answer.figures && answer.version > this.version) this.show(answer);
