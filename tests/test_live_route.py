@@ -208,3 +208,15 @@ def test_plotly_js_is_served_gzipped_once(client):
     assert zipped.headers["content-encoding"] == "gzip" and "content-encoding" not in plain.headers
     assert zipped.content == plain.content == routes.plotly_js_path().read_bytes()
     assert len(zipped.raw) < len(plain.raw) / 2
+
+
+def test_a_diverged_runs_nan_losses_are_gaps_in_json_a_browser_parses():
+    run = FakeRun()
+    run.train(5)
+    run.log.append({"event": "StepLosses", "phase": "distill", "step": 6, "epoch": 1, "t": 0.6,
+                    "losses": {"hard": float("nan"), "kd_total": float("inf"), "kd_soft": 1.0, "kd_hard": 1.0}})
+    body, _ = run_live.LivePayloads().answer(run, None, False, "validation", None)
+    assert b"NaN" not in body and b"Infinity" not in body  # JSON.parse refuses both
+    traces = {trace["name"]: trace["y"] for trace in json.loads(body)["figures"]["loss"]["data"]}
+    assert traces["hard-label student: CE"][-1] is None and traces["KD student: total"][-1] is None
+    assert traces["KD student: soft T²·KL"][-1] == 1.0

@@ -35,8 +35,9 @@ def _line(x, y, name: str, color: str, dash: str = "solid", markers: bool = Fals
     return trace
 
 
-def loss_chart(frame: pd.DataFrame, lecture: bool = False) -> go.Figure:
-    """Loss per optimiser step: the hard-label student's CE and the KD student's soft, hard and total terms."""
+def loss_chart(frame: pd.DataFrame, lecture: bool = False, plain: bool = False) -> go.Figure:
+    """Loss per optimiser step: the hard-label student's CE and the KD student's soft, hard and total terms (plain:
+    as a dict, charts.fast_figure)."""
     data = [_line(part["step"], part["loss"], name, color, dash)
             for series, (color, dash, name) in LOSS_STYLES.items()
             if len(part := frame[frame["series"] == series])]
@@ -44,14 +45,16 @@ def loss_chart(frame: pd.DataFrame, lecture: bool = False) -> go.Figure:
               **_axes("optimiser step", "loss (nats, log scale)", type="log", exponentformat="power", dtick=1),
               # four series make a tall legend: below the plot it never covers the title
               "legend": {"orientation": "h", "y": -0.25, "yanchor": "top", "x": 0}}
-    return fast_figure(data, layout, lecture, height=(580 if lecture else 480))
+    return fast_figure(data, layout, lecture, height=(580 if lecture else 480), plain=plain)
 
 
 SPLIT_TITLES = {"validation": "Validation accuracy", "test": "Test accuracy"}
 
 
-def accuracy_chart(frame: pd.DataFrame, lecture: bool = False, split: str = "validation") -> go.Figure:
-    """Accuracy per epoch on one split (validation or test) of both students, the teacher's as a dashed line."""
+def accuracy_chart(frame: pd.DataFrame, lecture: bool = False, split: str = "validation", plain: bool = False
+                   ) -> go.Figure:
+    """Accuracy per epoch on one split (validation or test) of both students, the teacher's as a dashed line (plain:
+    as a dict, charts.fast_figure)."""
     columns = split_columns(split)
     data, shapes, notes = [], [], []
     if len(frame) and frame[columns["teacher"]].notna().any():
@@ -68,7 +71,7 @@ def accuracy_chart(frame: pd.DataFrame, lecture: bool = False, split: str = "val
     layout = {"title": title_block(title, lecture), "margin": top_margin(lecture),
               "shapes": shapes, "annotations": notes,
               **_axes("epoch", f"{title.lower()} (%)", range=_accuracy_range(frame, columns))}
-    return fast_figure(data, layout, lecture, height=(580 if lecture else 480))
+    return fast_figure(data, layout, lecture, height=(580 if lecture else 480), plain=plain)
 
 
 def _accuracy_range(frame: pd.DataFrame, columns: dict[str, str]) -> list[float] | None:
