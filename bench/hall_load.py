@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -66,6 +67,29 @@ def memory_mb(pid: int, key: str) -> float:
         if line.startswith(key + ":"):
             return round(int(line.split()[1]) / 1024, 1)
     return float("nan")
+
+
+class Servers:
+    """What the phase measures of the server side: one app server (its pid), or a hall of replicas (kdviz.hall: K
+    app servers, HAProxy and a Ray head with its workers), measured as the machine's busy CPU time minus this
+    generator's, and the replicas' memory summed."""
+
+    def __init__(self, pids: list[int], whole_machine: bool):
+        self.pids, self.whole_machine = pids, whole_machine
+
+    def cpu(self) -> float:
+        if not self.whole_machine:
+            return sum(cpu_seconds(pid) for pid in self.pids)
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+        return busy / CLOCK_TICKS - _own_cpu()
+
+    def memory(self, key: str) -> float:
+        return round(sum(memory_mb(pid, key) for pid in self.pids), 1)
+
+    def reset_peak(self) -> None:
+        for pid in self.pids:
+            reset_peak(pid)
 
 
 def reset_peak(pid: int) -> None:
@@ -180,7 +204,7 @@ def run_locust(url: str, scenario: str, users: int, ramp: float, until, max_seco
     return environment
 
 
-def phase(args, url: str, pid: int, home: Path, times: Path, loop) -> dict:
+def phase(args, url: str, servers: Servers, home: Path, times: Path, loop) -> dict:
     """Prepare what the scenario needs, play it, and measure it."""
     report: dict = {}
     lecturer = room = run = None
@@ -192,8 +216,8 @@ def phase(args, url: str, pid: int, home: Path, times: Path, loop) -> dict:
         os.environ["KDVIZ_HALL_ROOM"] = room
     lags: list[float] = []
     lag_task = loop.submit(loop_lag(lags))
-    reset_peak(pid)
-    started_wall, started, server_cpu, generator_cpu = time.time(), time.monotonic(), cpu_seconds(pid), _own_cpu()
+    servers.reset_peak()
+    started_wall, started, server_cpu, generator_cpu = time.time(), time.monotonic(), servers.cpu(), _own_cpu()
     if run is not None:
         run["loaded_id"] = loop.run(start_owned_run(url, args.preset, run["epochs"]), 120)
         os.environ["KDVIZ_HALL_RUN"] = run["loaded_id"]
@@ -215,9 +239,9 @@ def phase(args, url: str, pid: int, home: Path, times: Path, loop) -> dict:
 
     environment = run_locust(url, args.scenario, args.users, args.ramp, done, 3 * args.seconds + 120)
     elapsed, ended_wall = time.monotonic() - started, time.time()
-    report.update(server_cpu_s_per_s=round((cpu_seconds(pid) - server_cpu) / elapsed, 3),
+    report.update(server_cpu_s_per_s=round((servers.cpu() - server_cpu) / elapsed, 3),
                   generator_cpu_s_per_s=round((_own_cpu() - generator_cpu) / elapsed, 3),
-                  server_rss_mb=memory_mb(pid, "VmRSS"), server_peak_rss_mb=memory_mb(pid, "VmHWM"))
+                  server_rss_mb=servers.memory("VmRSS"), server_peak_rss_mb=servers.memory("VmHWM"))
     for future in (lecture, lag_task):
         if future is not None:
             future.cancel()
@@ -310,6 +334,10 @@ def main(argv=None) -> int:
     parser.add_argument("--pace", type=float, default=4.0, help="seconds between the lecturer's moves")
     parser.add_argument("--home", type=Path, help="KDVIZ_HOME to use (keeps trained teachers between invocations)")
     parser.add_argument("--no-pin", action="store_true")
+    parser.add_argument("--replicas", type=int, default=0,
+                        help="0: one app server (make run's); K: a hall of K replicas behind HAProxy with a local Ray "
+                             "(kdviz.hall, make hall), all on core 0 unless --no-pin; CPU is then the machine's busy "
+                             "time minus the generator's")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     if not 1 <= args.users <= MAX_USERS or not 0 < args.seconds <= MAX_SECONDS:
@@ -317,22 +345,35 @@ def main(argv=None) -> int:
     if not args.no_pin and not {0, 1} <= os.sched_getaffinity(0):
         print("fewer than 2 cores (0 and 1) to pin to: server and generator share them", file=sys.stderr)
         args.no_pin = True
-    if not args.no_pin:
-        os.sched_setaffinity(0, {1})  # before any thread starts: they inherit it
-    from bench.hall_locustfile import LOOP
-
     home = args.home or Path(tempfile.mkdtemp(prefix="kdviz-hall-load-"))
     times = home / "script_times.tsv"
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name")), "?")
     report = {"scenario": args.scenario, "users": args.users, "target_seconds": args.seconds, "cpu": model,
-              "cores": os.cpu_count(), "pinned": not args.no_pin}
-    with server(home, home / "server.log", prefix=[] if args.no_pin else ["taskset", "-c", "0"],
-                module="bench.hall_server",
-                env={"KDVIZ_TOUR_RUNS": "off", "KDVIZ_SCRIPT_TIMES": str(times)}) as running:
-        LOOP.run(warm_up(running.url, PAGES[args.scenario]), 120)
-        report.update(phase(args, running.url, running.pid, home, times, LOOP))
-    log = (home / "server.log").read_text(errors="replace")
+              "cores": os.cpu_count(), "pinned": not args.no_pin, "replicas": args.replicas}
+    with contextlib.ExitStack() as stack:
+        if args.replicas:  # a hall (kdviz.hall): its processes inherit core 0 from here, the generator takes core 1
+            from kdviz.hall import Hall, HallConfig
+
+            if not args.no_pin:
+                os.sched_setaffinity(0, {0})
+            hall = stack.enter_context(Hall(HallConfig(replicas=args.replicas, port=0, host="127.0.0.1", home=home,
+                                                       env={"KDVIZ_TOUR_RUNS": "off"})))
+            url, servers, logs = hall.url, Servers([r.pid for r in hall.replicas], whole_machine=True), \
+                [r.log for r in hall.replicas]
+        else:
+            running = stack.enter_context(server(home, home / "server.log",
+                                                 prefix=[] if args.no_pin else ["taskset", "-c", "0"],
+                                                 module="bench.hall_server",
+                                                 env={"KDVIZ_TOUR_RUNS": "off", "KDVIZ_SCRIPT_TIMES": str(times)}))
+            url, servers, logs = running.url, Servers([running.pid], whole_machine=False), [home / "server.log"]
+        if not args.no_pin:
+            os.sched_setaffinity(0, {1})  # before the generator's threads start: they inherit it
+        from bench.hall_locustfile import LOOP
+
+        LOOP.run(warm_up(url, PAGES[args.scenario]), 120)
+        report.update(phase(args, url, servers, home, times, LOOP))
+        log = "".join(path.read_text(errors="replace") for path in logs if path.is_file())
     report["server_tracebacks"] = log.count("Traceback (most recent call last)")
     report["generator_saturated"] = bool(report["generator_cpu_s_per_s"] >= 0.9 or
                                          (report["generator_loop_lag_ms"]["p95"] or 0) >= 100)

@@ -12,12 +12,17 @@ ORDER = ("students", "followers", "viewers", "lecture")
 
 
 def row(report: dict) -> str:
+    """One scenario at one N; "more": the run's slowdown (÷ alone), redraws a viewer got per second (asked: 0.5 with
+    fragment redraws, 1 with browser-drawn runs), how long after its end a viewer's page showed it, and how long a
+    lecturer's change took to show on a follower's page."""
     follow = report.get("viewers") or {}
     extra = []
     if report.get("run_slowdown"):
         extra.append(f"run slowdown {report['run_slowdown']:.2f}")
     if follow.get("pushes_per_viewer_per_s") is not None:
-        extra.append(f"redraws {follow['pushes_per_viewer_per_s']:.2f}/viewer/s (0.5 asked)")
+        extra.append(f"redraws {follow['pushes_per_viewer_per_s']:.2f}/viewer/s")
+    if (follow.get("end_seen_after_s") or {}).get("max") is not None:
+        extra.append(f"end shown ≤ {follow['end_seen_after_s']['max']:.1f} s after")
     lag = report.get("follow_lag_s") or {}
     if lag.get("p50") is not None:
         extra.append(f"follow lag p50/p95 {lag['p50']:.2f}/{lag['p95']:.2f} s")
