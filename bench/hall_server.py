@@ -1,4 +1,5 @@
-"""`streamlit run ...` with every script run timed in the server process (bench/script_timer.py), for bench_hall.py.
+"""`streamlit run ...` with every script run timed in the server process (bench/script_timer.py), for
+bench/hall_load.py.
 
     KDVIZ_SCRIPT_TIMES=/tmp/times.tsv python -m bench.hall_server run app.py --server.port 8501
 

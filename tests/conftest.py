@@ -31,15 +31,25 @@ def browser_tests_skipped() -> bool:
     return os.environ.get(SKIP_BROWSER_VARIABLE, "").strip() == "1"
 
 
-# ---- browser tests: marked, skipped only on request, and said so in the summary --------------------------------
+# ---- two workers (pytest-xdist, --dist loadgroup): a module's tests stay together ------------------------------
 
+# Modules that start a Ray cluster share one worker: two clusters at once on a 2-core machine fight for its cores
+# and memory. Every other module is a group of its own, so its module- and session-scoped servers start once.
+RAY_MODULES = {"test_ray_executor", "test_present_ray", "test_replicas"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
+        module = item.path.stem
+        item.add_marker(pytest.mark.xdist_group("ray" if module in RAY_MODULES else module))
         if "browser" in getattr(item, "fixturenames", ()) and item.get_closest_marker("browser") is None:
             item.add_marker(pytest.mark.browser)  # a test that drives Chromium is a browser test, marked or not
         if browser_tests_skipped() and item.get_closest_marker("browser") is not None:
             item.add_marker(pytest.mark.skip(reason=BROWSER_SKIPPED))
 
+
+# ---- browser tests: marked, skipped only on request, and said so in the summary --------------------------------
 
 def pytest_report_teststatus(report, config):
     """Skipped browser tests get their own word in the summary line ("3 skipped browser tests (...)")."""

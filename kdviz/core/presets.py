@@ -76,7 +76,7 @@ def get_preset(name: str) -> DistillConfig:
 
 
 # Presets whose teacher `python -m kdviz prepare` trains only when named: it takes minutes on a CPU (fashion's CNN on
-# 54000 images: 2.5 min on one thread of the 2-core CI machine, where bench_live and bench_hall call prepare), and the
+# 54000 images: 2.5 min on one thread of the 2-core CI machine, where bench_live calls prepare), and the
 # app trains it, with a progress bar, the first time a page needs it.
 PREPARED_ON_REQUEST = frozenset({"fashion"})
 
