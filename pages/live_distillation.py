@@ -18,21 +18,32 @@ st.markdown("Two students with the **same initial weights** see the **same batch
 manager, owner = ui.run_manager(), ui.owner_id()
 if not st.query_params.get("run") and st.session_state.get("current_run"):
     st.query_params["run"] = st.session_state["current_run"]  # back from another page: re-attach to the run
+# Someone else's run through its read-only link (a hall watching the lecturer's run): the run first, and the form of
+# ~25 widgets only when asked for, which makes the page a third as dear to draw for each of a hall's viewers.
+shown = st.query_params.get("run")
+viewing = bool(shown) and not manager.owns(manager.get(shown), owner) and not st.session_state.get("live.configure")
 run_tab, history_tab, sweep_tab = st.tabs(["Run", "History & comparison", "Sweeps"])
 
 with run_tab:
-    names = list(PRESETS)
-    preset = st.selectbox("Preset", names, index=names.index(st.session_state.get("chosen_preset", names[0])),
-                          format_func=lambda name: PRESETS[name][0], key="preset")
-    st.session_state["chosen_preset"] = preset  # widget state is dropped on a page switch; this is not
-    config, problem = ui.distill_config_form(preset)
-    if problem:
-        st.error(problem, icon=":material/warning:")
-    if st.button(":material/play_arrow: Start run", type="primary", disabled=config is None):
-        try:
-            st.query_params["run"] = st.session_state["current_run"] = manager.submit(config, owner, address=ui.client_address())
-        except ValueError as error:
-            st.error(str(error), icon=":material/warning:")
+    config = None
+    if viewing:
+        st.button(":material/tune: Configure a run of my own", key="live.configure_button",
+                  on_click=lambda: st.session_state.update({"live.configure": True}),
+                  help="The presets and every option of a run, started as your own (queued and budgeted).")
+    else:
+        names = list(PRESETS)
+        preset = st.selectbox("Preset", names, index=names.index(st.session_state.get("chosen_preset", names[0])),
+                              format_func=lambda name: PRESETS[name][0], key="preset")
+        st.session_state["chosen_preset"] = preset  # widget state is dropped on a page switch; this is not
+        config, problem = ui.distill_config_form(preset)
+        if problem:
+            st.error(problem, icon=":material/warning:")
+        if st.button(":material/play_arrow: Start run", type="primary", disabled=config is None):
+            try:
+                st.query_params["run"] = st.session_state["current_run"] = manager.submit(
+                    config, owner, address=ui.client_address())
+            except ValueError as error:
+                st.error(str(error), icon=":material/warning:")
     if st.query_params.get("run"):
         ui.run_panel(st.query_params["run"])
 
@@ -69,6 +80,8 @@ with sweep_tab:
                              format_func=run_view.SWEEP_PARAMETERS.get, key="sweep_parameter")
     defaults = {"temperature": "1, 2, 4, 8, 20", "alpha": "0, 0.5, 0.9, 1", "student_width": "30, 100, 300, 800"}
     text = st.text_input("Values (comma-separated)", defaults[parameter], key=f"sweep_values_{parameter}")
+    if viewing:
+        st.caption("A sweep starts from your own configuration: **Configure a run of my own** in the Run tab first.")
     if st.button(":material/play_arrow: Start sweep", disabled=config is None):
         try:
             st.query_params["sweep"] = ui.start_sweep(manager, owner, config, parameter, text,

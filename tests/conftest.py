@@ -47,6 +47,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.browser)  # a test that drives Chromium is a browser test, marked or not
         if browser_tests_skipped() and item.get_closest_marker("browser") is not None:
             item.add_marker(pytest.mark.skip(reason=BROWSER_SKIPPED))
+    # the longest groups first (the Ray modules, then the browser modules), so that two workers finish together
+    items.sort(key=lambda item: 0 if item.path.stem in RAY_MODULES else 1 if item.get_closest_marker("browser") else 2)
 
 
 # ---- browser tests: marked, skipped only on request, and said so in the summary --------------------------------

@@ -16,6 +16,12 @@ ACCURACY_POINTS = """() => {
 }"""
 
 
+PROGRESS = """() => {  // the live run's progress bar: its width as a share of its track
+  const bar = document.querySelector('.kdviz-live-progress-bar');
+  return bar ? bar.getBoundingClientRect().width / bar.parentElement.getBoundingClientRect().width : -1;
+}"""
+
+
 def wait_for(page, predicate, timeout=90.0, what="a condition"):
     """The shared bounded wait, sleeping in Playwright (page.wait_for_timeout) so the page keeps being served."""
     return wait_until(predicate, timeout, what=lambda: f"{what} (the accuracy chart has "
@@ -40,7 +46,12 @@ def test_watch_a_run_leave_the_page_come_back_and_stop(page, app_server, screens
     first = wait_for(page, lambda: page.evaluate(ACCURACY_POINTS) >= 3, what="accuracy points")
     assert first
     before = page.evaluate(ACCURACY_POINTS)
+    progress = page.evaluate(PROGRESS)
     wait_for(page, lambda: page.evaluate(ACCURACY_POINTS) > before + 2, what="more accuracy points")
+    # while it trains, the browser draws the run from the live route (kdviz.routes): no Streamlit chart reruns
+    assert page.locator(".kdviz-live-chart.js-plotly-plot").count() == 2
+    assert page.evaluate(PROGRESS) > progress, "the progress bar moved on"
+    assert "elapsed" in page.locator(".kdviz-live-progress-text").first.inner_text()
 
     page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Home").click()
     page.get_by_text("knowledge distillation you can see and change").wait_for()

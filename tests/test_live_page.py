@@ -187,6 +187,10 @@ def test_a_shared_link_is_read_only_and_unknown_runs_get_a_message(app):
     assert any("read-only" in c.value for c in viewer.caption)
     assert any("Your runs will be listed here" in i.value for i in viewer.info), "others' runs are not listed"
     assert not any(b.label.endswith("Stop (keeps what was measured)") for b in viewer.button)
+    assert not [box for box in viewer.selectbox if box.key == "preset"], "a viewer gets the run, not the form"
+    click(viewer, "Configure a run of my own")  # until asked for
+    assert viewer.selectbox(key="preset").value == "lecture" and any("Start run" in b.label for b in viewer.button)
+    assert any("read-only" in c.value for c in viewer.caption), "the run stays on the page below the form"
     missing = AppTest.from_file(APP, default_timeout=60)
     missing.query_params["run"] = "20200101-000000-000000"
     missing.run()

@@ -14,12 +14,11 @@ SOFT_LABELS_JS = ("kd.js", "formats.js", "svg.js", "charts.js", "soft_labels.js"
 
 
 @functools.cache
-def inline_component(name: str, files: tuple[str, ...], css: str | None = None):
-    """A component whose JavaScript is the given asset files joined into one module (and its CSS, if any),
-    registered once per process: each mount then only sends its data. Not isolated: plotly.js styles the page."""
+def inline_component(name: str, files: tuple[str, ...]):
+    """A component whose JavaScript is the given asset files joined into one module, registered once per process:
+    each mount then only sends its data. Not isolated in a shadow root: plotly.js styles the page's head."""
     js = "\n".join((ASSETS / file).read_text() for file in files)
-    return st.components.v2.component(name, js=js, css=(ASSETS / css).read_text() if css else None,
-                                      html="<span></span>", isolate_styles=False)
+    return st.components.v2.component(name, js=js, html="<span></span>", isolate_styles=False)
 
 
 # How often a live run's browser asks for news: twice a second for its owner (the lecturer's projected run), every
@@ -38,7 +37,7 @@ def live_run(run, mine: bool, parts: tuple[str, ...], lecture: bool, split: str,
     from kdviz.views import run_live
 
     payload = run_live.shared().payload(run, queue_position, lecture, split)
-    inline_component("kdviz.live_run", ("plotly_loader.js", "live_run.js"), "live_run.css")(
+    inline_component("kdviz.live_run", ("plotly_loader.js", "live_run.js"))(
         key=f"live-{run.id}", on_changed_change=lambda: None,
         data={"url": live_run_url(run.id), "payload": payload.body, "redraw": payload.redraw, "split": split,
               "lecture": bool(lecture), "parts": list(parts), "plotly_url": PLOTLY_URL,

@@ -5,9 +5,20 @@
 // ("changed" trigger), and the script draws that.
 const instances = new WeakMap();
 
+// Inline styles (as Streamlit's st.progress and st.columns(2) look): they hold whatever CSS reaches the component.
+const STYLES = {
+  "kdviz-live-progress": "margin:.25rem 0 1rem;font-size:1rem;",
+  "kdviz-live-progress-text": "margin-bottom:.35rem;",
+  "kdviz-live-progress-track": "height:.5rem;border-radius:.25rem;background:rgba(151,166,195,.25);",
+  "kdviz-live-progress-bar": "height:100%;width:0;border-radius:.25rem;background:#ff4b4b;transition:width .3s;",
+  "kdviz-live-charts": "display:flex;flex-wrap:wrap;gap:1rem;",
+  "kdviz-live-chart": "flex:1 1 360px;min-width:0;",
+};
+
 function element(tag, className, parent) {
   const node = document.createElement(tag);
-  if (className) node.className = className;
+  node.className = className;
+  node.style.cssText = STYLES[className] || "";
   if (parent) parent.appendChild(node);
   return node;
 }
@@ -77,12 +88,13 @@ class LiveRun {
     this.payload = payload;
     this.received = Date.now();
     const parts = this.data.parts;
-    this.progress.hidden = !(parts.includes("header") && payload.progress);
+    this.progress.style.display = parts.includes("header") && payload.progress ? "" : "none";
     if (payload.progress) this.bar.style.width = `${(100 * payload.progress.fraction).toFixed(1)}%`;
     this.showText();
     const figures = parts.includes("charts") ? payload.figures || {} : {};
-    this.charts.hidden = !Object.keys(figures).length;
-    if (this.charts.hidden) return;
+    const none = !Object.keys(figures).length;
+    this.charts.style.display = none ? "none" : "flex";
+    if (none) return;
     const Plotly = await loadPlotly(this.data.plotly_url);
     if (this.payload !== payload) return;  // a newer payload came while plotly.js loaded
     const config = { displaylogo: false, responsive: true };
