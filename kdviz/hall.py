@@ -72,7 +72,9 @@ def free_port() -> int:
 def haproxy_config(host: str, port: int, replicas: list[tuple[str, str]], max_connections: int = 4096) -> str:
     """HAProxy's configuration: round robin over the replicas (name, "host:port"), a browser kept on its replica by a
     cookie HAProxy inserts, websockets (Streamlit's /_stcore/stream) held open for a lecture, a replica taken out
-    after two failed health checks and its browsers sent to another (redispatch)."""
+    after three failed health checks and its browsers sent to another (redispatch). A check may take 5 s: a replica
+    busy with a hall answers late but is alive (with 1 s, a saturated single replica was taken out and the hall got
+    HTTP 503s: bench/hall_load.py --replicas 1, 300 followers); a dead one refuses at once."""
     servers = "\n".join(f"    server {name} {address} check cookie {name}" for name, address in replicas)
     return f"""global
     maxconn {max_connections}
@@ -84,6 +86,7 @@ defaults
     timeout server 60s
     timeout tunnel 4h
     timeout http-keep-alive 10s
+    timeout check 5s
     option redispatch
     retries 2
 
@@ -97,7 +100,7 @@ backend replicas
     option httpchk
     http-check send meth GET uri /_stcore/health
     http-check expect status 200
-    default-server inter 1s fall 2 rise 2
+    default-server inter 1s fall 3 rise 2
     http-response set-header {REPLICA_HEADER} %[srv_name]
 {servers}
 """
