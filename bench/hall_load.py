@@ -332,6 +332,8 @@ def main(argv=None) -> int:
     parser.add_argument("--ramp", type=float, default=5.0, help="seconds over which the users arrive")
     parser.add_argument("--preset", choices=["lecture", "quick"], default="lecture", help="the run viewers watch")
     parser.add_argument("--pace", type=float, default=4.0, help="seconds between the lecturer's moves")
+    parser.add_argument("--release-every", type=float, help="a student lets go of T every S seconds on average "
+                                                            "(uniform in 0.8 S to 1.2 S; default: 2 to 5 s)")
     parser.add_argument("--home", type=Path, help="KDVIZ_HOME to use (keeps trained teachers between invocations)")
     parser.add_argument("--no-pin", action="store_true")
     parser.add_argument("--replicas", type=int, default=0,
@@ -342,6 +344,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.users <= MAX_USERS or not 0 < args.seconds <= MAX_SECONDS:
         parser.error(f"--users must be 1 to {MAX_USERS} and --seconds more than 0 and at most {MAX_SECONDS}")
+    if args.release_every is not None:
+        if not 0.5 <= args.release_every <= 60:
+            parser.error("--release-every must be 0.5 to 60 seconds")
+        hall_users.RELEASE_EVERY_S = (0.8 * args.release_every, 1.2 * args.release_every)
     if not args.no_pin and not {0, 1} <= os.sched_getaffinity(0):
         print("fewer than 2 cores (0 and 1) to pin to: server and generator share them", file=sys.stderr)
         args.no_pin = True
@@ -350,7 +356,8 @@ def main(argv=None) -> int:
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name")), "?")
     report = {"scenario": args.scenario, "users": args.users, "target_seconds": args.seconds, "cpu": model,
-              "cores": os.cpu_count(), "pinned": not args.no_pin, "replicas": args.replicas}
+              "cores": os.cpu_count(), "pinned": not args.no_pin, "replicas": args.replicas,
+              "release_every_s": list(hall_users.RELEASE_EVERY_S)}
     with contextlib.ExitStack() as stack:
         if args.replicas:  # a hall (kdviz.hall): its processes inherit core 0 from here, the generator takes core 1
             from kdviz.hall import Hall, HallConfig

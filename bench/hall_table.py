@@ -26,14 +26,21 @@ def row(report: dict) -> str:
     lag = report.get("follow_lag_s") or {}
     if lag.get("p50") is not None:
         extra.append(f"follow lag p50/p95 {lag['p50']:.2f}/{lag['p95']:.2f} s")
-    return (f"| {report['scenario']} | {report['users']} | {report['p50_ms']:.0f} / {report['p95_ms']:.0f} | "
+    name = report["scenario"]
+    if report.get("replicas"):  # a hall of replicas (kdviz.hall): on core 0, or on both cores beside the generator
+        name += f", {report['replicas']} replica{'s' if report['replicas'] > 1 else ''}" + (
+            "" if report.get("pinned", True) else ", 2 cores")
+    if lag.get("p50") is None and report["scenario"] == "followers" and not report.get("by_kind", {}).get("rerun"):
+        name += ", idle"  # the lecturer never moved (--pace beyond the phase)
+    return (f"| {name} | {report['users']} | {report['p50_ms']:.0f} / {report['p95_ms']:.0f} | "
             f"{report['errors']} / {report['disconnects']} | {report['server_cpu_s_per_s']:.2f} | "
             f"{report['server_rss_mb']:.0f} | {report['generator_cpu_s_per_s']:.3f} | {'; '.join(extra)} |")
 
 
 def main(paths: list[str]) -> int:
     reports = [json.loads(Path(path).read_text()) for path in paths]
-    reports.sort(key=lambda r: (ORDER.index(r["scenario"]) if r["scenario"] in ORDER else 9, r["users"]))
+    reports.sort(key=lambda r: (ORDER.index(r["scenario"]) if r["scenario"] in ORDER else 9, r.get("replicas", 0),
+                                r["users"]))
     print("| scenario | users | p50 / p95 ms | errors / disconnects | server CPU s/s | server RSS MB | "
           "generator CPU s/s | more |")
     print("|---|--:|--:|--:|--:|--:|--:|---|")
