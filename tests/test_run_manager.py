@@ -367,6 +367,8 @@ def test_only_a_few_finished_runs_keep_their_logs_in_memory(manager, monkeypatch
     monkeypatch.setattr(module, "FINISHED_LOGS_CACHED", 2)
     ids = [manager.submit(dataclasses.replace(TINY, seed=seed, epochs=1), "alice") for seed in range(4)]
     wait_done(manager, *ids)
+    # a run's status says "completed" a moment before its worker lets go of it: until then it is live in memory
+    wait_until(lambda: not manager._runs, 30, what="the workers to let go of the finished runs")
     runs = [manager.get(run_id) for run_id in ids]
     counts = [len(run.events) for run in runs]  # each log read once from disk
     assert all(counts)
