@@ -4,6 +4,7 @@
 // change (the run starts, pauses, ends, moves in the queue, or is deleted) it reruns the page's fragment once
 // ("changed" trigger), and the script draws that.
 const instances = new WeakMap();
+const ASK_AGAIN_MS = 3000;
 
 // Inline styles (as Streamlit's st.progress and st.columns(2) look): they hold whatever CSS reaches the component.
 const STYLES = {
@@ -36,7 +37,8 @@ class LiveRun {
                    accuracy: element("div", "kdviz-live-chart", this.charts) };
     this.version = -1;
     this.busy = false;
-    this.ended = false;
+    this.asked = 0;  // when this browser last asked the page to redraw (ms), 0: not waiting for it
+    this.attempt = 0;
     this.clock = setInterval(() => this.showText(), 1000);
     this.onVisible = () => { if (!document.hidden) this.poll(); };
     document.addEventListener("visibilitychange", this.onVisible);
@@ -47,7 +49,7 @@ class LiveRun {
       || data.lecture !== this.data.lecture || data.redraw !== this.data.redraw;
     this.data = data;
     this.setTriggerValue = setTriggerValue;
-    this.ended = false;
+    this.asked = 0;  // the page redrew: it shows what it was asked for
     this.root.dataset.parts = data.parts.join(" ");
     const payload = JSON.parse(data.payload);
     if (fresh || payload.version > this.version) this.show(payload);
@@ -61,18 +63,22 @@ class LiveRun {
   }
 
   async poll() {
-    if (this.busy || this.ended || document.hidden) return;  // a phone with its screen off costs nothing
+    if (this.busy || document.hidden) return;  // a phone with its screen off costs nothing
+    if (this.asked && Date.now() - this.asked < ASK_AGAIN_MS) return;  // the redraw asked for is on its way
     this.busy = true;
     try {
       const response = await fetch(`${this.data.url}?${this.query()}`, { cache: "no-store" });
       const answer = await response.json();
       if (answer.state === "unknown" || answer.redraw !== this.data.redraw) {
         // the script draws what comes next (the run's new state, its end, or its absence); a viewer waits a random
-        // part of spread_ms first, so that a hall does not ask the server for it all in the same instant
-        this.ended = true;
+        // part of spread_ms first, so that a hall does not ask the server for it all in the same instant. A rerun
+        // request can be lost (one that arrives while the page is rerunning for a button): if the page has not
+        // redrawn ASK_AGAIN_MS later, the next poll asks again.
         if (answer.figures && answer.version > this.version) this.show(answer);  // the last charts at once
-        const value = `${answer.redraw || answer.state}:${answer.version}`;
-        setTimeout(() => this.setTriggerValue("changed", value), Math.random() * (this.data.spread_ms || 0));
+        const delay = Math.random() * (this.data.spread_ms || 0);
+        const value = `${answer.redraw || answer.state}:${answer.version}:${++this.attempt}`;
+        this.asked = Date.now() + delay;
+        setTimeout(() => this.setTriggerValue("changed", value), delay);
         return;
       }
       if (answer.figures && answer.version > this.version) this.show(answer);
