@@ -72,6 +72,28 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 # ---- bounded waits ---------------------------------------------------------------------------------------------
 
+
+def run_async(coroutine):
+    """asyncio.run on a thread of its own: a Playwright browser an earlier module left open holds an event loop on
+    this thread, where asyncio.run refuses to start a second one."""
+    import asyncio
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+async def wait_for_async(predicate, timeout: float, what: str, interval: float = 0.2):
+    """wait_until for coroutines: poll predicate() every interval s, fail the test after timeout s."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}", pytrace=False)
+        await asyncio.sleep(interval)
+
+
 def wait_until(predicate: Callable[[], object], timeout: float = 60.0, what: str | Callable[[], str] = "a condition",
                interval: float = 0.05, sleep: Callable[[float], None] = time.sleep):
     """Poll predicate until it returns something truthy and return that; fail the test after timeout seconds.

@@ -4,7 +4,6 @@ its JSON. Each test takes a few seconds (tiny runs of the quick preset, a handfu
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import random
 import re
@@ -17,6 +16,7 @@ import pytest
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 
 from bench import hall_users
+from conftest import run_async, wait_for_async
 from bench.appserver import app_server as app_server_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,19 +42,8 @@ def run_state(home: Path, run_id: str) -> str | None:
         return None
 
 
-def run(coroutine):
-    """asyncio.run on a thread of its own: a Playwright browser another test module left open holds an event loop
-    on this thread, where asyncio.run refuses to start a second one."""
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
 
 
-async def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}", pytrace=False)
-        await asyncio.sleep(interval)
 
 
 def test_client_draws_the_soft_labels_page(hall_server):
@@ -64,7 +53,7 @@ def test_client_draws_the_soft_labels_page(hall_server):
         async with hall_users.tab(url, "test", "soft_labels") as session:
             return session.widget(hall_users.SOFT_LABELS_KEY), session.stats.errors
 
-    widget, errors = run(scenario())
+    widget, errors = run_async(scenario())
     assert widget.kind == "bidi_component" and widget.element_id.endswith("-sl.widget")
     assert errors == []
     assert widget.data()["temperature"] == 1 and 100.0 in widget.data()["temperatures"]
@@ -78,7 +67,7 @@ def test_releasing_a_temperature_changes_the_url_and_the_widget(hall_server):
             result = await hall_users.release_temperature(session, 4.0, 0.5, user="test")
             return result, session.widget(hall_users.SOFT_LABELS_KEY).data()
 
-    result, data = run(scenario())
+    result, data = run_async(scenario())
     assert result.kind == "fragment" and result.errors == []  # the widget lives in an st.fragment
     assert "temperature=4" in result.query_string and "alpha=0.5" in result.query_string
     assert (data["temperature"], data["alpha"]) == (4.0, 0.5)
@@ -101,7 +90,7 @@ def test_a_viewer_polls_a_training_run_and_sees_its_end(hall_server):
             poller.close()
             return run_id, seen, versions, viewer.stats
 
-    run_id, seen, versions, stats = run(scenario())
+    run_id, seen, versions, stats = run_async(scenario())
     assert len(set(versions)) >= 3, f"the viewer drew {sorted(set(versions))} of the run's versions"
     assert seen["max_step"] > 0 and seen["charts"] == 2, seen  # progress and both charts while it trained
     assert seen["state"] == run_state(home, run_id) == "completed", "the end is drawn (statically) once it came"
@@ -127,7 +116,7 @@ def test_another_browser_cannot_control_a_run(hall_server):
             await asyncio.sleep(1.5)  # a cancel is seen by the training loop at its next step: well within this
             after_intruder = run_state(home, run_id)
             await owner.rerun([click])  # the same message from the owner's browser stops it
-            await wait_for(lambda: run_state(home, run_id) not in (None, *hall_users.LIVE_STATES), 60,
+            await wait_for_async(lambda: run_state(home, run_id) not in (None, *hall_users.LIVE_STATES), 60,
                            f"run {run_id} to end")
             return run_id, keys, copy, after_intruder
         finally:
@@ -135,7 +124,7 @@ def test_another_browser_cannot_control_a_run(hall_server):
             if intruder is not None:
                 await intruder.close()
 
-    run_id, keys, copy, after_intruder = run(scenario())
+    run_id, keys, copy, after_intruder = run_async(scenario())
     assert "Run this configuration myself" in copy.text
     assert f"stop-{run_id}" not in keys and f"pause-{run_id}" not in keys
     assert after_intruder in hall_users.LIVE_STATES
@@ -170,7 +159,7 @@ def test_a_follower_follows_the_lecturers_step_and_question(hall_server):
             if poller is not None:
                 poller.close()
 
-    first_step, second_step, guesses, histogram = run(scenario())
+    first_step, second_step, guesses, histogram = run_async(scenario())
     assert any("Step 1 of 14" in text for text in first_step)
     assert any("Step 2 of 14" in text for text in second_step)
     assert guesses == 1 and any(text.startswith("1 guess from the hall") for text in histogram), histogram

@@ -6,16 +6,14 @@ neither Ray nor HAProxy: a replica's reading and forwarding against an in-proces
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 
-from conftest import wait_for_run, wait_until
+from conftest import run_async, wait_for_async, wait_for_run, wait_until
 from kdviz.core.engine import DistillConfig, TeacherConfig
 from kdviz.core.models import ModelSpec
 from kdviz.hall import REPLICA_HEADER, STICKY_COOKIE, Hall, HallConfig, haproxy_path
@@ -87,10 +85,6 @@ def hall(tmp_path_factory):
         yield started
 
 
-def run(coroutine):
-    """asyncio.run on a thread of its own (a Playwright browser of another module may hold this thread's loop)."""
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
 
 
 def status(hall: Hall, run_id: str) -> dict:
@@ -116,12 +110,6 @@ def reader(hall: Hall) -> SharedRuns:
     return SharedRuns(store=RunStore(hall.home / "runs"), service=object())
 
 
-async def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}", pytrace=False)
-        await asyncio.sleep(interval)
 
 
 def heading(session, run_id: str) -> str | None:
@@ -153,7 +141,7 @@ def test_a_presentation_started_on_one_replica_is_followed_on_the_other(hall):
             through_proxy = get(f"{hall.url}/kdviz/rooms/{room}", {STICKY_COOKIE: "r2"})
             return room, first, second, through_proxy
 
-    room, first, second, (code, headers, body) = run(scenario())
+    room, first, second, (code, headers, body) = run_async(scenario())
     assert first["state"] == "live" and first["view"]["step"] == 1
     assert second["state"] == "live" and second["view"]["step"] == 2 and second["version"] > first["version"]
     assert code == 200 and headers[REPLICA_HEADER] == "r2" and json.loads(body)["view"]["step"] == 2
@@ -181,9 +169,9 @@ def test_a_run_started_on_one_replica_is_watched_on_the_other_and_only_its_owner
         async with hall_users.tab(a, "owner", "live_distillation", identity=owner, auto_rerun=False) as on_a:
             run_id = await start_long_run(on_a)
         replica = reader(hall)
-        await wait_for(lambda: distilling(replica, run_id), 90, f"run {run_id} to distil")
+        await wait_for_async(lambda: distilling(replica, run_id), 90, f"run {run_id} to distil")
         version = replica.get(run_id).events_version
-        await wait_for(lambda: replica.get(run_id).events_version > version, 30, "its progress to grow")
+        await wait_for_async(lambda: replica.get(run_id).events_version > version, 30, "its progress to grow")
         async with hall_users.tab(b, "intruder", "live_distillation", f"run={run_id}", auto_rerun=False) as other:
             intruder_keys = {drawn.key for drawn in other.page_elements.values()}
             async with hall_users.tab(b, "owner", "live_distillation", f"run={run_id}", identity=owner,
@@ -194,11 +182,11 @@ def test_a_run_started_on_one_replica_is_watched_on_the_other_and_only_its_owner
                 await asyncio.sleep(1.5)
                 after_intruder = status(hall, run_id).get("state")
                 await on_b.click(stop.key)
-                await wait_for(lambda: status(hall, run_id).get("state") not in (None, *LIVE_STATES), 60,
+                await wait_for_async(lambda: status(hall, run_id).get("state") not in (None, *LIVE_STATES), 60,
                                f"run {run_id} to stop")
         return run_id, shown_on_b, intruder_keys, after_intruder
 
-    run_id, shown_on_b, intruder_keys, after_intruder = run(scenario())
+    run_id, shown_on_b, intruder_keys, after_intruder = run_async(scenario())
     assert shown_on_b == "running"
     assert f"stop-{run_id}" not in intruder_keys and f"copy-{run_id}" in intruder_keys
     assert after_intruder in LIVE_STATES
@@ -222,7 +210,7 @@ def test_killing_a_replica_loses_no_run_and_its_browsers_land_on_the_other(hall)
         finally:
             await session.close()
 
-    run_id = run(start())
+    run_id = run_async(start())
     replica = reader(hall)
     wait_until(lambda: distilling(replica, run_id), 90, what=f"run {run_id} to distil")
     assert get(hall.url + "/_stcore/health", on_r1)[1][REPLICA_HEADER] == "r1"
@@ -243,7 +231,7 @@ def test_killing_a_replica_loses_no_run_and_its_browsers_land_on_the_other(hall)
         finally:
             await session.close()
 
-    shown, keys = run(reload())
+    shown, keys = run_async(reload())
     assert shown == "completed" and f"reset-{run_id}" in keys  # still the owner's run, on the other replica
 
 
