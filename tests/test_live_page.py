@@ -151,6 +151,44 @@ def test_stop_keeps_what_was_measured(app):
     assert verdicts and all(f"(after epoch {last})" in v for v in verdicts), (verdicts, last)  # not the teacher's
 
 
+def live_redraw_key(at: AppTest) -> str | None:
+    """The redraw key the live-run component is mounted with: what the page around its charts shows."""
+    for element in at.get("bidi_component"):
+        if element.proto.component_name == "kdviz.live_run":
+            return json.loads(element.proto.json)["redraw"]
+    return None
+
+
+def test_a_run_that_ends_while_its_header_is_drawn_is_redrawn(app, monkeypatch):
+    """The run's worker ends it while the page draws its header (a stop, a server limit): the header says "running",
+    so the browser must be told that is what was drawn; the server's "cancelled" then differs and the browser reruns
+    the panel, instead of showing a run that ended as running for ever (seen in CI as a Stop that never said so)."""
+    from kdviz.ui import runs as ui_runs
+    from kdviz.views import run_live
+
+    app.number_input(key="quick:epochs").set_value(300).run()
+    click(app, "Start run")
+    run_until(app, state_is("running"))
+    manager = ui.run_manager()
+    run = manager.get(app.query_params["run"])
+    draw_header = ui_runs._run_header
+
+    def header_then_the_run_ends(run_, state, mine):
+        draw_header(run_, state, mine)
+        manager.cancel(run_.id, ui_runs.owner_id())  # the page's own identity: its Stop button
+        wait_until(lambda: not run_.live, 60, what="the run to end")
+
+    monkeypatch.setattr(ui_runs, "_run_header", header_then_the_run_ends)
+    app.run()
+    assert state_is("running")(app) and run.state == "cancelled"
+    assert live_redraw_key(app) == "running:"  # what the page shows, not what the run became meanwhile
+    monkeypatch.setattr(ui_runs, "_run_header", draw_header)
+    polled = json.loads(run_live.shared().answer(run, None, False, "validation", 0, False)[0])
+    assert polled["redraw"] == "cancelled:" != live_redraw_key(app)  # so the browser's next poll reruns the panel
+    app.run()
+    assert state_is("cancelled")(app) and live_redraw_key(app) is None
+
+
 def test_a_diverging_learning_rate_says_so(app):
     app.number_input(key="quick:lr").set_value(10.0).run()
     click(app, "Start run")

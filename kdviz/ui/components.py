@@ -30,16 +30,19 @@ OWNER_POLL_MS, VIEWER_POLL_MS = 500, 1000
 VIEWER_REDRAW_SPREAD_MS = 3000
 
 
-def live_run(run, mine: bool, parts: tuple[str, ...], lecture: bool, split: str, queue_position: int | None) -> None:
+def live_run(run, mine: bool, parts: tuple[str, ...], lecture: bool, split: str, queue_position: int | None,
+             drawn: str) -> None:
     """Draw a live run's progress ("header" in parts) and charts ("charts") in the browser; the fragment this is
-    drawn in reruns when the run's state or queue position changes (see assets/live_run.js)."""
+    drawn in reruns when the run's state or queue position changes (see assets/live_run.js). drawn: the redraw key
+    (run_live.redraw_key) of what the fragment drew around it, read before it drew it: the browser reruns the
+    fragment as soon as the server's differs."""
     from kdviz.routes import PLOTLY_URL, live_run_url
     from kdviz.views import run_live
 
     payload = run_live.shared().payload(run, queue_position, lecture, split)
     inline_component("kdviz.live_run", ("plotly_loader.js", "live_run.js"))(
         key=f"live-{run.id}", on_changed_change=lambda: None,
-        data={"url": live_run_url(run.id), "payload": payload.body, "redraw": payload.redraw, "split": split,
+        data={"url": live_run_url(run.id), "payload": payload.body, "redraw": drawn, "split": split,
               "lecture": bool(lecture), "parts": list(parts), "plotly_url": PLOTLY_URL,
               "interval_ms": OWNER_POLL_MS if mine else VIEWER_POLL_MS,
               "spread_ms": 0 if mine else VIEWER_REDRAW_SPREAD_MS})

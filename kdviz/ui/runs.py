@@ -138,13 +138,19 @@ def _live_run(run_id: str, parts: tuple[str, ...] = PARTS) -> None:
     if not run.live:  # it ended: drawn statically here, without rerunning the whole page (a hall of viewers sees
         _draw_run(run, parts)  # the end at once: each pays this panel, not the page's form)
         return
+    from kdviz.views.run_live import redraw_key
+
+    # What this draw shows, read before drawing it: the run's worker changes its state meanwhile (a stop ends it while
+    # the header is drawn), and the browser compares this with what it polls, so a draw torn by that change is
+    # redrawn at its next poll instead of saying "running" for ever.
+    queue = manager.queue_position(run.id) if run.state == "queued" else None
+    drawn = redraw_key(run, queue)
     state, _, accuracies = run_frames(run)
     mine = manager.owns(run, owner_id())
     if "header" in parts:
         _run_header(run, state, mine)
     split = split_choice(f"split-{run.id}", accuracies) if "charts" in parts else "validation"
-    queue = manager.queue_position(run.id) if run.state == "queued" else None
-    live_run(run, mine, parts, lecture_mode(), split, queue)
+    live_run(run, mine, parts, lecture_mode(), split, queue, drawn)
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)

@@ -55,6 +55,8 @@ class LiveRun {
     if (fresh || payload.version > this.version) this.show(payload);
     clearInterval(this.timer);
     this.timer = setInterval(() => this.poll(), data.interval_ms);
+    // the run changed while the page drew around it (data.redraw is what it drew): ask for the redraw now
+    if (payload.redraw !== data.redraw) setTimeout(() => this.poll(), 0);
   }
 
   query() {
