@@ -286,7 +286,8 @@ def test_a_preset_run_offers_its_tuned_hard_label_baseline_and_runs_it(app):
     first = app.query_params["run"]
     run_until(app, state_is("completed"))
     texts = " ".join(m.value for m in app.markdown)
-    assert "A fair baseline" in texts and "twin" in texts and "60 epochs" in texts and "weight decay 1" in texts and "jitter ±0 pixels" in texts
+    for words in ("A fair baseline", "twin", "60 epochs", "weight decay 1", "jitter ±0 pixels"):
+        assert words in texts, words
     click(app, "Run the tuned hard-label baseline")
     second = app.query_params["run"]
     assert second != first
