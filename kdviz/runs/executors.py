@@ -168,6 +168,8 @@ def make_executor(settings):
             return RayExecutor(getattr(settings, "ray_address", None) or None)
         except ImportError:
             raise ValueError("executor = \"ray\" needs Ray: pip install ray==2.60.0") from None
+        except ValueError:  # kdviz.core.cluster's message: the setting, and what to do
+            raise
         except Exception as error:  # a cluster that cannot be reached: the operator's message, not a traceback
             raise ValueError(f"cannot connect to the Ray cluster at {settings.ray_address or 'a new local one'} "
                              f"({type(error).__name__}: {error})") from None
