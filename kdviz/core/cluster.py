@@ -17,7 +17,7 @@ from pathlib import Path
 
 NAMESPACE = "kdviz"  # named actors (the presentation hub) live here: every replica of one hall finds the same ones
 RETRY_AFTER_S = 60.0  # a cluster that refused is asked again this long after (it may have been starting)
-SETTING = "KDVIZ_RAY_ADDRESS (server.toml: ray_address)"
+SETTING = "KDVIZ_RAY_ADDRESS, server.toml ray_address"
 TOKEN_HELP = ("this server must hold the cluster's token: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to the output of "
               "`ray get-auth-token` on the head (or RAY_AUTH_TOKEN_PATH to a file holding it; Ray's default is "
               "~/.ray/auth_token), then restart the server")
