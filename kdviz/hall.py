@@ -73,9 +73,9 @@ def haproxy_config(host: str, port: int, replicas: list[tuple[str, str]], max_co
     """HAProxy's configuration: round robin over the replicas (name, "host:port"), a browser kept on its replica by a
     cookie HAProxy inserts, websockets (Streamlit's /_stcore/stream) held open for a lecture, a replica taken out
     after three failed health checks and its browsers sent to another (redispatch), each request's client address
-    appended to X-Forwarded-For (the replicas trust it: the per-address caps, kdviz.core.identity). A check may take 5 s: a replica
-    busy with a hall answers late but is alive (with 1 s, a saturated single replica was taken out and the hall got
-    HTTP 503s: bench/hall_load.py --replicas 1, 300 followers); a dead one refuses at once."""
+    appended to X-Forwarded-For (the replicas trust it for the per-address caps, kdviz.core.identity). A check may
+    take 5 s: a replica busy with a hall answers late but is alive (with 1 s, a saturated single replica was taken out
+    and the hall got HTTP 503s: bench/hall_load.py --replicas 1, 300 followers); a dead one refuses at once."""
     servers = "\n".join(f"    server {name} {address} check cookie {name}" for name, address in replicas)
     return f"""global
     maxconn {max_connections}
