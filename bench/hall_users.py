@@ -9,7 +9,6 @@ import itertools
 import json
 import random
 import re
-import secrets
 import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
@@ -34,9 +33,12 @@ LECTURE_SCRIPT = (("step", 2), ("step", 3), ("step", 4), ("ask", "student-pick")
                   ("step", 6), ("T", 2.0), ("step", 1))
 
 
-def new_identity() -> str:
-    """A browser's identity cookie: 32 hex digits (secrets.token_hex(16), as kdviz.ui.core.owner_id makes it)."""
-    return secrets.token_hex(16)
+def new_identity(home=None) -> str:
+    """A browser's identity cookie, signed with the key of the server's KDVIZ_HOME `home` (default: this process's),
+    as kdviz.ui.core.owner_id mints it; a made-up one is no identity (the server mints its own for that session)."""
+    from kdviz.core import identity
+
+    return identity.new_identity(home)
 
 
 @dataclass

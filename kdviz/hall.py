@@ -72,9 +72,10 @@ def free_port() -> int:
 def haproxy_config(host: str, port: int, replicas: list[tuple[str, str]], max_connections: int = 4096) -> str:
     """HAProxy's configuration: round robin over the replicas (name, "host:port"), a browser kept on its replica by a
     cookie HAProxy inserts, websockets (Streamlit's /_stcore/stream) held open for a lecture, a replica taken out
-    after three failed health checks and its browsers sent to another (redispatch). A check may take 5 s: a replica
-    busy with a hall answers late but is alive (with 1 s, a saturated single replica was taken out and the hall got
-    HTTP 503s: bench/hall_load.py --replicas 1, 300 followers); a dead one refuses at once."""
+    after three failed health checks and its browsers sent to another (redispatch), each request's client address
+    appended to X-Forwarded-For (the replicas trust it for the per-address caps, kdviz.core.identity). A check may
+    take 5 s: a replica busy with a hall answers late but is alive (with 1 s, a saturated single replica was taken out
+    and the hall got HTTP 503s: bench/hall_load.py --replicas 1, 300 followers); a dead one refuses at once."""
     servers = "\n".join(f"    server {name} {address} check cookie {name}" for name, address in replicas)
     return f"""global
     maxconn {max_connections}
@@ -88,6 +89,7 @@ defaults
     timeout http-keep-alive 10s
     timeout check 5s
     option redispatch
+    option forwardfor
     retries 2
 
 frontend hall
@@ -173,7 +175,9 @@ class Hall:
     def _start_replicas(self) -> None:
         env = self._env({"KDVIZ_RUN_SERVICE": "ray", "KDVIZ_PRESENT_HUB": "ray", "KDVIZ_EXECUTOR": "ray",
                          "KDVIZ_RAY_ADDRESS": self.ray_address, "PYTHONPATH": str(ROOT),
-                         "STREAMLIT_SERVER_COOKIE_SECRET": self._cookie_secret(), **self.config.env})
+                         "STREAMLIT_SERVER_COOKIE_SECRET": self._cookie_secret(),
+                         # the replicas see HAProxy's address; the client's is the one it appends to X-Forwarded-For
+                         "KDVIZ_TRUSTED_PROXIES": "127.0.0.1", **self.config.env})
         for index in range(1, self.config.replicas + 1):
             port, log = free_port(), self.folder / f"replica-{index}.log"
             process = self._spawn([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
@@ -195,8 +199,8 @@ class Hall:
 
     def _cookie_secret(self) -> str:
         """One secret for every replica's Streamlit cookies (its session middleware signs with it), kept in
-        KDVIZ_HOME so that a replica started later or a restarted hall signs alike. (kdviz's identity cookie is a
-        random token compared by hash: any replica accepts it.)"""
+        KDVIZ_HOME so that a replica started later or a restarted hall signs alike. (kdviz's identity cookie is
+        signed with KDVIZ_HOME/identity_key, kdviz.core.identity: any replica accepts it.)"""
         path = self.home / "hall" / "cookie_secret"
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -163,7 +163,7 @@ def test_a_run_started_on_one_replica_is_watched_on_the_other_and_only_its_owner
     from bench import hall_users
 
     a, b = hall.replicas[0].url, hall.replicas[1].url
-    owner = hall_users.new_identity()
+    owner = hall_users.new_identity(hall.home)
 
     async def scenario():
         async with hall_users.tab(a, "owner", "live_distillation", identity=owner, auto_rerun=False) as on_a:
@@ -197,7 +197,7 @@ def test_a_run_started_on_one_replica_is_watched_on_the_other_and_only_its_owner
 def test_killing_a_replica_loses_no_run_and_its_browsers_land_on_the_other(hall):
     from bench import hall_users
 
-    owner = hall_users.new_identity()
+    owner = hall_users.new_identity(hall.home)
     on_r1 = {STICKY_COOKIE: "r1"}  # a browser the proxy keeps on replica r1
 
     async def start():

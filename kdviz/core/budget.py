@@ -23,6 +23,12 @@ of KDVIZ_HOME/server.toml under the same name in lower case without KDVIZ_, else
     KDVIZ_EXECUTOR             executor             threads  "threads" (in this process) or "ray" (Ray tasks)
     KDVIZ_RAY_ADDRESS          ray_address          ""       with executor "ray": ray.init's address ("auto",
                                                              "ray://head:10001"); "" starts a local Ray
+    KDVIZ_RAY_CONNECT_TIMEOUT_S ray_connect_timeout_s 30     seconds to join the Ray cluster before the operator's
+                                                             message says why not (kdviz.core.cluster)
+    KDVIZ_MAX_IDENTITIES_PER_ADDRESS  max_identities_per_address  24   new browser identities one network address
+                                                             is given per hour (kdviz.core.identity); "none": no cap
+    KDVIZ_TRUSTED_PROXIES      trusted_proxies      ""       reverse proxies whose X-Forwarded-For names the client
+                                                             ("127.0.0.1, 10.0.0.0/8"); "" trusts none
 
 For example, server.toml:
 
@@ -412,6 +418,9 @@ class ServerSettings:
     paused_timeout_s: float = 600.0
     executor: str = "threads"  # or "ray": each run is a Ray task (kdviz.runs.executors)
     ray_address: str = ""  # ray.init's address: "auto", "ray://head:10001", ... ("" or "local": start a local Ray)
+    ray_connect_timeout_s: float = 30.0
+    max_identities_per_address: int | None = 24  # per hour (kdviz.core.identity.IdentityLedger); None: no cap
+    trusted_proxies: str = ""  # kdviz.core.identity.parse_trusted_proxies reads it
 
 
 # name (lower case, as in server.toml) → (kind, default). Kinds: limits may be "none"/0; counts are integers ≥ 1.
@@ -427,6 +436,9 @@ SETTINGS: dict[str, tuple[str, object]] = {
     "paused_timeout_s": ("seconds", 600),
     "executor": ("executor", "threads"),
     "ray_address": ("text", ""),
+    "ray_connect_timeout_s": ("seconds", 30),
+    "max_identities_per_address": ("integer limit", 24),
+    "trusted_proxies": ("networks", ""),
 }
 
 
@@ -456,7 +468,10 @@ def server_settings() -> ServerSettings:
                     values["max_run_seconds"])
     return ServerSettings(budget, int(values["workers"]), int(values["max_runs_per_browser"]),
                           int(values["max_runs_per_address"]), int(values["max_queued"]),
-                          float(values["paused_timeout_s"]), values["executor"], values["ray_address"])
+                          float(values["paused_timeout_s"]), values["executor"], values["ray_address"],
+                          ray_connect_timeout_s=float(values["ray_connect_timeout_s"]),
+                          max_identities_per_address=values["max_identities_per_address"],
+                          trusted_proxies=values["trusted_proxies"])
 
 
 def _read_settings_file(path: Path) -> dict:
@@ -478,9 +493,16 @@ def _read_settings_file(path: Path) -> dict:
 
 def _parse(raw, kind: str, where: str) -> float | int | None:
     """A setting's value from an environment string or a TOML value; ValueError naming where and the value."""
-    if kind == "text":
+    if kind in ("text", "networks"):
         if not isinstance(raw, str):
             raise ValueError(f"{where} must be a string, got {raw!r}")
+        if kind == "networks":  # IP addresses or networks: checked here, read by kdviz.core.identity
+            from kdviz.core.identity import parse_trusted_proxies
+
+            try:
+                parse_trusted_proxies(raw)
+            except ValueError as error:
+                raise ValueError(f"{where}: {str(error).removeprefix('trusted_proxies: ')}") from None
         return raw.strip()
     if kind == "executor":
         if raw not in ("threads", "ray"):

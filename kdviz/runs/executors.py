@@ -71,6 +71,20 @@ def _device_of(config) -> str:
     return getattr(getattr(config, "distill", config), "device", "auto")
 
 
+def pinned(config, has_gpu: bool):
+    """The config a Ray task receives: device "auto" resolved here, in the app, against the cluster (CUDA where it has
+    a GPU, else the CPU), so that a worker with other hardware trains on what the app asked Ray for; any other device
+    is kept."""
+    import dataclasses
+
+    if _device_of(config) != "auto":
+        return config
+    device = "cuda" if has_gpu else "cpu"
+    if hasattr(config, "distill"):
+        return dataclasses.replace(config, distill=dataclasses.replace(config.distill, device=device))
+    return dataclasses.replace(config, device=device)
+
+
 class RayExecutor:
     """Runs each run as a Ray task. address: what ray.init gets ("auto" for a cluster already running on this
     machine, "ray://head:10001" for a remote one, "local" or None to start a local Ray); init_kwargs: more of
@@ -92,9 +106,13 @@ class RayExecutor:
 
     def events(self, run, config, should_stop):
         """The run's pairs as the Ray task yields them; a stop asked for here is relayed to the task."""
+        from kdviz.core.engine import thread_count
+
         ray, control = self._ray, self._control
+        config = pinned(config, self._ray.cluster_resources().get("GPU", 0) > 0)
         gpus = 1 if _device_of(config) == "cuda" else 0
-        stream = self._task.options(num_gpus=gpus).remote(config, run.id, control)
+        # the app's thread count travels too: it is part of the numbers (the order of sums) and of the teacher's key
+        stream = self._task.options(num_gpus=gpus).remote(config, run.id, control, thread_count())
         stopping = False
         try:
             for ref in stream:
@@ -142,8 +160,15 @@ def _control_actor(ray):
 
 def _remote_task(ray):
     @ray.remote(num_returns="streaming", max_retries=0, _generator_backpressure_num_objects=STREAM_BACKPRESSURE)
-    def kdviz_run(config, key: str, control):
-        yield "placement", {"node": ray.util.get_node_ip_address(), "pid": os.getpid()}
+    def kdviz_run(config, key: str, control, threads: int = 0):
+        from kdviz.core.teachers import is_cached
+
+        if threads:
+            os.environ["KDVIZ_THREADS"] = str(threads)  # read by every run in this worker (engine.thread_count)
+        base = getattr(config, "distill", config)
+        # where the teacher is looked up is this worker's cache, not the app's: the run says whether it found it
+        yield "placement", {"node": ray.util.get_node_ip_address(), "pid": os.getpid(), "threads": threads,
+                            "device": base.device, "teacher_cached": is_cached(base.teacher, base.device)}
         polled = {"at": float("-inf"), "stop": False}
 
         def should_stop() -> bool:
@@ -168,6 +193,8 @@ def make_executor(settings):
             return RayExecutor(getattr(settings, "ray_address", None) or None)
         except ImportError:
             raise ValueError("executor = \"ray\" needs Ray: pip install ray==2.60.0") from None
+        except ValueError:  # kdviz.core.cluster's message: the setting, and what to do
+            raise
         except Exception as error:  # a cluster that cannot be reached: the operator's message, not a traceback
             raise ValueError(f"cannot connect to the Ray cluster at {settings.ray_address or 'a new local one'} "
                              f"({type(error).__name__}: {error})") from None

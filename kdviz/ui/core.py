@@ -117,22 +117,67 @@ def run_manager():
 run_manager.clear = _run_manager.clear  # tests start a fresh manager on their own KDVIZ_HOME
 
 
-def client_address() -> str | None:
-    """The browser's network address (None on localhost): per-address caps keep a hall member who opens many
-    browsers from taking every worker; it is kept in memory only, never written to disk."""
+@st.cache_resource(show_spinner=False)
+def _access():
+    """Process-wide: the identity ledger (identities minted per address, kdviz.core.identity) and the trusted
+    proxies, from the server's settings (read once, as the run manager's are)."""
+    from kdviz.core.budget import server_settings
+    from kdviz.core.identity import IdentityLedger, parse_trusted_proxies
+
+    settings = server_settings()
+    return IdentityLedger(settings.max_identities_per_address), parse_trusted_proxies(settings.trusted_proxies)
+
+
+def access():
+    """(ledger, trusted proxies); a bad server setting stops the page with the operator's message."""
     try:
-        return st.context.ip_address
+        return _access()
+    except ValueError as error:
+        st.error(f"This server's settings cannot be used: {error}. Fix them and restart the server.",
+                 icon=":material/settings_alert:")
+        st.stop()
+
+
+access.clear = _access.clear  # tests set other limits
+
+
+def _request_origin() -> tuple[str | None, str | None]:
+    """(the connection's address, its X-Forwarded-For headers joined) of this session's request; (None, None) outside
+    a script run. Streamlit gives None for a loopback connection."""
+    try:
+        peer = st.context.ip_address
+        forwarded = ", ".join(st.context.headers.get_all("X-Forwarded-For"))
     except Exception:  # noqa: BLE001 — outside a script run (tests) there is no connection
-        return None
+        return None, None
+    return peer, forwarded or None
+
+
+def network_address() -> str | None:
+    """The browser's network address (None for this machine): the connection's, or behind a trusted reverse proxy
+    (the trusted_proxies setting) the client it names in X-Forwarded-For. Kept in memory only, never on disk."""
+    from kdviz.core.identity import client_address as address_of
+
+    peer, forwarded = _request_origin()
+    return address_of(peer, forwarded, access()[1])
+
+
+def client_address() -> str | None:
+    """The address a run is submitted from, for the per-address caps: every submit passes it, so it is also the gate
+    for a browser that was refused an identity (IdentityRefused, a ValueError: each submit shows its message)."""
+    from kdviz.core.identity import IdentityRefused
+
+    refusal = st.session_state.get("identity_refused")
+    if refusal:
+        raise IdentityRefused(refusal)
+    return network_address()
 
 
 IDENTITY_COOKIE = "kdviz_identity"
-_IDENTITY_CHARS = frozenset("0123456789abcdef")
 _IDENTITY_SCRIPT = """<style>.stElementContainer:has(.kdviz-identity) {{ display: none; }}</style>
 <span class="kdviz-identity"></span>
 <script>(function () {{
   var name = "{name}", present = document.cookie.split("; ").some(function (pair) {{
-    return pair.indexOf(name + "=") === 0 && /^[0-9a-f]{{32}}$/.test(pair.slice(name.length + 1));
+    return pair.indexOf(name + "=") === 0 && /^[0-9a-f]{{64}}$/.test(pair.slice(name.length + 1));
   }});
   if (!present) {{
     document.cookie = name + "={token}; path=/; max-age=31536000; SameSite=Strict"
@@ -142,40 +187,74 @@ _IDENTITY_SCRIPT = """<style>.stElementContainer:has(.kdviz-identity) {{ display
 }})();</script>"""
 
 
-def _is_identity(value) -> bool:
-    """An identity token: 32 lowercase hex digits (secrets.token_hex(16))."""
-    return isinstance(value, str) and len(value) == 32 and set(value) <= _IDENTITY_CHARS
+def _logged_in_user() -> str | None:
+    """The identity of a user the hall's identity provider logged in (st.login; .streamlit/secrets.toml [auth]),
+    or None: without one configured (or logged in), the cookie is the identity."""
+    from kdviz.core.identity import user_identity
+
+    try:
+        if not st.user.is_logged_in:
+            return None
+        return user_identity(st.user.get("iss"), st.user.get("sub"))
+    except Exception:  # noqa: BLE001 — no [auth] configured, or outside a script run
+        return None
 
 
 def owner_id() -> str:
     """This browser's identity: a run is controlled (and listed) by the browser that started it; others only view it.
 
-    The identity is a random secret (secrets.token_hex(16)) kept in a cookie, kdviz_identity, never in the URL: a
-    link is copied, bookmarked, projected and pasted into chats, and whoever opened a link that carried the identity
-    would control (pause, stop, delete) the runs of whoever copied it. A link (?run=...) only ever shows a run.
+    The identity is a random secret signed by the server (kdviz.core.identity), kept in a cookie, kdviz_identity,
+    never in the URL: a link is copied, bookmarked, projected and pasted into chats, and whoever opened a link that
+    carried the identity would control (pause, stop, delete) the runs of whoever copied it. A link (?run=...) only
+    ever shows a run. Where the hall has an identity provider and the user logged in (st.login), the identity is the
+    provider's user instead, the same on every browser and device.
 
     The server reads the cookie with st.context.cookies (sent with the websocket handshake, so a reload sees it).
-    Without a valid one the session gets a new token, keeps it in st.session_state["owner_id"] (within a session it
-    wins over any cookie read later) and sets the cookie once, with a script in the page, so that a reload or a new
-    tab of this browser keeps the same identity. A browser that refuses cookies gets an identity for this session
-    only: after a reload its runs go on, but it can no longer control them or see them in its history.
+    Without a valid one the session is minted a new identity, keeps it in st.session_state["owner_id"] (within a
+    session it wins over any cookie read later) and sets the cookie once, with a script in the page, so that a
+    reload or a new tab of this browser keeps the same identity. A browser that refuses cookies gets an identity for
+    this session only: after a reload its runs go on, but it can no longer control them or see them in its history.
 
-    An ?owner= parameter from an older link is never trusted: it is dropped from the URL.
+    Minting is capped per network address (max_identities_per_address an hour), or private windows and cleared
+    cookies would get round the per-browser caps and crowd the fair queue. A browser over the cap gets an identity
+    for this session that starts no runs (client_address refuses, with the message kept here); it can still watch
+    runs and follow a lecture. An ?owner= parameter from an older link is never trusted: it is dropped from the URL.
     """
-    import secrets
+    from kdviz.core.identity import is_identity
 
     if "owner" in st.query_params:
         del st.query_params["owner"]
+    user = _logged_in_user()
+    if user:
+        st.session_state["owner_id"] = user
+        return user
     token = st.session_state.get("owner_id")
-    if not _is_identity(token):
+    if not is_identity(token):
         cookie = st.context.cookies.get(IDENTITY_COOKIE)
-        token = st.session_state["owner_id"] = cookie if _is_identity(cookie) else secrets.token_hex(16)
-    if st.context.cookies.get(IDENTITY_COOKIE) != token and not st.session_state.get("owner_id_cookie_sent"):
+        token = st.session_state["owner_id"] = cookie if is_identity(cookie) else _mint()
+    if st.context.cookies.get(IDENTITY_COOKIE) != token and not st.session_state.get("owner_id_cookie_sent") \
+            and not st.session_state.get("identity_refused"):
         st.session_state["owner_id_cookie_sent"] = True
         # a hidden element (its style hides its own container, so it leaves no gap); the script sets the cookie
         # unless another tab of this browser already did, then removes itself; the token is never shown
         st.html(_IDENTITY_SCRIPT.format(name=IDENTITY_COOKIE, token=token), unsafe_allow_javascript=True)
     return token
+
+
+def _mint() -> str:
+    """A new identity for this browser, or, over the address's cap, a session-only one that starts no runs."""
+    from kdviz.core.identity import new_identity
+
+    ledger, address = access()[0], network_address()
+    token = ledger.mint(address)
+    if token is not None:
+        return token
+    minutes = max(1, round(ledger.wait_s(address) / 60))
+    st.session_state["identity_refused"] = (
+        f"this network address was given {ledger.limit} new browser identities in the last hour (the server's "
+        f"max_identities_per_address), so this browser cannot start runs: use the browser you used here before, or "
+        f"try again in about {minutes} minute{'s' * (minutes != 1)}; you can still watch runs and follow the lecture")
+    return new_identity()
 
 
 LECTURE_CSS = """<style>
