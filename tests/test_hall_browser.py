@@ -64,7 +64,7 @@ def test_a_copied_link_shows_the_run_read_only_and_only_its_browser_controls_it(
         assert a.get_by_text("viewing a shared run").count() == 0
 
         token = wait_for(a, lambda: identity(lecturer), what="the identity cookie in the lecturer's browser")
-        assert re.fullmatch(r"[0-9a-f]{32}", token)
+        assert re.fullmatch(r"[0-9a-f]{64}", token)  # 32 random hex digits and their signature
         link = a.url
         assert token not in link and "owner=" not in link, link
         assert token not in a.content(), "the identity is in the page"  # not shown, not left in a script either

@@ -308,7 +308,7 @@ def test_the_url_keeps_parameters_of_other_pages(kdviz_home, make_manager, monke
     assert not at.exception, at.exception
     assert "owner" not in at.query_params and at.query_params["run"] == "20260101-000000-aaaaaa"
     identity = at.session_state["owner_id"]
-    assert identity != "0123456789abcdef" and re.fullmatch(r"[0-9a-f]{32}", identity)
+    assert identity != "0123456789abcdef" and re.fullmatch(r"[0-9a-f]{64}", identity)
 
 
 def test_the_soft_labels_page_and_the_image_explorer_load_the_teacher_once(kdviz_home, monkeypatch):
