@@ -282,19 +282,34 @@ class RunManager:
         return self._load(run_id)  # a deleted run's folder is gone: None
 
     def list_runs(self, caller: str | None = None) -> list[Run]:
-        """Every run (or the caller's), newest first; reads configs and statuses, not event logs."""
-        with self._lock:
-            live = dict(self._runs)
-        runs = [live.get(run_id) or self._load(run_id) for run_id in self.store.run_ids()]
-        runs += [run for run_id, run in live.items() if run not in runs and not run.deleted]
-        runs = [run for run in runs if run is not None and (caller is None or self.owns(run, caller))]
-        return sorted(runs, key=lambda run: run.created, reverse=True)
+        """Every run (or the caller's), newest first, from the run index: a browser's list costs its own runs (a row
+        and a stat each), not the server's; reads no event logs. The folders themselves if the index is unusable."""
+        if caller is not None and not caller:
+            return []
+        rows = self.store.rows(owner=owner_key(caller) if caller else None)
+        return self._runs_of(rows, lambda run: caller is None or self.owns(run, caller))
 
     def runs_tagged(self, name: str, value) -> list[Run]:
-        return [run for run in self.list_runs() if run.tags.get(name) == value]
+        return self._runs_of(self.store.rows(tag=(name, value)), lambda run: run.tags.get(name) == value)
 
-    def _load(self, run_id: str) -> Run | None:
-        """A finished run from disk; cached while its status file is unchanged (records and logs in bounded LRUs)."""
+    def _runs_of(self, rows, wanted) -> list[Run]:
+        """The runs of index rows (None: of every folder), live ones from memory; plus live runs in memory that are
+        wanted but have no row (a run whose folder cannot be written)."""
+        from kdviz.runs.store import LIVE_STATES
+
+        with self._lock:
+            live = {run_id: run for run_id, run in self._runs.items() if not run.deleted}
+        if rows is None:
+            runs = [live.pop(run_id, None) or self._load(run_id) for run_id in self.store.run_ids()]
+        else:
+            runs = [live.pop(row.id, None) or self._load(row.id, None if row.state in LIVE_STATES else row)
+                    for row in rows]
+        runs = [run for run in runs + list(live.values()) if run is not None and wanted(run)]
+        return sorted(runs, key=lambda run: run.created, reverse=True)
+
+    def _load(self, run_id: str, row=None) -> Run | None:
+        """A finished run from disk (or from its index row, when the row is as new as the status file); cached while
+        its status file is unchanged (records and logs in bounded LRUs)."""
         stamp = self.store.status_stamp(run_id)
         with self._lock:
             cached = self._finished.get(run_id)
@@ -302,11 +317,16 @@ class RunManager:
                 self._finished.move_to_end(run_id)
                 return cached[1]
             record = self._records.get(run_id)
-        if record is None:
-            record = self.store.read_json(run_id, "config.json")
+        if row is not None and stamp is not None and row.status_ns == stamp:
+            record, status = row.record, row.status
+        else:
+            if row is not None and stamp is not None:  # a row behind its folder (a crash between the two): mend it
+                self.store.reindex(run_id)
             if record is None:
-                return None
-        status = self.store.read_json(run_id, "status.json") or {"state": "interrupted"}
+                record = self.store.read_json(run_id, "config.json")
+                if record is None:
+                    return None
+            status = self.store.read_json(run_id, "status.json") or {"state": "interrupted"}
         run = Run(run_id, record.get("config", {}), record.get("owner", ""), record.get("created", 0.0),
                   status.get("state", "interrupted"))
         run._log_loader = run._reload = lambda: self._read_log(run)
