@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS tags (run_id TEXT NOT NULL, name TEXT NOT NULL, value
 CREATE INDEX IF NOT EXISTS tags_by_value ON tags (name, value);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS removed (owner TEXT NOT NULL, run_id TEXT NOT NULL, removed_at REAL NOT NULL,
-    label TEXT NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (owner, run_id));
+    config TEXT NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (owner, run_id));
 """
 
 
@@ -260,12 +260,20 @@ class RunIndex:
         found = self._guarded(lambda db: db.execute("SELECT owner, SUM(bytes) FROM runs GROUP BY owner").fetchall())
         return None if found is None else {owner: int(total or 0) for owner, total in found}
 
+    def oldest_finished(self, owner: str) -> list[Row]:
+        """One browser's finished runs, oldest first: the order the disk quota removes them in."""
+        found = self._guarded(lambda db: db.execute(
+            "SELECT id, owner, created, state, status_ns, bytes, record, status FROM runs WHERE owner = ? AND "
+            f"state NOT IN ({', '.join('?' * len(LIVE_STATES))}) ORDER BY created, id",
+            (owner, *LIVE_STATES)).fetchall())
+        return [Row(i, o, c, s, n, b, json.loads(r), json.loads(t)) for i, o, c, s, n, b, r, t in found or []]
+
     # -- removal notices --
-    def add_notice(self, owner: str, run_id: str, label: str, reason: str) -> None:
+    def add_notice(self, owner: str, run_id: str, config: dict, reason: str) -> None:
         def write(db):
             with _transaction(db):
                 db.execute("INSERT OR REPLACE INTO removed VALUES (?, ?, ?, ?, ?)",
-                           (owner, run_id, time.time(), label, reason))
+                           (owner, run_id, time.time(), json.dumps(config), reason))
                 db.execute("DELETE FROM removed WHERE owner = ? AND run_id NOT IN (SELECT run_id FROM removed WHERE "
                            "owner = ? ORDER BY removed_at DESC LIMIT ?)", (owner, owner, NOTICES_KEPT))
 
@@ -274,9 +282,9 @@ class RunIndex:
     def notices(self, owner: str) -> list[dict]:
         """The runs of this browser the disk quota removed, newest first (at most NOTICES_KEPT)."""
         found = self._guarded(lambda db: db.execute(
-            "SELECT run_id, removed_at, label, reason FROM removed WHERE owner = ? ORDER BY removed_at DESC",
+            "SELECT run_id, removed_at, config, reason FROM removed WHERE owner = ? ORDER BY removed_at DESC",
             (owner,)).fetchall())
-        return [{"run_id": r, "removed_at": t, "label": label, "reason": why} for r, t, label, why in found or []]
+        return [{"run_id": r, "removed_at": t, "config": json.loads(c), "reason": why} for r, t, c, why in found or []]
 
     def dismiss_notices(self, owner: str) -> None:
         self._guarded(lambda db: db.execute("DELETE FROM removed WHERE owner = ?", (owner,)))

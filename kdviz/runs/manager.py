@@ -48,6 +48,7 @@ class Run:
         self.pause_deadline: float | None = None  # a paused run is stopped at this time unless resumed
         self.active_seconds = 0.0  # running time so far, pauses excluded (the budget's wall-clock limit reads it)
         self.address: str | None = None  # the client address that asked for it (memory only, never on disk)
+        self.disk_bytes = 0  # its estimated bytes on disk at the end: the disk quota counts them while it is live
         self.seq = 0  # submission order, for the fair queue
         self.log = EventLog()
         self._log_loader = self._reload = log_loader  # a run read from disk loads its log when someone reads it
@@ -154,11 +155,15 @@ class RunManager:
         from kdviz import experiments
         from kdviz.core.budget import check_budget
         from kdviz.core.engine import check_config
+        from kdviz.runs.disk import check_fits
 
         if experiments.name_of(config):  # an experiment: each of its trainings, and their sum
-            return experiments.check_budget(config, self.settings.budget, teacher_cached)
-        check_config(config)
-        return check_budget(config, self.settings.budget, teacher_cached)
+            cost = experiments.check_budget(config, self.settings.budget, teacher_cached)
+        else:
+            check_config(config)
+            cost = check_budget(config, self.settings.budget, teacher_cached)
+        check_fits(cost, self.settings)  # a run the disk quota could never hold
+        return cost
 
     def submit(self, config, caller: str, tags: dict | None = None, address: str | None = None) -> str:
         return self.submit_many([(config, tags)], caller, address)[0]
@@ -168,10 +173,10 @@ class RunManager:
         from kdviz import experiments
         from kdviz.runs.store import new_run_id
 
-        items = list(items)
+        items, disk = list(items), 0
         for index, (config, _) in enumerate(items):
             try:
-                self.check(config)
+                disk += getattr(self.check(config), "disk_bytes", 0)
             except ValueError as error:
                 if len(items) > 1:  # say which run of the sweep, keep the error's kind and details
                     error.args = (f"run {index + 1} of {len(items)}: {error}",)
@@ -191,11 +196,13 @@ class RunManager:
                 if here + n > settings.max_live_per_address:
                     raise QueueFull(_cap_message("your network address has", here, n,
                                                  settings.max_live_per_address, "per address"))
+            self._make_room(key, disk)
             ids = []
             for config, tags in items:
                 record = experiments.to_record(config) if experiments.name_of(config) else dataclasses.asdict(config)
                 run = Run(new_run_id(), record, key, time.time(), config_object=config)
                 run.tags, run.address = dict(tags or {}), address
+                run.disk_bytes = disk // n
                 self._seq += 1
                 run.seq = self._seq
                 self._write(run, lambda run=run: self.store.create(run.id, self._record(run)))
@@ -247,9 +254,36 @@ class RunManager:
         self._cancel(run, "deleted")  # a live run stops at its next step; it writes nothing more
         with self._lock:
             self._runs.pop(run_id, None)
-            self._finished.pop(run_id, None)
-            self._loaded_logs.pop(run_id, None)
-            self._records.pop(run_id, None)
+            self._forget(run_id)
+
+    def _forget(self, run_id: str) -> None:
+        """Drop a deleted run from the caches of finished runs (call with the lock held)."""
+        self._finished.pop(run_id, None)
+        self._loaded_logs.pop(run_id, None)
+        self._records.pop(run_id, None)
+
+    def _make_room(self, owner: str, need: int) -> None:
+        """Remove what the disk quota says must go for `need` more bytes of owner's (kdviz.runs.disk), finished runs
+        only, each with a notice to its browser; DiskFull (removing nothing) when no room can be made. Lock held."""
+        from kdviz.core.budget import format_bytes
+        from kdviz.runs.disk import plan_room
+
+        plan = plan_room(self.store, self.settings, owner, need, list(self._runs.values()))
+        for row in plan.runs:
+            self.store.delete(row.id)
+            self._forget(row.id)
+            self.store.index.add_notice(row.owner, row.id, row.record.get("config", {}),
+                                        f"removed to make room on this server's disk ({format_bytes(row.bytes)})")
+        for path in plan.teachers:
+            path.unlink(missing_ok=True)
+
+    def removed_runs(self, caller: str | None) -> list[dict]:
+        """The caller's runs the disk quota removed, newest first: {run_id, removed_at, config, reason}."""
+        return self.store.index.notices(owner_key(caller)) if caller else []
+
+    def dismiss_removed(self, caller: str) -> None:
+        if caller:
+            self.store.index.dismiss_notices(owner_key(caller))
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Cancel every live run and wait (up to timeout) until no worker is inside a run."""
