@@ -32,11 +32,12 @@ class Plan:
 def check_fits(cost, settings) -> None:
     """Refuse a run whose estimate alone is over the server's or a browser's disk quota (OverBudget, limit "disk"):
     no removal could make room for it."""
+    size = getattr(cost, "disk_bytes", 0)  # an experiment's cost (None) has no students' weights to keep
     limits = [(limit, name) for limit, name in ((settings.max_disk_per_browser_bytes, "per browser"),
                                                 (settings.max_disk_bytes, "in all")) if limit is not None]
     for limit, name in limits:
-        if cost.disk_bytes > limit:
-            raise OverBudget(f"This run would keep ≈{format_bytes(cost.disk_bytes)} on disk (its students' weights and "
+        if size > limit:
+            raise OverBudget(f"This run would keep ≈{format_bytes(size)} on disk (its students' weights and "
                              f"its event log); this server keeps at most {format_bytes(limit)} of runs {name}. What "
                              "would fit: a smaller student, fewer epochs or a larger batch size.", "disk", cost,
                              settings.budget)
