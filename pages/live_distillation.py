@@ -53,6 +53,7 @@ def _label(run) -> str:
 
 
 with history_tab:
+    ui.removed_runs_notice()  # what the disk quota removed, if anything
     runs = [run for run in manager.list_runs(owner) if run.experiment is None]  # experiments: their own pages
     if not runs:
         st.info("Your runs will be listed here; they are kept on disk and survive a server restart.")

@@ -239,7 +239,8 @@ def test_the_defaults_suit_a_small_lecture_server():
     settings = server_settings()
     assert settings == ServerSettings(Budget(2048 * 2**20, 1000e12, 100_000, 900.0), workers=1,
                                       max_live_per_browser=12, max_live_per_address=24, max_queued=64,
-                                      paused_timeout_s=600.0)
+                                      paused_timeout_s=600.0, max_disk_bytes=20480 * 2**20,
+                                      max_disk_per_browser_bytes=2048 * 2**20)
 
 
 def test_server_toml_is_read_and_the_environment_wins(kdviz_home, monkeypatch):

@@ -355,3 +355,25 @@ def test_a_bad_server_setting_gets_the_operator_a_message_not_a_traceback(monkey
     monkeypatch.delenv("KDVIZ_WORKERS")
     ui.run_manager.clear()
     tasks.stop_all_tasks()
+
+
+def test_the_history_says_which_runs_the_disk_quota_removed(app):
+    import dataclasses
+
+    from kdviz.core.identity import owner_key
+    from kdviz.core.presets import PRESETS
+
+    manager = ui.run_manager()
+    estimate = manager.check(PRESETS["quick"][1]).disk_bytes
+    manager.settings = dataclasses.replace(manager.settings, max_disk_per_browser_bytes=3 * estimate)
+    old = "20260101-000000-abcdef"
+    manager.store.create(old, {"config": dataclasses.asdict(PRESETS["quick"][1]), "created": 1.0,
+                               "owner": owner_key(app.session_state["owner_id"])})
+    manager.store.students_path(old).write_bytes(b"\0" * 10 * estimate)
+    manager.store.write_status(old, {"state": "completed"})
+    click(app, "Start run")
+    assert not app.exception and not manager.store.exists(old), "the old run made room for the new one"
+    notice = [w.value for w in app.warning if old in w.value]
+    assert notice and "1 of your oldest finished run were removed" in notice[0]
+    click(app, "Dismiss")
+    assert not any(old in w.value for w in app.warning)

@@ -20,6 +20,12 @@ of KDVIZ_HOME/server.toml under the same name in lower case without KDVIZ_, else
     KDVIZ_MAX_RUNS_PER_ADDRESS max_runs_per_address 24       live runs of one network address (several browsers)
     KDVIZ_MAX_QUEUED           max_queued           64       runs waiting on the whole server
     KDVIZ_PAUSED_TIMEOUT_S     paused_timeout_s     600      seconds a paused run may wait before it is cancelled
+    KDVIZ_MAX_DISK_MB          max_disk_mb          20480    disk the runs and the teacher cache may use in all; when
+                                                             a new run would pass it, the oldest finished runs of the
+                                                             browsers using the most are removed, then the least
+                                                             recently used custom teachers (kdviz.runs.disk)
+    KDVIZ_MAX_DISK_PER_BROWSER_MB max_disk_per_browser_mb 2048 disk one browser's runs may use (its oldest finished
+                                                             runs make room for its new ones)
     KDVIZ_EXECUTOR             executor             threads  "threads" (in this process) or "ray" (Ray tasks)
     KDVIZ_RAY_ADDRESS          ray_address          ""       with executor "ray": ray.init's address ("auto",
                                                              "ray://head:10001"); "" starts a local Ray
@@ -185,6 +191,7 @@ class RunCost:
     work_flops: float  # training and evaluation FLOPs of the whole run
     steps: int  # the distillation's optimizer steps
     teacher_cached: bool = True
+    disk_bytes: int = 0  # what the run keeps on disk when it ends: students.pt and its event log (estimate_disk)
 
     def describe(self) -> str:
         return f"≈{format_bytes(self.memory_bytes)} memory, {format_flops(self.work_flops)} of training, " \
@@ -235,7 +242,23 @@ def run_cost(config: DistillConfig, teacher_cached: bool | None = None) -> RunCo
     if not teacher_cached:
         work += _teacher_training(config.teacher)[1]
     steps = config.epochs * math.ceil(n / config.batch_size)
-    return RunCost(int(memory), float(work), int(steps), bool(teacher_cached))
+    teacher_steps = 0 if teacher_cached else config.teacher.epochs * math.ceil(facts.train / config.teacher.batch_size)
+    disk = estimate_disk(student.params, steps + teacher_steps, config.epochs, config.probe_size, classes)
+    return RunCost(int(memory), float(work), int(steps), bool(teacher_cached), disk)
+
+
+STEP_LINE_BYTES = 160  # one StepLosses line of events.jsonl (four losses and a time, as JSON)
+EPOCH_LINE_BYTES = 600  # an epoch's EpochEnd line (test and validation accuracies of three models)
+LOGIT_BYTES = 21  # one probe logit in a Snapshot line (a float as JSON, and its separator)
+
+
+def estimate_disk(student_params: int, steps: int, epochs: int, probe_size: int, classes: int) -> int:
+    """Bytes a distillation keeps: students.pt (two students' float32 weights, plus torch.save's framing) and its
+    event log (a line per step of the teacher it trains and of the distillation; per epoch, the accuracies and both
+    students' logits on the probe images). A ceiling more than a forecast: the quota must not be overshot."""
+    students = 2 * 4 * student_params + 64 * 1024
+    log = steps * STEP_LINE_BYTES + (epochs + 1) * (EPOCH_LINE_BYTES + 2 * probe_size * classes * LOGIT_BYTES)
+    return int(students + log + 8 * 1024)  # + config.json and status.json
 
 
 def _teacher_training(config: TeacherConfig) -> tuple[int, float]:
@@ -421,6 +444,8 @@ class ServerSettings:
     ray_connect_timeout_s: float = 30.0
     max_identities_per_address: int | None = 24  # per hour (kdviz.core.identity.IdentityLedger); None: no cap
     trusted_proxies: str = ""  # kdviz.core.identity.parse_trusted_proxies reads it
+    max_disk_bytes: int | None = None  # the runs and the teacher cache in all (kdviz.runs.disk); None: no limit
+    max_disk_per_browser_bytes: int | None = None  # one browser's runs
 
 
 # name (lower case, as in server.toml) → (kind, default). Kinds: limits may be "none"/0; counts are integers ≥ 1.
@@ -439,6 +464,8 @@ SETTINGS: dict[str, tuple[str, object]] = {
     "ray_connect_timeout_s": ("seconds", 30),
     "max_identities_per_address": ("integer limit", 24),
     "trusted_proxies": ("networks", ""),
+    "max_disk_mb": ("limit", 20480),
+    "max_disk_per_browser_mb": ("limit", 2048),
 }
 
 
@@ -466,12 +493,15 @@ def server_settings() -> ServerSettings:
     budget = Budget(None if memory is None else int(memory * MB), None if tflop is None else float(tflop * TFLOP),
                     None if values["max_run_steps"] is None else int(values["max_run_steps"]),
                     values["max_run_seconds"])
+    disk, per_browser = (None if values[name] is None else int(values[name] * MB)
+                         for name in ("max_disk_mb", "max_disk_per_browser_mb"))
     return ServerSettings(budget, int(values["workers"]), int(values["max_runs_per_browser"]),
                           int(values["max_runs_per_address"]), int(values["max_queued"]),
                           float(values["paused_timeout_s"]), values["executor"], values["ray_address"],
                           ray_connect_timeout_s=float(values["ray_connect_timeout_s"]),
                           max_identities_per_address=values["max_identities_per_address"],
-                          trusted_proxies=values["trusted_proxies"])
+                          trusted_proxies=values["trusted_proxies"],
+                          max_disk_bytes=disk, max_disk_per_browser_bytes=per_browser)
 
 
 def _read_settings_file(path: Path) -> dict:

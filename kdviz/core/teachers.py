@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -78,7 +79,29 @@ def load_cached(config: TeacherConfig, device: str = "auto") -> tuple[nn.Module,
         model.load_state_dict(record["state_dict"])
     except Exception as error:
         raise CacheError(f"{path.name} does not fit the model ({type(error).__name__})") from None
+    _touch(path)
     return model.eval(), record["summary"]
+
+
+def _touch(path: Path) -> None:
+    """A teacher's file's mtime says when it was last used: the disk quota removes the least recently used first
+    (atime is not kept by most mounts)."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def cached_teachers() -> list[tuple[Path, int, float]]:
+    """Every cached teacher file as (path, bytes, last used), least recently used first."""
+    found = []
+    for path in teachers_dir().glob("*.pt"):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        found.append((path, stat.st_size, stat.st_mtime))
+    return sorted(found, key=lambda item: item[2])
 
 
 def save_teacher(config: TeacherConfig, model: nn.Module, summary: dict, device: str = "auto") -> Path:

@@ -48,6 +48,7 @@ class Run:
         self.pause_deadline: float | None = None  # a paused run is stopped at this time unless resumed
         self.active_seconds = 0.0  # running time so far, pauses excluded (the budget's wall-clock limit reads it)
         self.address: str | None = None  # the client address that asked for it (memory only, never on disk)
+        self.disk_bytes = 0  # its estimated bytes on disk at the end: the disk quota counts them while it is live
         self.seq = 0  # submission order, for the fair queue
         self.log = EventLog()
         self._log_loader = self._reload = log_loader  # a run read from disk loads its log when someone reads it
@@ -154,11 +155,15 @@ class RunManager:
         from kdviz import experiments
         from kdviz.core.budget import check_budget
         from kdviz.core.engine import check_config
+        from kdviz.runs.disk import check_fits
 
         if experiments.name_of(config):  # an experiment: each of its trainings, and their sum
-            return experiments.check_budget(config, self.settings.budget, teacher_cached)
-        check_config(config)
-        return check_budget(config, self.settings.budget, teacher_cached)
+            cost = experiments.check_budget(config, self.settings.budget, teacher_cached)
+        else:
+            check_config(config)
+            cost = check_budget(config, self.settings.budget, teacher_cached)
+        check_fits(cost, self.settings)  # a run the disk quota could never hold
+        return cost
 
     def submit(self, config, caller: str, tags: dict | None = None, address: str | None = None) -> str:
         return self.submit_many([(config, tags)], caller, address)[0]
@@ -168,10 +173,10 @@ class RunManager:
         from kdviz import experiments
         from kdviz.runs.store import new_run_id
 
-        items = list(items)
+        items, disk = list(items), 0
         for index, (config, _) in enumerate(items):
             try:
-                self.check(config)
+                disk += getattr(self.check(config), "disk_bytes", 0)
             except ValueError as error:
                 if len(items) > 1:  # say which run of the sweep, keep the error's kind and details
                     error.args = (f"run {index + 1} of {len(items)}: {error}",)
@@ -191,11 +196,13 @@ class RunManager:
                 if here + n > settings.max_live_per_address:
                     raise QueueFull(_cap_message("your network address has", here, n,
                                                  settings.max_live_per_address, "per address"))
+            self._make_room(key, disk)
             ids = []
             for config, tags in items:
                 record = experiments.to_record(config) if experiments.name_of(config) else dataclasses.asdict(config)
                 run = Run(new_run_id(), record, key, time.time(), config_object=config)
                 run.tags, run.address = dict(tags or {}), address
+                run.disk_bytes = disk // n
                 self._seq += 1
                 run.seq = self._seq
                 self._write(run, lambda run=run: self.store.create(run.id, self._record(run)))
@@ -247,9 +254,36 @@ class RunManager:
         self._cancel(run, "deleted")  # a live run stops at its next step; it writes nothing more
         with self._lock:
             self._runs.pop(run_id, None)
-            self._finished.pop(run_id, None)
-            self._loaded_logs.pop(run_id, None)
-            self._records.pop(run_id, None)
+            self._forget(run_id)
+
+    def _forget(self, run_id: str) -> None:
+        """Drop a deleted run from the caches of finished runs (call with the lock held)."""
+        self._finished.pop(run_id, None)
+        self._loaded_logs.pop(run_id, None)
+        self._records.pop(run_id, None)
+
+    def _make_room(self, owner: str, need: int) -> None:
+        """Remove what the disk quota says must go for `need` more bytes of owner's (kdviz.runs.disk), finished runs
+        only, each with a notice to its browser; DiskFull (removing nothing) when no room can be made. Lock held."""
+        from kdviz.core.budget import format_bytes
+        from kdviz.runs.disk import plan_room
+
+        plan = plan_room(self.store, self.settings, owner, need, list(self._runs.values()))
+        for row in plan.runs:
+            self.store.delete(row.id)
+            self._forget(row.id)
+            self.store.index.add_notice(row.owner, row.id, row.record.get("config", {}),
+                                        f"removed to make room on this server's disk ({format_bytes(row.bytes)})")
+        for path in plan.teachers:
+            path.unlink(missing_ok=True)
+
+    def removed_runs(self, caller: str | None) -> list[dict]:
+        """The caller's runs the disk quota removed, newest first: {run_id, removed_at, config, reason}."""
+        return self.store.index.notices(owner_key(caller)) if caller else []
+
+    def dismiss_removed(self, caller: str) -> None:
+        if caller:
+            self.store.index.dismiss_notices(owner_key(caller))
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Cancel every live run and wait (up to timeout) until no worker is inside a run."""
@@ -282,19 +316,34 @@ class RunManager:
         return self._load(run_id)  # a deleted run's folder is gone: None
 
     def list_runs(self, caller: str | None = None) -> list[Run]:
-        """Every run (or the caller's), newest first; reads configs and statuses, not event logs."""
-        with self._lock:
-            live = dict(self._runs)
-        runs = [live.get(run_id) or self._load(run_id) for run_id in self.store.run_ids()]
-        runs += [run for run_id, run in live.items() if run not in runs and not run.deleted]
-        runs = [run for run in runs if run is not None and (caller is None or self.owns(run, caller))]
-        return sorted(runs, key=lambda run: run.created, reverse=True)
+        """Every run (or the caller's), newest first, from the run index: a browser's list costs its own runs (a row
+        and a stat each), not the server's; reads no event logs. The folders themselves if the index is unusable."""
+        if caller is not None and not caller:
+            return []
+        rows = self.store.rows(owner=owner_key(caller) if caller else None)
+        return self._runs_of(rows, lambda run: caller is None or self.owns(run, caller))
 
     def runs_tagged(self, name: str, value) -> list[Run]:
-        return [run for run in self.list_runs() if run.tags.get(name) == value]
+        return self._runs_of(self.store.rows(tag=(name, value)), lambda run: run.tags.get(name) == value)
 
-    def _load(self, run_id: str) -> Run | None:
-        """A finished run from disk; cached while its status file is unchanged (records and logs in bounded LRUs)."""
+    def _runs_of(self, rows, wanted) -> list[Run]:
+        """The runs of index rows (None: of every folder), live ones from memory; plus live runs in memory that are
+        wanted but have no row (a run whose folder cannot be written)."""
+        from kdviz.runs.store import LIVE_STATES
+
+        with self._lock:
+            live = {run_id: run for run_id, run in self._runs.items() if not run.deleted}
+        if rows is None:
+            runs = [live.pop(run_id, None) or self._load(run_id) for run_id in self.store.run_ids()]
+        else:
+            runs = [live.pop(row.id, None) or self._load(row.id, None if row.state in LIVE_STATES else row)
+                    for row in rows]
+        runs = [run for run in runs + list(live.values()) if run is not None and wanted(run)]
+        return sorted(runs, key=lambda run: run.created, reverse=True)
+
+    def _load(self, run_id: str, row=None) -> Run | None:
+        """A finished run from disk (or from its index row, when the row is as new as the status file); cached while
+        its status file is unchanged (records and logs in bounded LRUs)."""
         stamp = self.store.status_stamp(run_id)
         with self._lock:
             cached = self._finished.get(run_id)
@@ -302,11 +351,16 @@ class RunManager:
                 self._finished.move_to_end(run_id)
                 return cached[1]
             record = self._records.get(run_id)
-        if record is None:
-            record = self.store.read_json(run_id, "config.json")
+        if row is not None and stamp is not None and row.status_ns == stamp:
+            record, status = row.record, row.status
+        else:
+            if row is not None and stamp is not None:  # a row behind its folder (a crash between the two): mend it
+                self.store.reindex(run_id)
             if record is None:
-                return None
-        status = self.store.read_json(run_id, "status.json") or {"state": "interrupted"}
+                record = self.store.read_json(run_id, "config.json")
+                if record is None:
+                    return None
+            status = self.store.read_json(run_id, "status.json") or {"state": "interrupted"}
         run = Run(run_id, record.get("config", {}), record.get("owner", ""), record.get("created", 0.0),
                   status.get("state", "interrupted"))
         run._log_loader = run._reload = lambda: self._read_log(run)

@@ -148,7 +148,11 @@ class SharedRuns(RunManager):
         """A replica stops: the hall's runs go on (the service drives them)."""
 
     # -- reading: live runs followed in the shared store --
-    def _load(self, run_id: str) -> Run | None:
+    def _load(self, run_id: str, row=None) -> Run | None:
+        if row is not None:  # finished, says the run index: no live run to follow, no folder to open
+            with self._lock:
+                self._following.pop(run_id, None)
+            return super()._load(run_id, row)
         stamp = self.store.status_stamp(run_id)
         with self._lock:
             followed = self._following.get(run_id)

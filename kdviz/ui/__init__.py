@@ -41,6 +41,7 @@ from kdviz.ui.components import released_values, soft_labels_widget  # noqa: F40
 from kdviz.ui.runs import (  # noqa: F401
     distill_config_form,
     lecture_case_table,
+    removed_runs_notice,
     run_actions,
     run_frames,
     run_panel,

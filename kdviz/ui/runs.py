@@ -395,6 +395,29 @@ def run_actions(run) -> None:
         st.rerun()
 
 
+def removed_runs_notice() -> None:
+    """Which of this browser's finished runs the server's disk quota removed (to make room for newer runs), until
+    the browser dismisses the notice."""
+    import time
+
+    from kdviz.views import run_view
+
+    manager = core.run_manager()
+    removed = manager.removed_runs(owner_id())
+    if not removed:
+        return
+    lines = "\n".join(f"- `{notice['run_id']}` · {run_view.describe_config(notice['config'])} "
+                      f"(removed {time.strftime('%Y-%m-%d %H:%M', time.localtime(notice['removed_at']))})"
+                      for notice in removed)
+    with st.container(border=True):
+        st.warning(f"This server keeps a limited amount of disk, so {len(removed)} of your oldest finished "
+                   f"run{'s' * (len(removed) != 1)} were removed to make room for newer ones:\n{lines}\n\n"
+                   "Download a run's metrics or weights from this list to keep them.", icon=":material/delete_sweep:")
+        if st.button("Dismiss", key="removed_runs.dismiss"):
+            manager.dismiss_removed(owner_id())
+            st.rerun()
+
+
 def start_sweep(manager, owner: str, config, parameter: str, text: str, address: str | None = None) -> str:
     """Queue one run per value, all or none (a refusal names the limit); returns the sweep id (every run is tagged
     with it)."""
