@@ -76,3 +76,26 @@ def test_the_home_page_stays_usable_when_the_cluster_cannot_be_joined(nowhere, m
     finally:
         ui.run_manager.clear()
         tasks.stop_all_tasks()
+
+
+def test_the_tour_goes_on_alone_when_the_halls_shared_hub_cannot_be_joined(nowhere, monkeypatch):
+    """KDVIZ_PRESENT_HUB=ray on a cluster that cannot be joined: the tour says presenting is unavailable and why, and
+    Present says so too, instead of a traceback."""
+    from kdviz import present
+
+    monkeypatch.setenv("KDVIZ_PRESENT_HUB", "ray")
+    monkeypatch.setenv("KDVIZ_RAY_ADDRESS", nowhere)
+    monkeypatch.setenv("KDVIZ_RAY_CONNECT_TIMEOUT_S", str(TIMEOUT_S))
+    monkeypatch.setenv("KDVIZ_TOUR_RUNS", "off")
+    present.reset_hub()
+    try:
+        at = AppTest.from_file(APP, default_timeout=TIMEOUT_S + 90).run()
+        at.switch_page("pages/lecture.py").run()
+        assert not at.exception, [e.value for e in at.exception]
+        notices = " ".join(m.value for m in [*at.info, *at.warning, *at.error, *at.caption])
+        assert "Presenting is unavailable" in notices and "KDVIZ_RAY_ADDRESS" in notices, notices
+        next(b for b in at.button if "Present" in b.label).click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert any("Cannot start a presentation" in e.value and nowhere in e.value for e in at.error)
+    finally:
+        present.reset_hub()

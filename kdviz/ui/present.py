@@ -35,7 +35,11 @@ def resolve(state, notices: list[str]) -> TourSession:
     from kdviz.views.tour import TourState
 
     identity = owner_id()
-    presentation = hub().get(state.room) if state.room else hub().presenting(identity)
+    try:
+        presentation = hub().get(state.room) if state.room else hub().presenting(identity)
+    except ValueError as error:  # the hall's shared hub is on a Ray cluster that cannot be reached or refuses us
+        notices.append(f"Presenting is unavailable on this server ({error}). Showing the tour on your own.")
+        return TourSession("alone", dataclasses.replace(state, room=None))
     if state.room and presentation is None:
         notices.append(f"There is no presentation {state.room!r} on this server: check the code on the lecturer's "
                        "screen. Showing the tour on your own.")
@@ -59,11 +63,12 @@ def resolve(state, notices: list[str]) -> TourSession:
 
 def start(state) -> None:
     """Start presenting this view (or pick up this browser's live presentation)."""
-    from kdviz.present import TooManyPresentations, View, hub
+    from kdviz.present import View, hub
 
     try:
+        core.client_address()  # a browser refused an identity (too many from its address) starts nothing here either
         presentation = hub().start(owner_id(), View(state.step, state.temperature, state.alpha))
-    except TooManyPresentations as error:
+    except ValueError as error:  # TooManyPresentations too
         st.session_state["tour.present_error"] = str(error)
         return
     st.session_state["tour.room"] = presentation.code
