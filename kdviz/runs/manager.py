@@ -15,6 +15,7 @@ import threading
 import time
 
 from kdviz.core.identity import owner_key  # noqa: F401 (re-exported: runs record it)
+from kdviz.runs import stopping
 from kdviz.runs.log import EventLog
 
 FINISHED_RUNS_CACHED = 1024  # finished runs read from disk kept as objects (config, status; a few KB each)
@@ -55,6 +56,7 @@ class Run:
         self.cancel_requested = threading.Event()
         self.pause_requested = False
         self.stop_reason = ""
+        self.stop_state = "cancelled"  # what a stop makes of it: "interrupted" when the server stops
         self.pending: list[dict] = []  # records not yet appended to events.jsonl
         self.stream = None  # the run's generator once started: a paused run keeps it, and any worker continues it
         self.resumed_at: float | None = None
@@ -136,6 +138,7 @@ class RunManager:
         self._loaded_logs: collections.OrderedDict[str, Run] = collections.OrderedDict()
         self._closing = False
         self.store.mark_interrupted()
+        stopping.register(self)  # at exit, live runs end interrupted and no worker is left inside torch
         self._threads = [threading.Thread(target=self._work, name=f"kdviz-worker-{i}", daemon=True)
                          for i in range(max(1, self.settings.workers))]
         self._threads.append(threading.Thread(target=self._reap, name="kdviz-reaper", daemon=True))
@@ -260,13 +263,14 @@ class RunManager:
             self._records.pop(run_id, None)
 
     def shutdown(self, timeout: float = 30.0) -> None:
-        """Cancel every live run and wait (up to timeout) until no worker is inside a run."""
+        """Stop every live run (they end interrupted, keeping what they measured) and wait (up to timeout) until no
+        worker is inside a run. Called at exit too (kdviz.runs.stopping)."""
         with self._lock:
             self._closing = True
             live = list(self._runs.values())
             self._wakeup.notify_all()  # idle workers leave
         for run in live:
-            self._cancel(run, "the server stopped during this run; what it measured is kept")
+            self._cancel(run, "the server stopped during this run; what it measured is kept", final="interrupted")
         deadline = time.monotonic() + timeout
         while any(run.live or run.driver is not None for run in live) and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -384,7 +388,7 @@ class RunManager:
                 self._cancel(run, f"paused for more than {minutes:g} min, so the server stopped it; what it "
                                   "measured is kept", expired_at=now)
 
-    def _cancel(self, run: Run, reason: str, expired_at: float | None = None) -> None:
+    def _cancel(self, run: Run, reason: str, expired_at: float | None = None, final: str = "cancelled") -> None:
         """Stop a run whoever holds it: a waiting run that never started ends now; a running one at its next step
         (its driver sees the flag); a paused (or resumed, waiting) one is claimed here, under the lock, and driven to
         its end in a short thread of its own. expired_at: the reaper's check, made again under the lock (a run
@@ -396,7 +400,7 @@ class RunManager:
                                            or expired_at < run.pause_deadline):
                 return
             run.cancel_requested.set()
-            run.stop_reason = reason
+            run.stop_reason, run.stop_state = reason, final
             waiting = run.id in self._queue
             if waiting:
                 self._queue.remove(run.id)
@@ -405,7 +409,8 @@ class RunManager:
             run.driver, run.state = object(), "running"  # claimed: nobody else may drive (or resume) it now
             started = run.stream is not None
         if not started:
-            self._finish(run, "cancelled", "stopped before it started" if not run.deleted else reason)
+            unstarted = "stopped before it started" if final == "cancelled" and not run.deleted else reason
+            self._finish(run, "cancelled", unstarted)
             with self._lock:
                 run.driver = None
         else:
@@ -582,6 +587,8 @@ class RunManager:
             if not run.live:
                 return
             _stop_clock(run)
+            if state == "cancelled":
+                state = run.stop_state
             run.state, run.message, run.finished_at = state, message, time.time()
             run.paused_at = run.pause_deadline = None
             if finished is not None and state != "failed":
