@@ -180,3 +180,26 @@ def test_concurrent_lifecycle_events_never_lose_or_double_a_run(monkeypatch):
     monkeypatch.setattr(manager_module, "REAP_INTERVAL_S", 0.01)
     run_state_machine_as_test(Lifecycle, settings=settings(max_examples=25, stateful_step_count=12, deadline=None,
                                                            suppress_health_check=list(HealthCheck)))
+
+
+def test_a_pause_that_could_exceed_the_servers_memory_is_refused_saying_the_peak(make_manager, monkeypatch):
+    """A paused run keeps its models and data: with 1 worker at 1024 MB a run and 2560 MB for the server, one pause
+    fits (2 × 1024 MB) and a second (3 × 1024 MB) is refused, naming the peak."""
+    monkeypatch.setenv("KDVIZ_SERVER_MEMORY_MB", "2560")
+    monkeypatch.setenv("KDVIZ_MAX_RUN_MEMORY_MB", "1024")
+    executor = FakeExecutor(steps=100_000)
+    manager = make_manager(workers=1, executor=executor, paused_timeout_s=3600)
+    assert manager.settings.peak_memory_bytes() == (1 + 4) * 1024 * 2**20
+    first, second = manager.submit(TINY, "alice"), manager.submit(TINY, "bob")
+    wait_until(lambda: _stepped(manager, first), 30, what="the first run's steps")
+    manager.pause(first, "alice")
+    wait_until(lambda: manager.get(first).state == "paused", 30, what="the first run to pause")
+    wait_until(lambda: _stepped(manager, second), 30, what="the second run's steps")
+    try:
+        manager.pause(second, "bob")
+    except QueueFull as refused:
+        message = str(refused)
+    else:
+        raise AssertionError("a pause over the server's memory was accepted")
+    assert "up to 3.0 GB" in message and "1 training and 2 paused" in message and "2.5 GB" in message, message
+    assert manager.get(second).state == "running" and not manager.get(second).pause_requested

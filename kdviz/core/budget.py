@@ -20,6 +20,11 @@ of KDVIZ_HOME/server.toml under the same name in lower case without KDVIZ_, else
     KDVIZ_MAX_RUNS_PER_ADDRESS max_runs_per_address 24       live runs of one network address (several browsers)
     KDVIZ_MAX_QUEUED           max_queued           64       runs waiting on the whole server
     KDVIZ_PAUSED_TIMEOUT_S     paused_timeout_s     600      seconds a paused run may wait before it is cancelled
+    KDVIZ_MAX_PAUSED           max_paused           4        paused runs held at once (each keeps its models,
+                                                             optimiser state and data in memory)
+    KDVIZ_SERVER_MEMORY_MB     server_memory_mb     none     memory the runs may use in all: a pause that would let
+                                                             (workers + paused) x max_run_memory_mb exceed it is
+                                                             refused (peak_memory_bytes says the worst case)
     KDVIZ_EXECUTOR             executor             threads  "threads" (in this process) or "ray" (Ray tasks)
     KDVIZ_RAY_ADDRESS          ray_address          ""       with executor "ray": ray.init's address ("auto",
                                                              "ray://head:10001"); "" starts a local Ray
@@ -412,6 +417,14 @@ class ServerSettings:
     paused_timeout_s: float = 600.0
     executor: str = "threads"  # or "ray": each run is a Ray task (kdviz.runs.executors)
     ray_address: str = ""  # ray.init's address: "auto", "ray://head:10001", ... ("" or "local": start a local Ray)
+    max_paused: int = 4
+    server_memory_mb: float | None = None  # None: no server-wide check
+
+    def peak_memory_bytes(self, paused: int | None = None) -> int | None:
+        """The runs' worst-case memory: every worker's run and every paused one (a paused run keeps its models,
+        optimiser state and data) at the per-run budget; None when that budget is unlimited."""
+        per_run = self.budget.max_memory_bytes
+        return None if per_run is None else (self.workers + (self.max_paused if paused is None else paused)) * per_run
 
 
 # name (lower case, as in server.toml) → (kind, default). Kinds: limits may be "none"/0; counts are integers ≥ 1.
@@ -427,6 +440,8 @@ SETTINGS: dict[str, tuple[str, object]] = {
     "paused_timeout_s": ("seconds", 600),
     "executor": ("executor", "threads"),
     "ray_address": ("text", ""),
+    "max_paused": ("count", 4),
+    "server_memory_mb": ("limit", "none"),
 }
 
 
@@ -456,7 +471,8 @@ def server_settings() -> ServerSettings:
                     values["max_run_seconds"])
     return ServerSettings(budget, int(values["workers"]), int(values["max_runs_per_browser"]),
                           int(values["max_runs_per_address"]), int(values["max_queued"]),
-                          float(values["paused_timeout_s"]), values["executor"], values["ray_address"])
+                          float(values["paused_timeout_s"]), values["executor"], values["ray_address"],
+                          int(values["max_paused"]), values["server_memory_mb"])
 
 
 def _read_settings_file(path: Path) -> dict:

@@ -119,7 +119,7 @@ class RunManager:
     keyword overrides replace single fields (tests: workers=2, max_live_per_browser=2, budget=UNLIMITED, ...).
     """
 
-    def __init__(self, store=None, settings=None, max_paused: int = 4, executor=None, **overrides):
+    def __init__(self, store=None, settings=None, max_paused: int | None = None, executor=None, **overrides):
         from kdviz.core.budget import server_settings
         from kdviz.runs.executors import make_executor
         from kdviz.runs.store import RunStore
@@ -127,7 +127,9 @@ class RunManager:
         self.store = store or RunStore()
         self.settings = dataclasses.replace(settings or server_settings(), **overrides)
         self.executor = executor if executor is not None else make_executor(self.settings)
-        self.max_paused = max_paused
+        if max_paused is not None:
+            self.settings = dataclasses.replace(self.settings, max_paused=max_paused)
+        self.max_paused = self.settings.max_paused
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
         self._queue: list[str] = []
@@ -231,6 +233,7 @@ class RunManager:
             if paused >= self.max_paused:
                 raise QueueFull(f"this server already holds {paused} paused runs (at most {self.max_paused}); "
                                 "stop or resume one first")
+            _check_pause_memory(self.settings, paused + 1)
             run.pause_requested = True
 
     def resume_run(self, run_id: str, caller: str) -> None:
@@ -598,6 +601,18 @@ class RunManager:
             if run.id in self._queue:
                 self._queue.remove(run.id)
         run.config_object, run.stream = None, None  # free the models the generator held
+
+
+def _check_pause_memory(settings, paused: int) -> None:
+    """A paused run keeps its memory while the workers train others: refuse a pause that would let the worst case,
+    (workers + paused) runs at the per-run memory budget, exceed the server's memory setting."""
+    from kdviz.core.budget import MB, format_bytes
+
+    peak, total = settings.peak_memory_bytes(paused), settings.server_memory_mb
+    if peak is not None and total is not None and peak > total * MB:
+        raise QueueFull(f"pausing would let runs hold up to {format_bytes(peak)} ({settings.workers} training and "
+                        f"{paused} paused at {format_bytes(settings.budget.max_memory_bytes)} each), more than this "
+                        f"server's {format_bytes(total * MB)}; stop the run instead, or resume a paused one first")
 
 
 def _stop_clock(run: Run) -> None:
