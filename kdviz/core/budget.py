@@ -26,6 +26,11 @@ of KDVIZ_HOME/server.toml under the same name in lower case without KDVIZ_, else
                                                              recently used custom teachers (kdviz.runs.disk)
     KDVIZ_MAX_DISK_PER_BROWSER_MB max_disk_per_browser_mb 2048 disk one browser's runs may use (its oldest finished
                                                              runs make room for its new ones)
+    KDVIZ_MAX_PAUSED           max_paused           4        paused runs held at once (each keeps its models,
+                                                             optimiser state and data in memory)
+    KDVIZ_SERVER_MEMORY_MB     server_memory_mb     none     memory the runs may use in all: a pause that would let
+                                                             (workers + paused) x max_run_memory_mb exceed it is
+                                                             refused (peak_memory_bytes says the worst case)
     KDVIZ_EXECUTOR             executor             threads  "threads" (in this process) or "ray" (Ray tasks)
     KDVIZ_RAY_ADDRESS          ray_address          ""       with executor "ray": ray.init's address ("auto",
                                                              "ray://head:10001"); "" starts a local Ray
@@ -446,6 +451,14 @@ class ServerSettings:
     trusted_proxies: str = ""  # kdviz.core.identity.parse_trusted_proxies reads it
     max_disk_bytes: int | None = None  # the runs and the teacher cache in all (kdviz.runs.disk); None: no limit
     max_disk_per_browser_bytes: int | None = None  # one browser's runs
+    max_paused: int = 4
+    server_memory_mb: float | None = None  # None: no server-wide check
+
+    def peak_memory_bytes(self, paused: int | None = None) -> int | None:
+        """The runs' worst-case memory: every worker's run and every paused one (a paused run keeps its models,
+        optimiser state and data) at the per-run budget; None when that budget is unlimited."""
+        per_run = self.budget.max_memory_bytes
+        return None if per_run is None else (self.workers + (self.max_paused if paused is None else paused)) * per_run
 
 
 # name (lower case, as in server.toml) → (kind, default). Kinds: limits may be "none"/0; counts are integers ≥ 1.
@@ -466,6 +479,8 @@ SETTINGS: dict[str, tuple[str, object]] = {
     "trusted_proxies": ("networks", ""),
     "max_disk_mb": ("limit", 20480),
     "max_disk_per_browser_mb": ("limit", 2048),
+    "max_paused": ("count", 4),
+    "server_memory_mb": ("limit", "none"),
 }
 
 
@@ -501,7 +516,8 @@ def server_settings() -> ServerSettings:
                           ray_connect_timeout_s=float(values["ray_connect_timeout_s"]),
                           max_identities_per_address=values["max_identities_per_address"],
                           trusted_proxies=values["trusted_proxies"],
-                          max_disk_bytes=disk, max_disk_per_browser_bytes=per_browser)
+                          max_disk_bytes=disk, max_disk_per_browser_bytes=per_browser,
+                          max_paused=int(values["max_paused"]), server_memory_mb=values["server_memory_mb"])
 
 
 def _read_settings_file(path: Path) -> dict:

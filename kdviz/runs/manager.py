@@ -15,6 +15,7 @@ import threading
 import time
 
 from kdviz.core.identity import owner_key  # noqa: F401 (re-exported: runs record it)
+from kdviz.runs import stopping
 from kdviz.runs.log import EventLog
 
 FINISHED_RUNS_CACHED = 1024  # finished runs read from disk kept as objects (config, status; a few KB each)
@@ -56,11 +57,14 @@ class Run:
         self.cancel_requested = threading.Event()
         self.pause_requested = False
         self.stop_reason = ""
+        self.stop_state = "cancelled"  # what a stop makes of it: "interrupted" when the server stops
         self.pending: list[dict] = []  # records not yet appended to events.jsonl
         self.stream = None  # the run's generator once started: a paused run keeps it, and any worker continues it
         self.resumed_at: float | None = None
+        self.driver: object | None = None  # the claim of the one thread driving the stream (under the manager's lock)
         self.deleted = False
         self.write_lock = threading.Lock()
+        self.status_seq = self.status_written = 0  # status snapshots taken / the newest one on disk
         self.placement: dict | None = None  # where a Ray executor runs it: {"node", "pid"}
 
     @property
@@ -106,11 +110,17 @@ class RunManager:
     gives its worker back (its generator waits in memory; any worker continues it) and is stopped, keeping what it
     measured, if nobody resumes it within the server's time-out. A restart marks runs that were live as interrupted.
 
+    One lock (self._lock) guards every change of a run's state, so cancel, pause, resume, delete and the time-out can
+    race freely: a run is queued (in the queue, nobody drives it), running (exactly one thread holds run.driver, the
+    claim to step its stream), paused (its stream waits in memory, nobody drives it) or ended (out of memory, for
+    good). Only two moves claim a run, both under the lock: a worker taking it from the queue, and a cancel stopping
+    an idle one; a Resume after a cancel is refused, so a stopping run is never driven twice.
+
     settings: kdviz.core.budget.ServerSettings (default: this server's, from the environment and server.toml);
     keyword overrides replace single fields (tests: workers=2, max_live_per_browser=2, budget=UNLIMITED, ...).
     """
 
-    def __init__(self, store=None, settings=None, max_paused: int = 4, executor=None, **overrides):
+    def __init__(self, store=None, settings=None, max_paused: int | None = None, executor=None, **overrides):
         from kdviz.core.budget import server_settings
         from kdviz.runs.executors import make_executor
         from kdviz.runs.store import RunStore
@@ -118,7 +128,9 @@ class RunManager:
         self.store = store or RunStore()
         self.settings = dataclasses.replace(settings or server_settings(), **overrides)
         self.executor = executor if executor is not None else make_executor(self.settings)
-        self.max_paused = max_paused
+        if max_paused is not None:
+            self.settings = dataclasses.replace(self.settings, max_paused=max_paused)
+        self.max_paused = self.settings.max_paused
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
         self._queue: list[str] = []
@@ -129,6 +141,7 @@ class RunManager:
         self._loaded_logs: collections.OrderedDict[str, Run] = collections.OrderedDict()
         self._closing = False
         self.store.mark_interrupted()
+        stopping.register(self)  # at exit, live runs end interrupted and no worker is left inside torch
         self._threads = [threading.Thread(target=self._work, name=f"kdviz-worker-{i}", daemon=True)
                          for i in range(max(1, self.settings.workers))]
         self._threads.append(threading.Thread(target=self._reap, name="kdviz-reaper", daemon=True))
@@ -227,6 +240,7 @@ class RunManager:
             if paused >= self.max_paused:
                 raise QueueFull(f"this server already holds {paused} paused runs (at most {self.max_paused}); "
                                 "stop or resume one first")
+            _check_pause_memory(self.settings, paused + 1)
             run.pause_requested = True
 
     def resume_run(self, run_id: str, caller: str) -> None:
@@ -236,8 +250,8 @@ class RunManager:
             if run is None or run.id not in self._runs:
                 return
             run.pause_requested = False
-            if run.state != "paused":
-                return
+            if run.state != "paused" or run.cancel_requested.is_set() or run.driver is not None:
+                return  # running, waiting, or being stopped (the time-out came first): nothing to resume
             run.state, run.paused_at, run.pause_deadline = "queued", None, None
             self._queue.append(run.id)
             self._wakeup.notify()
@@ -286,15 +300,16 @@ class RunManager:
             self.store.index.dismiss_notices(owner_key(caller))
 
     def shutdown(self, timeout: float = 30.0) -> None:
-        """Cancel every live run and wait (up to timeout) until no worker is inside a run."""
+        """Stop every live run (they end interrupted, keeping what they measured) and wait (up to timeout) until no
+        worker is inside a run. Called at exit too (kdviz.runs.stopping)."""
         with self._lock:
             self._closing = True
             live = list(self._runs.values())
             self._wakeup.notify_all()  # idle workers leave
         for run in live:
-            self._cancel(run, "the server stopped during this run; what it measured is kept")
+            self._cancel(run, "the server stopped during this run; what it measured is kept", final="interrupted")
         deadline = time.monotonic() + timeout
-        while any(run.live or run.resumed_at is not None for run in live) and time.monotonic() < deadline:
+        while any(run.live or run.driver is not None for run in live) and time.monotonic() < deadline:
             time.sleep(0.02)
 
     # -- reading --
@@ -414,7 +429,7 @@ class RunManager:
                     return
                 run = self._runs[self._fair_order()[0]]
                 self._queue.remove(run.id)
-                run.state = "running"
+                run.state, run.driver = "running", object()
             self._execute(run)
 
     def _reap(self) -> None:
@@ -428,58 +443,81 @@ class RunManager:
             for run in expired:
                 minutes = self.settings.paused_timeout_s / 60
                 self._cancel(run, f"paused for more than {minutes:g} min, so the server stopped it; what it "
-                                  "measured is kept")
+                                  "measured is kept", expired_at=now)
 
-    def _cancel(self, run: Run, reason: str) -> None:
-        """Stop a run whoever holds it: a waiting run that never started ends now; a running one at its next step;
-        a paused (or resumed, waiting) one is driven to its end in a short thread of its own."""
+    def _cancel(self, run: Run, reason: str, expired_at: float | None = None, final: str = "cancelled") -> None:
+        """Stop a run whoever holds it: a waiting run that never started ends now; a running one at its next step
+        (its driver sees the flag); a paused (or resumed, waiting) one is claimed here, under the lock, and driven to
+        its end in a short thread of its own. expired_at: the reaper's check, made again under the lock (a run
+        resumed since the reaper looked is not stopped)."""
         with self._lock:
             if run.id not in self._runs or run.cancel_requested.is_set():
                 return
+            if expired_at is not None and (run.state != "paused" or run.pause_deadline is None
+                                           or expired_at < run.pause_deadline):
+                return
             run.cancel_requested.set()
-            run.stop_reason = reason
+            run.stop_reason, run.stop_state = reason, final
             waiting = run.id in self._queue
             if waiting:
                 self._queue.remove(run.id)
-            idle = run.state == "paused" or waiting
-        if idle and run.stream is None:
-            self._finish(run, "cancelled", "stopped before it started" if not run.deleted else reason)
-        elif idle:
+            if run.driver is not None or not (waiting or run.state == "paused"):
+                return  # its driver stops it at the next step
+            run.driver, run.state = object(), "running"  # claimed: nobody else may drive (or resume) it now
+            started = run.stream is not None
+        if not started:
+            unstarted = "stopped before it started" if final == "cancelled" and not run.deleted else reason
+            self._finish(run, "cancelled", unstarted)
+            with self._lock:
+                run.driver = None
+        else:
             threading.Thread(target=self._execute, args=(run,), name=f"kdviz-stop-{run.id}", daemon=True).start()
 
     # -- running --
     def _execute(self, run: Run) -> None:
-        """Drive the run's stream until it ends or pauses (then this thread gives the run back and returns)."""
-        if run.stream is None:
-            run.started_at = time.time()
-            run.stream = self._life(run)
-        else:  # a paused run resumed, or stopped while paused: an executor elsewhere goes on (or stops) too
-            self.executor.resume(run)
-        run.state, run.resumed_at = "running", time.monotonic()
-        self._save_status(run)
+        """Drive the run's stream until it ends or pauses (then this thread gives the run back and returns). The
+        caller has claimed the run (run.driver, under the lock); the claim is given back here, whatever happens."""
+        claim = run.driver
         try:
+            if run.stream is None:
+                run.started_at = time.time()
+                run.stream = self._life(run)
+            else:  # a paused run resumed, or stopped while paused: an executor elsewhere goes on (or stops) too
+                self.executor.resume(run)
+            with self._lock:
+                run.state, run.resumed_at = "running", time.monotonic()
+            self._save_status(run)
             for phase in run.stream:
-                if run.pause_requested and phase != "teacher" and not run.cancel_requested.is_set():
-                    self._park(run)
+                if run.pause_requested and phase != "teacher" and not run.cancel_requested.is_set() \
+                        and self._park(run):
                     return
         except Exception as error:  # noqa: BLE001 — a run must never take the server down
             self._finish(run, "failed", _explain(error))
         finally:
-            if run.resumed_at is not None:
-                run.active_seconds += time.monotonic() - run.resumed_at
-                run.resumed_at = None
+            with self._lock:
+                if run.driver is claim:  # not parked: this thread still held the run
+                    _stop_clock(run)
+                    run.driver = None
 
-    def _park(self, run: Run) -> None:
-        """Pause between two steps: the generator stays in memory, the worker goes back to the queue."""
-        with self._lock:
-            run.active_seconds += time.monotonic() - run.resumed_at
-            run.resumed_at = None
-            run.pause_requested = False
-            run.state, run.paused_at = "paused", time.time()
-            run.pause_deadline = run.paused_at + self.settings.paused_timeout_s
-        self.executor.pause(run)  # threads: nothing to do (the generator waits); Ray: the task waits too
+    def _park(self, run: Run) -> bool:
+        """Pause between two steps: the generator stays in memory, the worker goes back to the queue. False when a
+        cancel came first (the driver goes on and stops the run at its next step)."""
         self._flush(run)
-        self._save_status(run)
+        self.executor.pause(run)  # threads: nothing to do (the generator waits); Ray: the task waits too
+        with self._lock:
+            if run.cancel_requested.is_set():
+                parked = False
+            else:  # from here on another thread may resume (and drive) the run: this one touches it no more
+                _stop_clock(run)
+                run.pause_requested = False
+                run.state, run.paused_at = "paused", time.time()
+                run.pause_deadline = run.paused_at + self.settings.paused_timeout_s
+                run.driver, parked = None, True
+        if parked:
+            self._save_status(run)  # a snapshot taken now: the run's state whoever changed it since
+        else:
+            self.executor.resume(run)
+        return parked
 
     def _life(self, run: Run):
         """The run's whole life as a generator that yields its phase after each event it records: the teacher's
@@ -563,7 +601,25 @@ class RunManager:
         return {"config": run.config, "owner": run.owner, "created": run.created, "tags": run.tags}
 
     def _save_status(self, run: Run) -> None:
-        self._write(run, lambda: self.store.write_status(run.id, run.status_record()))
+        """Write the run's status as it is now. Threads that change a run one after the other may write out of order:
+        the snapshot is numbered under the lock and an older one never replaces a newer one on disk."""
+        with self._lock:
+            snapshot = self._status_snapshot(run)
+        self._write_status(run, *snapshot)
+
+    @staticmethod
+    def _status_snapshot(run: Run) -> tuple[dict, int]:
+        """The run's status record and its number (call with the lock held)."""
+        run.status_seq += 1
+        return run.status_record(), run.status_seq
+
+    def _write_status(self, run: Run, record: dict, seq: int) -> None:
+        def write():
+            if seq > run.status_written:
+                self.store.write_status(run.id, record)
+                run.status_written = seq
+
+        self._write(run, write)
 
     def _save_students(self, run: Run, finished) -> None:
         import io
@@ -579,20 +635,45 @@ class RunManager:
 
     def _finish(self, run: Run, state: str, message: str, finished=None) -> None:
         """The run's end: its last events and its status on disk, then it leaves memory (readers find it on disk from
-        now on). A run that failed between two batches of step losses keeps them too."""
+        now on). A run that failed between two batches of step losses keeps them too. A run ends once: a second end
+        (a failure after it finished) changes nothing."""
         self._flush(run)
-        run.state, run.message, run.finished_at = state, message, time.time()
-        run.paused_at = run.pause_deadline = None
-        if finished is not None and state != "failed":
-            run.summary = finished.summary
         if not run.deleted and not self.store.exists(run.id):
             self._rebuild(run)
-        self._save_status(run)
-        with self._lock:
+        with self._lock:  # ended, on disk and out of the live runs in one step: no reader sees it half-way
+            if not run.live:
+                return
+            _stop_clock(run)
+            if state == "cancelled":
+                state = run.stop_state
+            run.state, run.message, run.finished_at = state, message, time.time()
+            run.paused_at = run.pause_deadline = None
+            if finished is not None and state != "failed":
+                run.summary = finished.summary
+            self._write_status(run, *self._status_snapshot(run))
             self._runs.pop(run.id, None)
             if run.id in self._queue:
                 self._queue.remove(run.id)
         run.config_object, run.stream = None, None  # free the models the generator held
+
+
+def _check_pause_memory(settings, paused: int) -> None:
+    """A paused run keeps its memory while the workers train others: refuse a pause that would let the worst case,
+    (workers + paused) runs at the per-run memory budget, exceed the server's memory setting."""
+    from kdviz.core.budget import MB, format_bytes
+
+    peak, total = settings.peak_memory_bytes(paused), settings.server_memory_mb
+    if peak is not None and total is not None and peak > total * MB:
+        raise QueueFull(f"pausing would let runs hold up to {format_bytes(peak)} ({settings.workers} training and "
+                        f"{paused} paused at {format_bytes(settings.budget.max_memory_bytes)} each), more than this "
+                        f"server's {format_bytes(total * MB)}; stop the run instead, or resume a paused one first")
+
+
+def _stop_clock(run: Run) -> None:
+    """Add the time since the run last started running to its running time, once (call with the lock held)."""
+    if run.resumed_at is not None:
+        run.active_seconds += time.monotonic() - run.resumed_at
+        run.resumed_at = None
 
 
 def _one_phase(pairs):

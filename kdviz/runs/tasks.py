@@ -6,6 +6,7 @@ import time
 from typing import Callable, Iterator
 
 from kdviz.core.engine import EpochEnd, Finished, Notice, Started, StepLosses
+from kdviz.runs import stopping  # noqa: F401 (imported for its exit hook: tasks stop at their next step at exit)
 
 StreamFactory = Callable[[Callable[[], bool]], Iterator]  # should_stop → events
 
@@ -84,14 +85,21 @@ _tasks: dict[str, BackgroundTask] = {}
 _tasks_guard = threading.Lock()
 
 
-def stop_all_tasks(timeout: float = 30.0) -> None:
-    """Cancel every background task and wait for their threads (tests, server shutdown)."""
+def cancel_all_tasks() -> list[BackgroundTask]:
+    """Ask every background task to stop at its next step, without waiting; the tasks asked."""
     with _tasks_guard:
         tasks = list(_tasks.values())
     for task in tasks:
         task.cancel()
-    for task in tasks:
-        task.join(timeout)
+    return tasks
+
+
+def stop_all_tasks(timeout: float = 30.0) -> None:
+    """Cancel every background task and wait for their threads, up to timeout in all (tests, server shutdown)."""
+    deadline = time.monotonic() + timeout
+    for task in cancel_all_tasks():
+        if task._thread.is_alive():
+            task.join(max(0.0, deadline - time.monotonic()))
 
 
 def task_for(name: str, make_events: StreamFactory, retry_after: float = 0.0) -> BackgroundTask:
