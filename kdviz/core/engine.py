@@ -408,6 +408,7 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
     yield EpochEnd(0, {**teacher_test, **test_accuracy}, {**teacher_val, **val_accuracy})
     yield _snapshot(0, models, probe_x)
     started, step, status = time.perf_counter(), 0, "completed"
+    evaluated_step = 0  # the step whose weights test_accuracy / val_accuracy are of
     log = StepLog(tuple(key for role in STUDENTS if role in models for key in LOSS_KEYS[role]), plan, device, shard)
     diverged, stop = None, False
     for epoch in range(1, config.epochs + 1):
@@ -458,9 +459,16 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
         if status != "completed":
             break
         test_accuracy, val_accuracy = evaluate(models, data)
+        evaluated_step = step
         yield EpochEnd(epoch, {**teacher_test, **test_accuracy}, {**teacher_val, **val_accuracy})
         yield _snapshot(epoch, models, probe_x)
 
+    if evaluated_step != step:
+        # Stopped (or diverged) mid-epoch: the weights moved since the last epoch's evaluation. The summary describes
+        # the models it hands back, so their accuracy is measured again here, on the same final weights as agreement
+        # and KL below (the last epoch's accuracy stays in its EpochEnd event). Evaluating the final weights, not
+        # keeping the last epoch's: the returned models are what a user saves, measures or distils further.
+        test_accuracy, val_accuracy = evaluate(models, data)
     n_test, n_val = len(data.test_x), len(data.val_x)
     summary = {
         "teacher": model_facts(teacher, teacher_test["teacher"], teacher_val["teacher"], n_test, n_val),
