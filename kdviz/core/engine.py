@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdviz.core.activity import Training
 from kdviz.core.device import DeviceOptions, StepLog, handed_back, has_convolutions, placed, plan_for
 from kdviz.core.device import PRECISIONS, SYNC_EVERY, SYNC_SECONDS  # noqa: F401 — part of the engine's surface
 from kdviz.core.distributed import SINGLE, Shard, plain_batch_norm, sync_batch_norm
@@ -281,7 +282,7 @@ def train_teacher(config: TeacherConfig, device: str = "auto", should_stop: Stop
     started, step, status = time.perf_counter(), 0, "completed"
     test_accuracy, val_accuracy = {"teacher": 0.0}, {"teacher": 0.0}
     log = StepLog(("teacher",), plan, torch_device)
-    diverged = None
+    diverged, training = None, Training()  # energy measurements meanwhile learn that this one trained
     for epoch in range(1, config.epochs + 1):
         model.train()
         for _, x, y, _ in training_batches(data, config.batch_size, config.augment, batches, torch_device, jitter):
@@ -299,6 +300,7 @@ def train_teacher(config: TeacherConfig, device: str = "auto", should_stop: Stop
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            training.step()
             yield from events
         if diverged is None and log.rows:  # the steps since the last read (on a GPU)
             events, diverged, _ = log.read(("teacher",))
@@ -410,7 +412,7 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
     started, step, status = time.perf_counter(), 0, "completed"
     evaluated_step = 0  # the step whose weights test_accuracy / val_accuracy are of
     log = StepLog(tuple(key for role in STUDENTS if role in models for key in LOSS_KEYS[role]), plan, device, shard)
-    diverged, stop = None, False
+    diverged, stop, training = None, False, Training()  # energy measurements meanwhile learn that this one trained
     for epoch in range(1, config.epochs + 1):
         for model in models.values():
             model.train()
@@ -442,6 +444,7 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
                     optimizers[role].zero_grad(set_to_none=True)
                     (losses[key] if shard.single else losses[key] * weight).backward()
                     optimizers[role].step()
+            training.step()
             yield from events
             if stop:
                 break
