@@ -34,12 +34,12 @@ def test_per_example_gradients_are_in_the_estimate():
     800×2 student needs gigabytes there, far more than its training (the estimate was ≈79 MB before)."""
     config = _lecture_gradient_variance()
     student = model_cost(config.distill.student, (1, 28, 28), 10)
-    (_, measuring), = gradient_variance.budget_measurements(config)
+    (_, measuring), _ = gradient_variance.budget_measurements(config)
     chunk = gradient_variance.CHUNK
     assert measuring.memory_bytes > 4 * chunk * student.params + 16 * chunk * student.largest_parameter
     assert experiments.experiment_cost(config, teacher_cached=True).memory_bytes == measuring.memory_bytes
     fewer_points = dataclasses.replace(config, epochs=(0,), temperatures=(1.0,))
-    (_, fewer), = gradient_variance.budget_measurements(fewer_points)
+    (_, fewer), _ = gradient_variance.budget_measurements(fewer_points)
     assert fewer.memory_bytes == measuring.memory_bytes and fewer.work_flops * 10 < measuring.work_flops
 
 

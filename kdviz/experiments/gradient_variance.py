@@ -207,7 +207,7 @@ def budget_measurements(config: GradientVarianceConfig) -> list[tuple[str, "RunC
     parameters float32 gradients at once (the lecture preset's 800×2 student: 1.3 GB), and each parameter's in turn
     is converted to float64 and squared (2 × CHUNK × its size × 8 bytes: 2.6 GB for its 784×800 layer)."""
     from kdviz.core.budget import (ALLOCATOR_SLACK, BACKWARD_FACTOR, RunCost, data_bytes, dataset_facts, model_cost,
-                                   train_images)
+                                   run_cost, train_images)
 
     check(config)
     base = config.distill
@@ -228,7 +228,11 @@ def budget_measurements(config: GradientVarianceConfig) -> list[tuple[str, "RunC
     passes = len(set(config.epochs)) * (1 + len(config.temperatures))
     work = passes * n * (BACKWARD_FACTOR * student.flops_per_sample + 3 * student.params)
     work += n * teacher.flops_per_sample
-    return [("Measuring the per-example gradients", RunCost(int(memory), float(work), 0))]
+    # Training the students to the measured epochs while the measured images and their teacher's logits are held.
+    training = run_cost(base, teacher_cached=True).memory_bytes + n * (4 * math.prod(facts.input_shape) + 8) \
+        + 4 * n * facts.num_classes
+    return [("Measuring the per-example gradients", RunCost(int(memory), float(work), 0)),
+            ("Training while the measured images are held", RunCost(int(training), 0.0, 0))]
 
 
 def add_arguments(parser) -> None:
