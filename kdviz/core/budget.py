@@ -74,6 +74,9 @@ MB = 2**20
 TFLOP = 1e12
 EVAL_CHUNK = 1024  # predict_logits evaluates in chunks of this many images
 BACKWARD_FACTOR = 3  # a training step costs about 3 forward passes (the backward pass is about twice the forward)
+# glibc keeps freed blocks below its mmap threshold (which grows to 32 MB) in the heap: a run's resident set outgrows
+# what its tensors hold by up to about this much (bench/memory_peak.py measures estimates against resident sets)
+ALLOCATOR_SLACK = 32 * MB
 
 
 # ---- dataset facts ---------------------------------------------------------------------------------------------
@@ -121,6 +124,7 @@ class ModelCost:
     flops_per_sample: float  # forward FLOPs (a multiply-add is 2)
     activation_bytes_per_sample: int  # every leaf module's output, float32: what backward keeps alive
     largest_activation_bytes_per_sample: int = 0  # the biggest single output: what inference holds at once
+    largest_parameter: int = 0  # elements of the biggest parameter tensor (per-example gradients convert one at a time)
 
 
 class _NoModuleTracking:
@@ -163,7 +167,7 @@ def _model_cost(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int,
             handle.remove()
     params = sum(p.numel() for p in model.parameters())
     return ModelCost(params, flops / batch_size, 4 * sum(outputs) // batch_size,
-                     4 * max(outputs, default=0) // batch_size)
+                     4 * max(outputs, default=0) // batch_size, max((p.numel() for p in model.parameters()), default=0))
 
 
 def forward_flops(model: nn.Module, x: torch.Tensor) -> float:
@@ -209,6 +213,14 @@ def train_images(config: DistillConfig) -> int:
     return min(config.train_subset, train) if config.train_subset else train
 
 
+def data_bytes(config: DistillConfig) -> int:
+    """The dataset in float32 (+ int64 labels) as a run holds it, and the students' subset cut from it."""
+    facts = dataset_facts(config.dataset)
+    image_bytes = 4 * math.prod(facts.input_shape)
+    subset = train_images(config) * (image_bytes + 8) if config.train_subset else 0
+    return (facts.train + facts.val + facts.test) * (image_bytes + 8) + subset
+
+
 def run_cost(config: DistillConfig, teacher_cached: bool | None = None) -> RunCost:
     """Estimate a run's peak memory, work and steps from its config alone (the comments below say what each
     counts). teacher_cached None: ask the teacher cache whether the teacher must be trained first."""
@@ -223,21 +235,23 @@ def run_cost(config: DistillConfig, teacher_cached: bool | None = None) -> RunCo
     teacher = model_cost(config.teacher.model, shape, classes)
     n = train_images(config)
     n_eval = facts.val + facts.test
-    image_bytes = 4 * math.prod(shape)
 
     # Memory: the dataset in float32 (+ int64 labels), the students' subset cut from it, then the larger of the two
-    # phases. Distilling: per student 16 bytes a parameter (weights, gradients, AdamW's two moments) and its
-    # activations ×3 (kept for backward) at the batch size; the teacher's weights and one inference at a time.
-    data = (facts.train + n_eval) * (image_bytes + 8) + (n * (image_bytes + 8) if config.train_subset else 0)
+    # phases, and the allocator's slack. Distilling: per student 16 bytes a parameter (weights, gradients, AdamW's two
+    # moments) and its activations ×3 (kept for backward) at the batch size, plus 4 bytes a parameter for the initial
+    # weights both are copied from and 8 for AdamW's temporaries while one steps; the teacher's weights and one
+    # inference at a time.
+    data = data_bytes(config)
     eval_batch = min(EVAL_CHUNK, max(n, n_eval))
     students = 2 * (16 * student.params + BACKWARD_FACTOR * student.activation_bytes_per_sample * config.batch_size)
+    students += (4 + 8) * student.params
     students_eval = 2 * student.largest_activation_bytes_per_sample * eval_batch
     teacher_batch = config.batch_size if config.augment else eval_batch  # logits per batch, or once in chunks
     teacher_inference = 4 * teacher.params + 2 * teacher.largest_activation_bytes_per_sample * teacher_batch
     logits = 0 if config.augment else 4 * n * classes
     distilling = students + max(students_eval, teacher_inference) + logits
     teaching = 0 if teacher_cached else _teacher_training(config.teacher)[0]
-    memory = data + max(distilling, teaching)  # the teacher's optimizer is gone before the students start
+    memory = data + max(distilling, teaching) + ALLOCATOR_SLACK  # the teacher's optimizer is gone before the students
 
     # Work: both students train and are evaluated every epoch (and before the first); the teacher labels the
     # training images once, or every epoch when they are jittered; an uncached teacher trains first.

@@ -30,7 +30,9 @@ What the numbers include, and what not:
   power is a flat estimate per GB of installed memory, the same whatever model runs, so it would only add a constant
   that hides the difference between the teacher and the student.
 * The estimate from CPU load (tracking_mode="process") counts the CPU time of this whole process: in the app's server
-  that includes every other run training in another thread meanwhile, so measure on a quiet server (or the CLI).
+  that includes every other run training in another thread meanwhile. energy_per_prediction therefore records how many
+  trainings took a step during its measurement (kdviz.core.activity), "other_trainings": above 0 the figure is shared
+  with those runs, not the student's own, and the page and the CLI say so.
 * RAPL counts the whole CPU package (every process on it, idle power included), and NVML the whole GPU: a measured
   reading is an upper bound for the model on a busy machine.
 """
@@ -47,6 +49,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from kdviz.core.activity import watch
 from kdviz.core.engine import configure_threads, thread_count
 
 FALLBACK_WATTS = 10.0  # the power assumed when CodeCarbon cannot say anything (say so in the reading's source)
@@ -286,7 +289,9 @@ def describe_tracker(tracker, version: str, on_gpu: bool = False) -> tuple[bool,
 def energy_per_prediction(model: nn.Module, example_batch: torch.Tensor, source, min_seconds: float = 1.0) -> dict:
     """Run model on example_batch again and again for at least min_seconds inside source.measure (after one
     warm-up pass outside it) and divide: {"energy_j_per_prediction", "energy_j_per_million", "energy_measured",
-    "power_watts" (the reading's joules / seconds), "power_source", "predictions", "seconds"}."""
+    "power_watts" (the reading's joules / seconds), "power_source", "predictions", "seconds", "other_trainings" (the
+    trainings of this process that took a step meanwhile: their CPU time is in a process-mode reading, and they slowed
+    this work down, so above 0 the figure is not this model's own)}."""
     check_seconds(min_seconds, "the energy measurement's duration")
     configure_threads()  # kdviz's thread count, as the timings and the training use
     device = model_device(model)
@@ -311,11 +316,13 @@ def energy_per_prediction(model: nn.Module, example_batch: torch.Tensor, source,
     try:
         with torch.inference_mode():
             model(x)  # warm-up: the first call allocates and picks kernels
-        reading = source.measure(work, device=str(device))
+        with watch() as others:
+            reading = source.measure(work, device=str(device))
     finally:
         model.train(was_training)
     per_prediction = reading.joules / count if count else float("nan")
     return {"energy_j_per_prediction": per_prediction, "energy_j_per_million": per_prediction * 1e6,
             "energy_measured": bool(reading.measured), "power_watts": reading.joules / reading.seconds
             if reading.seconds > 0 else float("nan"),
-            "power_source": reading.source, "predictions": count, "seconds": reading.seconds}
+            "power_source": reading.source, "predictions": count, "seconds": reading.seconds,
+            "other_trainings": others.count}

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdviz.core.activity import Training
 from kdviz.core.device import DeviceOptions, StepLog, handed_back, has_convolutions, placed, plan_for
 from kdviz.core.device import PRECISIONS, SYNC_EVERY, SYNC_SECONDS  # noqa: F401 — part of the engine's surface
 from kdviz.core.distributed import SINGLE, Shard, plain_batch_norm, sync_batch_norm
@@ -281,7 +282,7 @@ def train_teacher(config: TeacherConfig, device: str = "auto", should_stop: Stop
     started, step, status = time.perf_counter(), 0, "completed"
     test_accuracy, val_accuracy = {"teacher": 0.0}, {"teacher": 0.0}
     log = StepLog(("teacher",), plan, torch_device)
-    diverged = None
+    diverged, training = None, Training()  # energy measurements meanwhile learn that this one trained
     for epoch in range(1, config.epochs + 1):
         model.train()
         for _, x, y, _ in training_batches(data, config.batch_size, config.augment, batches, torch_device, jitter):
@@ -299,6 +300,7 @@ def train_teacher(config: TeacherConfig, device: str = "auto", should_stop: Stop
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            training.step()
             yield from events
         if diverged is None and log.rows:  # the steps since the last read (on a GPU)
             events, diverged, _ = log.read(("teacher",))
@@ -408,8 +410,9 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
     yield EpochEnd(0, {**teacher_test, **test_accuracy}, {**teacher_val, **val_accuracy})
     yield _snapshot(0, models, probe_x)
     started, step, status = time.perf_counter(), 0, "completed"
+    evaluated_step = 0  # the step whose weights test_accuracy / val_accuracy are of
     log = StepLog(tuple(key for role in STUDENTS if role in models for key in LOSS_KEYS[role]), plan, device, shard)
-    diverged, stop = None, False
+    diverged, stop, training = None, False, Training()  # energy measurements meanwhile learn that this one trained
     for epoch in range(1, config.epochs + 1):
         for model in models.values():
             model.train()
@@ -441,6 +444,7 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
                     optimizers[role].zero_grad(set_to_none=True)
                     (losses[key] if shard.single else losses[key] * weight).backward()
                     optimizers[role].step()
+            training.step()
             yield from events
             if stop:
                 break
@@ -458,9 +462,16 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
         if status != "completed":
             break
         test_accuracy, val_accuracy = evaluate(models, data)
+        evaluated_step = step
         yield EpochEnd(epoch, {**teacher_test, **test_accuracy}, {**teacher_val, **val_accuracy})
         yield _snapshot(epoch, models, probe_x)
 
+    if evaluated_step != step:
+        # Stopped (or diverged) mid-epoch: the weights moved since the last epoch's evaluation. The summary describes
+        # the models it hands back, so their accuracy is measured again here, on the same final weights as agreement
+        # and KL below (the last epoch's accuracy stays in its EpochEnd event). Evaluating the final weights, not
+        # keeping the last epoch's: the returned models are what a user saves, measures or distils further.
+        test_accuracy, val_accuracy = evaluate(models, data)
     n_test, n_val = len(data.test_x), len(data.val_x)
     summary = {
         "teacher": model_facts(teacher, teacher_test["teacher"], teacher_val["teacher"], n_test, n_val),

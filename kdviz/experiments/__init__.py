@@ -3,7 +3,8 @@
 Each experiment is a module with the same contract (kdviz.experiments.gradient_variance is the reference):
 NAME; a frozen config dataclass with a `distill` field (its teacher, student, data and seed); default_config();
 check(config); run(config, teacher, should_stop) → events ending with Finished(status, summary); budget_configs(config)
-(the trainings it does, for the server's budget); add_arguments / config_from_args (the CLI); report(config, runs)
+(the trainings it does, for the server's budget; optionally budget_teachers and budget_measurements, see
+check_budget); add_arguments / config_from_args (the CLI); report(config, runs)
 (the JSON) and format_text(report). The app's run manager, the CLI and the tests all go through this registry.
 """
 from __future__ import annotations
@@ -67,7 +68,9 @@ def check_budget(config, budget, teacher_cached: bool | None = None) -> None:
 
     The trainings are the module's budget_configs(config) (distillations: the first may have to train the base
     teacher first, the others find it cached) and, if the module has budget_teachers(config), the further teachers
-    it trains itself: [(TeacherConfig, images each labels afterwards)], each counted unless it is cached already."""
+    it trains itself: [(TeacherConfig, images each labels afterwards)], each counted unless it is cached already; and,
+    if the module has budget_measurements(config), what it measures beyond training: [(what, RunCost)] whose memory is
+    the process's whole peak meanwhile (gradient-variance's per-example gradients)."""
     from kdviz.core.budget import (OverBudget, check_budget as check_one, dataset_facts, format_bytes, format_flops,
                                    model_cost, teacher_cost)
     from kdviz.core.teachers import is_cached
@@ -95,6 +98,12 @@ def check_budget(config, budget, teacher_cached: bool | None = None) -> None:
                              f"{cost.describe()} to train; that is over this server's {' and '.join(exceeded)} "
                              "limit. What would fit: smaller or fewer teachers.", exceeded[0], cost, budget)
         total += cost.work_flops
+    for what, cost in getattr(module, "budget_measurements", lambda _: [])(config):
+        if budget.max_memory_bytes is not None and cost.memory_bytes > budget.max_memory_bytes:
+            raise OverBudget(f"{what} needs ≈{format_bytes(cost.memory_bytes)} of memory; this server allows "
+                             f"{format_bytes(budget.max_memory_bytes)} per run. What would fit: a smaller student "
+                             "(its memory grows with the student's parameters).", "memory", cost, budget)
+        total += cost.work_flops
     if held and first is not None and budget.max_memory_bytes is not None \
             and first.memory_bytes + held > budget.max_memory_bytes:
         cost = dataclasses.replace(first, memory_bytes=first.memory_bytes + held)
@@ -106,3 +115,31 @@ def check_budget(config, budget, teacher_cached: bool | None = None) -> None:
         raise OverBudget(f"This experiment needs {format_flops(total)} of training in all; this server allows "
                          f"{format_flops(budget.max_work_flops)} per run. What would fit: fewer points or smaller "
                          "settings.", "work", cost, budget)
+
+
+def experiment_cost(config, teacher_cached: bool | None = None) -> "RunCost":  # noqa: F821 — kdviz.core.budget.RunCost, imported lazily
+    """The whole experiment's estimate, as check_budget counts it: memory, the largest peak of its parts (a training,
+    a further teacher's, a measurement; the first distillation with every further teacher held); work, their sum;
+    steps, the most of one training (the steps limit is per training). For reports and for the memory test."""
+    from kdviz.core.budget import RunCost, dataset_facts, model_cost, run_cost, teacher_cost
+    from kdviz.core.teachers import is_cached
+
+    module = experiment(name_of(config))
+    module.check(config)
+    if teacher_cached is None:
+        teacher_cached = is_cached(config.distill.teacher, config.distill.device)
+    parts = [run_cost(part, teacher_cached if index == 0 else True)
+             for index, part in enumerate(module.budget_configs(config))]
+    facts = dataset_facts(config.distill.dataset)
+    seen, held = {config.distill.teacher}, 0
+    for teacher, label_images in getattr(module, "budget_teachers", lambda _: [])(config):
+        if teacher not in seen:
+            seen.add(teacher)
+            held += 4 * model_cost(teacher.model, facts.input_shape, facts.num_classes).params
+            if not is_cached(teacher, config.distill.device):
+                parts.append(teacher_cost(teacher, label_images))
+    if held and module.budget_configs(config):
+        parts[0] = dataclasses.replace(parts[0], memory_bytes=parts[0].memory_bytes + held)
+    parts += [cost for _, cost in getattr(module, "budget_measurements", lambda _: [])(config)]
+    return RunCost(max((p.memory_bytes for p in parts), default=0), sum(p.work_flops for p in parts),
+                   max((p.steps for p in parts), default=0), bool(teacher_cached))

@@ -56,7 +56,7 @@ LABELS = {role: ROLE_NAMES.get(role, fallback) for role, fallback in  # the app'
            ("kd_int8", "KD student, int8"))}
 ROW_KEYS = ("name", "role", "params", "size_bytes", "disk_bytes", "flops_per_image", "latency_ms_batch1",
             "latency_ms_batch256", "throughput_per_s", "accuracy", "val_accuracy", "energy_j_per_prediction",
-            "energy_j_per_million", "energy_measured", "power_watts", "power_source")
+            "energy_j_per_million", "energy_measured", "power_watts", "power_source", "energy_other_trainings")
 MEAN_KEYS = ("latency_ms_batch1", "latency_ms_batch256", "throughput_per_s", "accuracy", "val_accuracy",
              "energy_j_per_prediction", "energy_j_per_million", "power_watts")
 ENERGY_WINDOW_FACTOR = 5  # the energy of a model is measured over this many × min_run_time s (≤ 10 s)
@@ -222,7 +222,8 @@ def measure_model(name: str, role: str, model: nn.Module, dataset, config: Compr
            "accuracy": accuracy(model, dataset.test_x.to(device), dataset.test_y.to(device)),
            "val_accuracy": accuracy(model, dataset.val_x.to(device), dataset.val_y.to(device)),
            **{key: energy[key] for key in ("energy_j_per_prediction", "energy_j_per_million", "energy_measured",
-                                           "power_watts", "power_source")}}
+                                           "power_watts", "power_source")},
+           "energy_other_trainings": energy["other_trainings"]}
     return {key: row[key] for key in ROW_KEYS}
 
 
@@ -411,6 +412,7 @@ def _mean_rows(runs: list[dict]) -> list[dict]:
         for key in MEAN_KEYS:
             row[key] = sum(r[key] for r in rows) / len(rows)
         row["energy_measured"] = all(r["energy_measured"] for r in rows)
+        row["energy_other_trainings"] = max(shared(r) for r in rows)
         row["n_seeds"] = len(rows)
         out.append(row)
     return out
@@ -456,6 +458,20 @@ def _joules(value: float) -> str:
         if abs(value) >= size:
             return f"{value / size:.3g} {unit}"
     return f"{value / 1e-9:.3g} nJ"
+
+
+def shared(row: dict) -> int:
+    """How many other trainings stepped while the row's energy was measured (0 for rows recorded before it was)."""
+    return int(row.get("energy_other_trainings") or 0)
+
+
+def shared_warning(models: list[dict]) -> str:
+    """One sentence when any energy figure was shared with other runs training meanwhile, else ""."""
+    most = max((shared(row) for row in models), default=0)
+    if not most:
+        return ""
+    return (f"Energy shared with {most} other run{'s' * (most > 1)} training on this server meanwhile: not this "
+            "student's own energy (their CPU time is in the reading); measure again when the server is quiet.")
 
 
 def _kind(row: dict) -> str:
@@ -554,5 +570,6 @@ def format_text(result: dict) -> str:
         lines.append(f"size ratio {result['size_ratio']:.2f}× (more than a factor of two). {lecture['source']}: "
                      f"teacher {lecture['teacher_top1']} %, student (hard labels) {lecture['student_hard_top1']} %, "
                      f"student (KD) {lecture['student_kd_top1']} % top-1")
-    lines += ["", verdict(result)]
+    warning = shared_warning(models)
+    lines += ["", verdict(result)] + ([warning] if warning else [])
     return "\n".join(lines)

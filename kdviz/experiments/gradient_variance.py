@@ -199,6 +199,42 @@ def budget_configs(config: GradientVarianceConfig) -> list[DistillConfig]:
     return [dataclasses.replace(config.distill, epochs=e) for e in sorted(set(config.epochs)) if e > 0]
 
 
+def budget_measurements(config: GradientVarianceConfig) -> list[tuple[str, "RunCost"]]:  # noqa: F821 — imported below
+    """What measuring costs beyond the trainings (for the server's budget): [(what, RunCost)]. The memory is the
+    process's peak while one point is measured, its work that of every point; gradient_statistics is the reference.
+
+    Per-example gradients dwarf the training for any student beyond a toy: a chunk of CHUNK images holds CHUNK ×
+    parameters float32 gradients at once (the lecture preset's 800×2 student: 1.3 GB), and each parameter's in turn
+    is converted to float64 and squared (2 × CHUNK × its size × 8 bytes: 2.6 GB for its 784×800 layer)."""
+    from kdviz.core.budget import (ALLOCATOR_SLACK, BACKWARD_FACTOR, RunCost, data_bytes, dataset_facts, model_cost,
+                                   run_cost, train_images)
+
+    check(config)
+    base = config.distill
+    facts = dataset_facts(base.dataset)
+    student = model_cost(base.student, facts.input_shape, facts.num_classes)
+    teacher = model_cost(base.teacher.model, facts.input_shape, facts.num_classes)
+    n = train_images(base)
+    chunk = min(CHUNK, n)
+    memory = (data_bytes(base) + 4 * teacher.params + 4 * n * facts.num_classes  # data, teacher, its logits
+              + (4 + 8) * student.params  # the student's weights and the float64 sums of the gradients
+              + 2 * 4 * chunk * student.params  # one chunk's per-example gradients, all parameters at once, and
+              # as much again in the heap: tensors under glibc's mmap threshold are not given back when freed
+              + 2 * 8 * chunk * student.largest_parameter  # the largest one in float64, and its square
+              + BACKWARD_FACTOR * chunk * student.activation_bytes_per_sample  # vmap's forward and backward
+              + ALLOCATOR_SLACK)
+    # Work: the hard loss's gradients and each temperature's, of every training image at every point (a forward and
+    # a backward each), plus 3 FLOPs a gradient element to reduce them; the teacher labels the images once.
+    passes = len(set(config.epochs)) * (1 + len(config.temperatures))
+    work = passes * n * (BACKWARD_FACTOR * student.flops_per_sample + 3 * student.params)
+    work += n * teacher.flops_per_sample
+    # Training the students to the measured epochs while the measured images and their teacher's logits are held.
+    training = run_cost(base, teacher_cached=True).memory_bytes + n * (4 * math.prod(facts.input_shape) + 8) \
+        + 4 * n * facts.num_classes
+    return [("Measuring the per-example gradients", RunCost(int(memory), float(work), 0)),
+            ("Training while the measured images are held", RunCost(int(training), 0.0, 0))]
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--at-epochs", type=int, nargs="+", metavar="E",
                         help="epochs of the KD student's training at which to measure (default 0 1 5 20)")

@@ -96,6 +96,9 @@ def compression_results(run, points, summary, lecture) -> None:
                                 "J / 10⁶ predictions": st.column_config.NumberColumn(format="%.3g")})
     for line in views.energy_sources(models):
         st.caption(f"Power: {line}")
+    warning = experiments.experiment("compression").shared_warning(models)
+    if warning:
+        st.warning(warning, icon=":material/groups:")
     st.caption("Latency and throughput: the median of repeated timings after a warm-up (`torch.utils.benchmark`), "
                "on this server, which other users may share; FLOPs from `torch.utils.flop_counter` (the int8 "
                "model's are its float model's).")

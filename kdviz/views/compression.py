@@ -6,6 +6,7 @@ import plotly.graph_objects as go
 
 from kdviz.core.budget import format_bytes, format_flops
 from kdviz.core.roles import ROLE_NAMES
+from kdviz.experiments.compression import shared
 from kdviz.views.charts import COLORS, fast_figure, title_block, top_margin
 
 # (row key, chart title, axis title, scale to the axis's unit): less is better in each
@@ -42,7 +43,8 @@ def metric_charts(models: list[dict], lecture: bool = False) -> list[go.Figure]:
                  "text": texts, "textposition": "outside", "cliponaxis": False}]
         if key == "energy_j_per_million":
             measured = all(m.get("energy_measured") for m in rows)
-            title = f"{title} ({'measured' if measured else 'estimated'})"
+            title = f"{title} ({'measured' if measured else 'estimated'}" + \
+                ("; shared with other runs: not this student's own)" if any(shared(m) for m in rows) else ")")
         top = max(m[key] * scale for m in rows)
         layout = {"title": title_block(title, lecture), "margin": top_margin(lecture, bottom=20),
                   "yaxis": {"title": {"text": axis}, "range": [0, 1.25 * top]},
@@ -62,7 +64,8 @@ def model_rows(models: list[dict]) -> list[dict]:
             "throughput (images/s)": m["throughput_per_s"],
             "test %": None if m.get("accuracy") is None else 100 * m["accuracy"],
             "J / prediction": m["energy_j_per_prediction"], "J / 10⁶ predictions": m["energy_j_per_million"],
-            "energy": "measured" if m.get("energy_measured") else "estimated"})
+            "energy": ("measured" if m.get("energy_measured") else "estimated")
+            + (f", shared with {shared(m)} other run{'s' * (shared(m) > 1)}" if shared(m) else "")})
     return rows
 
 

@@ -1,0 +1,158 @@
+"""Estimated against measured peak memory: does the budget's estimate (kdviz.experiments.experiment_cost, and
+kdviz.core.budget.run_cost for a plain distillation) cover what a run really holds? One fresh process per case.
+
+    python -m bench.memory_peak                 # every case: the defaults and the presets; prints the table
+    python -m bench.memory_peak --cases gradient-variance:default quick
+
+How a case is measured (CPU, Linux): tracemalloc does not see torch's allocator, so the measure is the process's
+resident memory, what the server really takes from the machine (allocator slack included). In a fresh interpreter the
+case's estimate is computed (of the full config), everything a server has already loaded is loaded (torch.func, the
+FLOP counter, torchvision, the dataset, and the code paths of one tiny distillation); then the peak resident set is
+reset (/proc/self/clear_refs 5), the baseline is the current resident set, and the run's peak is the high-water mark
+VmHWM at the end minus that baseline, plus the loaded dataset's tensor bytes (the estimate counts the data too). The
+teacher is built with random weights (a cached one is the same size) and the run is
+cut to reach its peak and no further: one epoch, the trainings' memory does not grow with epochs; gradient-variance
+measures one point (per point the peak is the same); the capacity grid only its largest cell; the compression
+experiment's timings short and its energy from a fixed power (CodeCarbon's own memory is not the run's).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+DEFAULT_CASES = ("gradient-variance:default", "missing-class:default", "capacity:default", "ensemble:default",
+                 "compression:default", "quick")
+PRESET_CASES = tuple(f"{name}:{preset}" for name in ("gradient-variance", "missing-class", "capacity", "ensemble",
+                                                     "compression") for preset in ("lecture", "fashion")) + \
+    ("lecture", "fashion")
+
+
+def full_config(case: str):
+    """The case's config as a user runs it: an experiment's default or with a preset's distillation, or a preset."""
+    from kdviz import experiments
+    from kdviz.core.presets import get_preset
+
+    name, _, preset = case.partition(":")
+    if not preset:
+        return dataclasses.replace(get_preset(name), device="cpu")
+    config = experiments.experiment(name).default_config()
+    distill = config.distill if preset == "default" else get_preset(preset)
+    return dataclasses.replace(config, distill=dataclasses.replace(distill, device="cpu"))
+
+
+def trimmed(config):
+    """config cut to reach its peak and no further (module docstring)."""
+    from kdviz import experiments
+
+    one_epoch = dataclasses.replace(getattr(config, "distill", config), epochs=1)
+    name = experiments.name_of(config)
+    if name is None:
+        return one_epoch
+    one_epoch = dataclasses.replace(one_epoch, teacher=dataclasses.replace(one_epoch.teacher, epochs=1))
+    changes = {"distill": one_epoch}
+    if name == "gradient-variance":
+        changes |= {"epochs": (1,), "temperatures": (1.0,)}
+    elif name == "capacity":
+        from kdviz.experiments.capacity import grid
+
+        largest = max(grid(config), key=lambda c: (c.student.width, c.train_subset == 0, c.train_subset))
+        changes |= {"widths": (largest.student.width,), "train_subsets": (largest.train_subset,),
+                    "width_subset": largest.train_subset, "data_width": largest.student.width}
+    elif name == "compression":
+        changes |= {"min_run_time": 0.01, "power_watts": 10.0}
+    return dataclasses.replace(config, **changes)
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_resident_bytes() -> int:
+    """VmHWM: the resident set's high-water mark since the process started or since _reset_peak."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+
+
+def _reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")  # resets VmHWM to the current resident set (Linux ≥ 4.0)
+
+
+def child(case: str) -> dict:
+    """Measure one case in this (fresh) process: {"case", "estimate", "measured"} in bytes."""
+    import gc
+
+    import torch
+    import torch.func  # noqa: F401 — imported by a server long before a run: not the run's memory
+    import torch.utils.flop_counter  # noqa: F401
+    import torchvision  # noqa: F401
+    from kdviz import experiments
+    from kdviz.core.budget import run_cost
+    from kdviz.core.data import load_dataset
+    from kdviz.core.engine import DistillConfig, TeacherConfig, configure_threads, distill, generator, run_to_end
+    from kdviz.core.models import ModelSpec, create_model
+
+    config = full_config(case)
+    base = getattr(config, "distill", config)
+    name = experiments.name_of(config)
+    estimate = (experiments.experiment_cost(config, teacher_cached=True) if name else
+                run_cost(config, teacher_cached=True)).memory_bytes
+    run_config = trimmed(config)
+    configure_threads()
+    data = load_dataset(base.dataset)
+    data_bytes = sum(t.numel() * t.element_size() for t in vars(data).values() if isinstance(t, torch.Tensor))
+    tiny = DistillConfig(TeacherConfig("digits", ModelSpec("mlp", 8, 1)), ModelSpec("mlp", 8, 1), epochs=1,
+                         train_subset=50, device="cpu", probe_size=5)
+    run_to_end(distill(tiny, create_model(tiny.teacher.model, (1, 8, 8), 10, generator(0, "init"))))  # code paths
+    gc.collect()
+    _reset_peak()
+    baseline = _resident_bytes()
+    teacher = create_model(base.teacher.model, data.input_shape, data.num_classes, generator(base.teacher.seed, "init"))
+    stream = experiments.experiment(name).run(run_config, teacher) if name else distill(run_config, teacher)
+    finished = run_to_end(stream)
+    peak = _peak_resident_bytes()
+    return {"case": case, "status": finished.status, "estimate": int(estimate),
+            "measured": int(peak - baseline + data_bytes)}
+
+
+def measure(case: str, timeout: float = 600) -> dict:
+    """Run child(case) in a fresh interpreter (ru_maxrss is a process's peak: one case per process)."""
+    done = subprocess.run([sys.executable, "-m", "bench.memory_peak", "--child", case], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "KDVIZ_THREADS": "1"},
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if done.returncode != 0:
+        why = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
+        raise RuntimeError(f"{case}: {why}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", nargs="+", default=list(DEFAULT_CASES + PRESET_CASES))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child)))
+        return 0
+    from kdviz.core.budget import format_bytes
+
+    print(f"{'case':<30}{'estimate':>12}{'measured':>12}{'measured/estimate':>19}")
+    for case in args.cases:
+        try:
+            row = measure(case)
+        except (RuntimeError, subprocess.TimeoutExpired) as error:
+            print(f"{case:<30}  not measured: {error}")
+            continue
+        print(f"{case:<30}{format_bytes(row['estimate']):>12}{format_bytes(row['measured']):>12}"
+              f"{row['measured'] / row['estimate']:>19.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
