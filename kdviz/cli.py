@@ -360,8 +360,8 @@ def cmd_experiment(args) -> int:
         raise CliError(f"the teacher's preparation ended: {teacher.status}", EXIT_FAILED)
     runs = []
     for index, each in enumerate(configs):
-        finished = consume_experiment(module.run(each, teacher.models["teacher"],
-                                                 stop if index == 0 else deadline(max_seconds)), f"seed {each.distill.seed}")
+        stops = stop if index == 0 else deadline(max_seconds)
+        finished = consume_experiment(module.run(each, teacher.models["teacher"], stops), f"seed {each.distill.seed}")
         if finished.status != "completed":
             print(f"note: seed {each.distill.seed} ended {finished.status}; its numbers are what it measured by then",
                   file=sys.stderr)
@@ -419,6 +419,29 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_settings(args) -> int:
+    """This server's settings, where each came from, and the worst cases they allow (memory, disk)."""
+    from kdviz.core.budget import format_bytes, server_settings, setting_values, settings_file
+
+    values = setting_values()
+    print(f"server settings (environment KDVIZ_*, then {settings_file()} [server], then the defaults):")
+    for name, (value, source) in values.items():
+        shown = "none" if value is None else value if value != "" else '""'
+        print(f"  {name:<28} {str(shown):<12} {source}")
+    settings = server_settings()
+    peak = settings.peak_memory_bytes()
+    print("worst cases:")
+    print(f"  runs in memory: (workers {settings.workers} + paused {settings.max_paused}) x max_run_memory_mb = "
+          + ("unlimited (max_run_memory_mb is none)" if peak is None else format_bytes(peak))
+          + ("" if settings.server_memory_mb is None else f"; pauses past server_memory_mb "
+             f"{format_bytes(settings.server_memory_mb * 2**20)} are refused"))
+    disk, per_browser = (("unlimited" if size is None else format_bytes(size))
+                         for size in (settings.max_disk_bytes, settings.max_disk_per_browser_bytes))
+    print(f"  disk: {disk} for the runs and the teacher cache, {per_browser} per browser (the oldest finished runs "
+          "make room)")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="kdviz", description="Knowledge distillation (Hinton et al. 2015) from the command line.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -438,8 +461,8 @@ def make_parser() -> argparse.ArgumentParser:
     for flag, field, kind, text in OVERRIDES:
         run.add_argument(flag, dest=field, type=kind, default=None, help=text)
     run.set_defaults(run=cmd_distill)
-    experiment = commands.add_parser("experiment", help="why distillation works, as experiments: "
-                                                        "gradient-variance, missing-class, capacity, ensemble, compression")
+    experiment = commands.add_parser("experiment", help="why distillation works, as experiments: gradient-variance, "
+                                                        "missing-class, capacity, ensemble, compression")
     names = experiment.add_subparsers(dest="name", required=True, parser_class=_Parser)
     from kdviz.experiments import EXPERIMENTS, experiment as experiment_module
 
@@ -458,6 +481,9 @@ def make_parser() -> argparse.ArgumentParser:
             one.add_argument(flag, dest=field, type=kind, default=None, help=text)
         module.add_arguments(one)
         one.set_defaults(run=cmd_experiment)
+    settings = commands.add_parser("settings", help="this server's settings, where each came from, and the worst "
+                                                    "case memory and disk they allow")
+    settings.set_defaults(run=cmd_settings)
     listing = commands.add_parser("list", help="list datasets, models, presets and experiments")
     listing.set_defaults(run=cmd_list)
     return parser

@@ -227,3 +227,19 @@ def test_list_names_every_dataset_model_and_preset(capsys):
         + list(EXPERIMENTS)
     assert names == expected
     assert "datasets:" in out and "models:" in out and "presets:" in out
+
+
+def test_settings_prints_each_value_its_source_and_the_worst_cases(capsys, kdviz_home, monkeypatch):
+    (kdviz_home / "server.toml").write_text("[server]\nmax_paused = 2\nmax_run_memory_mb = 1024\n")
+    monkeypatch.setenv("KDVIZ_WORKERS", "3")
+    monkeypatch.setenv("KDVIZ_SERVER_MEMORY_MB", "4096")
+    assert cli.main(["settings"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    row = {line.split()[0]: line.split()[1:] for line in lines if line.startswith("  ") and len(line.split()) >= 3}
+    assert row["workers"] == ["3", "KDVIZ_WORKERS"] and row["max_paused"] == ["2", "server.toml"]
+    assert row["max_queued"] == ["64", "default"]
+    memory = next(line for line in lines if "runs in memory" in line)
+    assert "(workers 3 + paused 2)" in memory and "5.0 GB" in memory and "4.0 GB are refused" in memory
+    monkeypatch.setenv("KDVIZ_MAX_PAUSED", "many")
+    assert cli.main(["settings"]) == cli.EXIT_BAD_INPUT
+    assert "KDVIZ_MAX_PAUSED" in _one_error_line(capsys)

@@ -502,22 +502,29 @@ def settings_file() -> Path:
     return home() / "server.toml"
 
 
-def server_settings() -> ServerSettings:
-    """This server's settings: environment variables, then KDVIZ_HOME/server.toml's [server] table, then defaults.
-
-    Read on every call (cheap): the CLI reads them per command; a server's run manager reads them once, when the
-    server starts (restart it to apply a change)."""
+def setting_values() -> dict[str, tuple[object, str]]:
+    """Each setting's parsed value and where it came from ("KDVIZ_X", "server.toml" or "default"): what
+    server_settings builds on, and what `kdviz settings` prints. ValueError naming the setting and its bad value."""
     from_file = _read_settings_file(settings_file())
     values = {}
     for name, (kind, default) in SETTINGS.items():
         variable = f"KDVIZ_{name.upper()}"
         raw = os.environ.get(variable, "").strip()
         if raw:
-            values[name] = _parse(raw, kind, variable)
+            values[name] = (_parse(raw, kind, variable), variable)
         elif name in from_file:
-            values[name] = _parse(from_file[name], kind, f"{settings_file()} [server] {name}")
+            values[name] = (_parse(from_file[name], kind, f"{settings_file()} [server] {name}"), "server.toml")
         else:
-            values[name] = _parse(default, kind, name)
+            values[name] = (_parse(default, kind, name), "default")
+    return values
+
+
+def server_settings() -> ServerSettings:
+    """This server's settings: environment variables, then KDVIZ_HOME/server.toml's [server] table, then defaults.
+
+    Read on every call (cheap): the CLI reads them per command; a server's run manager reads them once, when the
+    server starts (restart it to apply a change)."""
+    values = {name: value for name, (value, _) in setting_values().items()}
     memory, tflop = values["max_run_memory_mb"], values["max_run_tflop"]
     budget = Budget(None if memory is None else int(memory * MB), None if tflop is None else float(tflop * TFLOP),
                     None if values["max_run_steps"] is None else int(values["max_run_steps"]),
