@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -174,3 +175,49 @@ def test_the_default_teacher_is_trained_again_after_a_failure(monkeypatch):
     assert retried is not failed
     retried.join(TIMEOUT)
     assert retried.state == "completed"
+
+
+def test_a_background_teacher_takes_a_worker_as_a_run_does(make_manager, monkeypatch):
+    """A one-worker server never trains two things at once: a teacher started in the background waits while a run
+    trains (the page says so), and a run submitted while the teacher trains waits in the queue until it ends."""
+    from conftest import wait_for_run, wait_until
+    from run_fakes import FakeExecutor
+    from kdviz.core.budget import UNLIMITED
+    from kdviz.core.engine import DistillConfig
+
+    monkeypatch.setattr(tasks, "_slots", None)  # this test's manager shares its slots; put back afterwards
+    gate = threading.Event()
+    executor = FakeExecutor(steps=50, step_s=0.001)
+    executor.step_hook = lambda run, step: gate.wait(TIMEOUT)  # the run trains until the test lets it end
+    manager = make_manager(workers=1, executor=executor, budget=UNLIMITED)
+    config = DistillConfig(TeacherConfig("digits", ModelSpec("mlp", 8, 1), epochs=1), ModelSpec("mlp", 8, 1))
+    first = manager.submit(config, "alice")
+    wait_until(lambda: manager.get(first).state == "running", TIMEOUT, what="the first run to train")
+    stepper = Stepper()
+    task = BackgroundTask("teacher", stepper.events).start()
+    wait_until(lambda: task.state == "waiting", TIMEOUT, what="the teacher to wait for the worker")
+    assert not stepper.reached.acquire(timeout=0.5), "the teacher trained beside the run"
+    gate.set()
+    assert wait_for_run(manager, first).state == "completed"
+    assert stepper.reached.acquire(timeout=TIMEOUT) and task.state == "running"  # the worker's slot is the teacher's
+    second = manager.submit(config, "bob")
+    time.sleep(0.5)  # a free worker would have taken it by now
+    assert manager.get(second).state == "queued"
+    for _ in range(5):
+        stepper.advance()
+    task.join(TIMEOUT)
+    assert task.state == "completed"
+    assert wait_for_run(manager, second).state == "completed"  # then the queue goes on
+
+
+def test_a_teacher_waiting_for_a_worker_can_be_cancelled(monkeypatch):
+    slots = threading.BoundedSemaphore(1)
+    monkeypatch.setattr(tasks, "_slots", slots)
+    assert slots.acquire()  # a run holds the only worker
+    stepper = Stepper()
+    task = BackgroundTask("teacher", stepper.events).start()
+    task.cancel()
+    task.join(TIMEOUT)
+    assert task.state == "cancelled" and task.started is None  # it never trained
+    slots.release()
+    assert slots.acquire(blocking=False)  # and it took no slot with it

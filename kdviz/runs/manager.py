@@ -142,6 +142,11 @@ class RunManager:
         self._closing = False
         self.store.mark_interrupted()
         stopping.register(self)  # at exit, live runs end interrupted and no worker is left inside torch
+        from kdviz.runs import tasks
+
+        # one training slot per worker, shared with the background tasks (teachers): never more trainings at once
+        self._slots = threading.BoundedSemaphore(max(1, self.settings.workers))
+        tasks.share_workers(self._slots)
         self._threads = [threading.Thread(target=self._work, name=f"kdviz-worker-{i}", daemon=True)
                          for i in range(max(1, self.settings.workers))]
         self._threads.append(threading.Thread(target=self._reap, name="kdviz-reaper", daemon=True))
@@ -170,6 +175,8 @@ class RunManager:
         from kdviz.core.engine import check_config
         from kdviz.runs.disk import check_fits
 
+        if teacher_cached is None and not getattr(self.executor, "shares_teacher_cache", True):
+            teacher_cached = False  # a Ray node elsewhere has its own cache: it may have to train the teacher
         if experiments.name_of(config):  # an experiment: each of its trainings, and their sum
             cost = experiments.check_budget(config, self.settings.budget, teacher_cached)
         else:
@@ -421,16 +428,27 @@ class RunManager:
         return [run_id for *_, run_id in sorted(keyed)]
 
     def _work(self) -> None:
+        """A worker: wait for a queued run and a training slot (a background teacher may hold one: kdviz.runs.tasks),
+        then drive the run until it ends or pauses."""
         while True:
             with self._lock:
                 while not self._queue and not self._closing:
                     self._wakeup.wait()
                 if self._closing:
                     return
-                run = self._runs[self._fair_order()[0]]
-                self._queue.remove(run.id)
-                run.state, run.driver = "running", object()
-            self._execute(run)
+            while not self._slots.acquire(timeout=0.2):
+                if self._closing:
+                    return
+            try:
+                with self._lock:
+                    if self._closing or not self._queue:  # another worker took it meanwhile
+                        continue
+                    run = self._runs[self._fair_order()[0]]
+                    self._queue.remove(run.id)
+                    run.state, run.driver = "running", object()
+                self._execute(run)
+            finally:
+                self._slots.release()
 
     def _reap(self) -> None:
         """Stop paused runs nobody resumed in time (they keep what they measured)."""

@@ -9,6 +9,18 @@ from kdviz.core.engine import EpochEnd, Finished, Notice, Started, StepLosses
 from kdviz.runs import stopping  # noqa: F401 (imported for its exit hook: tasks stop at their next step at exit)
 
 StreamFactory = Callable[[Callable[[], bool]], Iterator]  # should_stop → events
+SLOT_POLL_S = 0.2  # how often a task waiting for a worker checks whether it was cancelled meanwhile
+
+# The run manager's training slots (one per worker): a background task takes one before it trains, as a run does, so
+# that a server of `workers` runs at once never trains more than that (a teacher in the background included) and its
+# memory stays within (workers + paused) x the per-run budget. None until a run manager shares them (the CLI, tests).
+_slots: threading.Semaphore | None = None
+
+
+def share_workers(slots: threading.Semaphore | None) -> None:
+    """The run manager hands its workers' slots to the background tasks started from now on."""
+    global _slots
+    _slots = slots
 
 
 class BackgroundTask:
@@ -19,7 +31,7 @@ class BackgroundTask:
         self._make_events = make_events
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self.state = "pending"  # pending → running → completed | cancelled | diverged | failed
+        self.state = "pending"  # pending → waiting (for a worker) → running → completed | cancelled | diverged | failed
         self.started: Started | None = None
         self.step = 0
         self.last_epoch: EpochEnd | None = None
@@ -53,6 +65,13 @@ class BackgroundTask:
             return min(self.step / total, 1.0) if total else 0.0
 
     def _run(self) -> None:
+        slots = _slots
+        if slots is not None:
+            self.state = "waiting"
+            while not slots.acquire(timeout=SLOT_POLL_S):  # every worker trains a run: wait for one to be free
+                if self._stop.is_set():
+                    self.state, self.ended_at = "cancelled", time.monotonic()
+                    return
         self.state, self.started_at = "running", time.monotonic()
         try:
             for event in self._make_events(self._stop.is_set):
@@ -73,6 +92,8 @@ class BackgroundTask:
             self.state = "failed"
         finally:
             self.ended_at = time.monotonic()
+            if slots is not None:
+                slots.release()
 
     def retry_in(self, retry_after: float) -> float | None:
         """Seconds until task_for(..., retry_after) starts this failed or cancelled task again; None otherwise."""

@@ -86,7 +86,12 @@ def teacher_progress(config, waiting: bool = True) -> None:
     which = "The default teacher" if config == presets.DEFAULT_TEACHER else f"The {config.dataset} teacher"
     for notice in task.notices:
         st.warning(notice, icon=":material/build:")
-    if task.state in ("pending", "running"):
+    if task.state == "waiting":
+        workers = core.run_manager().settings.workers
+        st.info(f"{which} ({teacher_name(config)}) waits for a free worker: this server trains "
+                f"{'one run' if workers == 1 else f'{workers} runs'} at a time, a teacher in the background included, "
+                "and they are busy. It starts as soon as one finishes or pauses.", icon=":material/hourglass_top:")
+    elif task.state in ("pending", "running"):
         epoch = task.last_epoch
         detail = "" if epoch is None else \
             f", epoch {epoch.epoch}: {accuracies(epoch.accuracy['teacher'], epoch.val_accuracy.get('teacher'))}"
