@@ -55,6 +55,23 @@ def test_a_run_on_ray_streams_its_events_and_equals_the_thread_executors(manager
     local = make_manager(executor=ThreadExecutor())
     same = wait_for_run(local, local.submit(TINY, "alice"))
     assert without_times(same.summary) == without_times(run.summary)  # same config, same numbers, on any executor
+    assert manager.executor.shares_teacher_cache  # a local Ray: its tasks use this machine's teacher cache
+
+
+def test_a_cluster_elsewhere_counts_the_teacher_as_one_its_node_may_train(manager, monkeypatch):
+    """The app's cache says cached, but a node on another machine has its own: the budget counts the training."""
+    from kdviz.core.budget import check_budget
+
+    wait_for_run(manager, manager.submit(TINY, "alice"))  # the teacher is cached here now
+    here = manager.check(TINY)
+    assert here.teacher_cached and here.work_flops == check_budget(TINY, manager.settings.budget, True).work_flops
+    nodes = manager.executor._ray.nodes()
+    monkeypatch.setattr(manager.executor._ray, "nodes", lambda: [*nodes, {"Alive": True,
+                                                                         "NodeManagerAddress": "10.9.8.7"}])
+    assert not manager.executor.shares_teacher_cache
+    elsewhere = manager.check(TINY)
+    assert not elsewhere.teacher_cached
+    assert elsewhere.work_flops == check_budget(TINY, manager.settings.budget, False).work_flops > here.work_flops
 
 
 def test_the_task_runs_in_a_ray_worker_and_a_stop_keeps_what_it_measured(manager):

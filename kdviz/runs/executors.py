@@ -50,6 +50,7 @@ class ThreadExecutor:
     """The embedded default: the run's stream is a generator driven by one of the manager's worker threads."""
 
     name = "threads"
+    shares_teacher_cache = True  # the runs train in this process: the app's teacher cache is theirs
 
     def events(self, run, config, should_stop):
         return run_events(config, should_stop)
@@ -98,6 +99,13 @@ class RayExecutor:
         ray = self._ray = connect(address, **init_kwargs)
         self._control = _control_actor(ray).options(num_cpus=0).remote()
         self._task = _remote_task(ray)
+
+    @property
+    def shares_teacher_cache(self) -> bool:
+        """Whether every node of the cluster is this machine, so that a task finds the teachers this app has cached
+        (KDVIZ_HOME is per machine). Else the budget counts each run's teacher as one its node may have to train."""
+        here = self._ray.util.get_node_ip_address()
+        return all(node["NodeManagerAddress"] == here for node in self._ray.nodes() if node.get("Alive"))
 
     def describe(self) -> str:
         resources = self._ray.cluster_resources()
