@@ -1,6 +1,7 @@
 """A hall on several app servers from one command (`make hall`, `python -m kdviz.hall --replicas K`): a local Ray
-head, K app replicas (`streamlit run app.py`) that share KDVIZ_HOME, the run service (kdviz.runs.remote) and the
-presentations (kdviz.present.remote), and Debian's HAProxy in front of them with sticky sessions.
+head, K app replicas (`python -m kdviz.serve run app.py`, which exit cleanly on SIGTERM) that share KDVIZ_HOME, the
+run service (kdviz.runs.remote) and the presentations (kdviz.present.remote), and Debian's HAProxy in front of them
+with sticky sessions.
 
 Every process is a child of the launcher, in a process group of its own, stopped by stop() (Ctrl-C): HAProxy first
 (no new requests), then the replicas, then Ray (its runs end with it; the next hall marks them interrupted). A
@@ -180,7 +181,7 @@ class Hall:
                          "KDVIZ_TRUSTED_PROXIES": "127.0.0.1", **self.config.env})
         for index in range(1, self.config.replicas + 1):
             port, log = free_port(), self.folder / f"replica-{index}.log"
-            process = self._spawn([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+            process = self._spawn([sys.executable, "-m", "kdviz.serve", "run", "app.py", "--server.port", str(port),
                                    "--server.address", "127.0.0.1", "--server.headless", "true",
                                    "--browser.gatherUsageStats", "false"], log, env, cwd=ROOT)
             self.replicas.append(Replica(f"r{index}", f"http://127.0.0.1:{port}", process, log))
