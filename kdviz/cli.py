@@ -421,7 +421,8 @@ def cmd_list(args) -> int:
 
 def cmd_settings(args) -> int:
     """This server's settings, where each came from, and the worst cases they allow (memory, disk)."""
-    from kdviz.core.budget import format_bytes, server_settings, setting_values, settings_file
+    from kdviz.core.budget import format_bytes, server_settings
+    from kdviz.core.settings import setting_values, settings_file
 
     values = setting_values()
     print(f"server settings (environment KDVIZ_*, then {settings_file()} [server], then the defaults):")

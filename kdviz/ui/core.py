@@ -14,7 +14,8 @@ class PagePlan:
 
 
 PAGES = [
-    PagePlan("pages/home.py", "Home", ":material/home:", "What knowledge distillation is, and what this app shows.", True),
+    PagePlan("pages/home.py", "Home", ":material/home:", "What knowledge distillation is, and what this app shows.",
+             True),
     PagePlan("pages/lecture.py", "Lecture tour", ":material/co_present:",
              "The lecture in 14 steps: present it, and the hall follows on their phones and answers.", True),
     PagePlan("pages/soft_labels.py", "Soft labels & temperature", ":material/thermostat:",
@@ -121,11 +122,11 @@ run_manager.clear = _run_manager.clear  # tests start a fresh manager on their o
 def _access():
     """Process-wide: the identity ledger (identities minted per address, kdviz.core.identity) and the trusted
     proxies, from the server's settings (read once, as the run manager's are)."""
-    from kdviz.core.budget import server_settings
     from kdviz.core.identity import IdentityLedger, parse_trusted_proxies
+    from kdviz.core.settings import setting_values  # torch-free: the soft-labels page never imports torch
 
-    settings = server_settings()
-    return IdentityLedger(settings.max_identities_per_address), parse_trusted_proxies(settings.trusted_proxies)
+    values = {name: value for name, (value, _) in setting_values().items()}
+    return IdentityLedger(values["max_identities_per_address"]), parse_trusted_proxies(values["trusted_proxies"])
 
 
 def access():
