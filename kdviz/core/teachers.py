@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import time
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -84,10 +85,11 @@ def load_cached(config: TeacherConfig, device: str = "auto") -> tuple[nn.Module,
 
 
 def _touch(path: Path) -> None:
-    """A teacher's file's mtime says when it was last used: the disk quota removes the least recently used first
-    (atime is not kept by most mounts)."""
+    """A teacher's file's access time, set here explicitly (mounts with noatime or relatime do not keep it), says when
+    it was last used: the disk quota removes the least recently used first. Its modification time stays when it was
+    written: the pages' caches of a loaded teacher are keyed by it (a rebuilt teacher is loaded again)."""
     try:
-        os.utime(path)
+        os.utime(path, ns=(time.time_ns(), path.stat().st_mtime_ns))  # to the nanosecond: caches compare it
     except OSError:
         pass
 
@@ -100,7 +102,7 @@ def cached_teachers() -> list[tuple[Path, int, float]]:
             stat = path.stat()
         except OSError:
             continue
-        found.append((path, stat.st_size, stat.st_mtime))
+        found.append((path, stat.st_size, max(stat.st_atime, stat.st_mtime)))
     return sorted(found, key=lambda item: item[2])
 
 
