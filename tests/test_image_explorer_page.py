@@ -188,7 +188,7 @@ def test_the_url_keeps_parameters_the_explorer_does_not_own(with_run, make_manag
     run(at.switch_page(next(p.path for p in ui.PAGES if p.path.endswith("live_distillation.py"))))
     assert "owner" not in at.query_params and at.query_params["run"] == "20260101-000000-aaaaaa"
     identity = at.session_state["owner_id"]
-    assert identity != "0123456789abcdef" and len(identity) == 32 and set(identity) <= set("0123456789abcdef")
+    assert identity != "0123456789abcdef" and len(identity) == 64 and set(identity) <= set("0123456789abcdef")
 
 
 def test_switching_dataset_starts_from_its_first_image(with_run):
