@@ -41,7 +41,15 @@ MEMORY_SLOPE_TARGET_MB = 5.0  # per 100 runs after warm-up
 
 
 def folder_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    """Bytes under path, counted while runs are written and deleted (a file or folder gone meanwhile counts 0)."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 class Chaos:
@@ -152,8 +160,12 @@ def check(chaos: Chaos, manager, store, started_wall: float) -> dict:
 
     lost, stuck, faults, mismatched = [], [], [], []
     states: dict[str, int] = {}
+    removed = {notice["run_id"] for who in chaos.identities for notice in manager.removed_runs(who)}
     for run_id, who in chaos.owner_of.items():
         run = manager.get(run_id)
+        if run is None and run_id in removed and run_id not in chaos.deleted:  # the disk quota made room: told
+            states["removed by the disk quota"] = states.get("removed by the disk quota", 0) + 1
+            continue
         if run_id in chaos.deleted:
             if run is not None or store.folder(run_id).exists():
                 lost.append(f"{run_id}: deleted but still there ({run.state if run else 'folder'})")
@@ -197,6 +209,7 @@ def main() -> None:
     parser.add_argument("--paused-timeout", type=float, default=2.0)
     parser.add_argument("--warm", type=int, default=200, help="runs before memory is expected to be flat")
     parser.add_argument("--settle", type=float, default=300.0, help="seconds for every run to end after the chaos")
+    parser.add_argument("--disk-mb", type=float, help="the server's disk quota (max_disk_mb; default: the server's)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -217,8 +230,9 @@ def main() -> None:
         return dataclasses.replace(base, seed=seed, epochs=epochs)
 
     def new_manager():
+        quota = {} if args.disk_mb is None else {"max_disk_bytes": int(args.disk_mb * 2**20)}
         return RunManager(workers=args.workers, paused_timeout_s=args.paused_timeout, max_queued=200,
-                          max_live_per_browser=8, max_live_per_address=64)
+                          max_live_per_browser=8, max_live_per_address=64, **quota)
 
     chaos = Chaos(args, tiny)
     chaos.manager = new_manager()
@@ -261,7 +275,11 @@ def main() -> None:
         points.append({"runs": chaos.submitted, "rss_mb": rss_mb(), "open_handles": open_handles(),
                        "seconds": round(seconds, 1), "disk_mb": folder_bytes(home) / 2 ** 20})
         result = check(chaos, manager, manager.store, started_wall)
-        quota = getattr(manager.settings, "max_disk_mb", None)
+        index_files = sum(f.stat().st_size for f in manager.store.root.glob("index.sqlite3*"))
+        breakdown = {"runs": (folder_bytes(manager.store.root) - index_files) / 2**20, "index": index_files / 2**20,
+                     "the rest (teachers, keys)": (folder_bytes(home) - folder_bytes(manager.store.root)) / 2**20}
+        quota_bytes = manager.settings.max_disk_bytes
+        quota = None if quota_bytes is None else quota_bytes / 2**20
     finally:
         chaos.manager.shutdown()
     warm = [p for p in points if p["runs"] >= args.warm]
@@ -284,9 +302,11 @@ def main() -> None:
           f"(target ≤ {MEMORY_SLOPE_TARGET_MB:g}); open handles {points[0]['open_handles']} → "
           f"{points[-1]['open_handles']}")
     disk = points[-1]["disk_mb"]
-    print(f"disk: {disk:.1f} MB in KDVIZ_HOME" + (f" (quota {quota} MB: {'within' if disk <= quota else 'OVER'})"
+    print(f"disk: {disk:.1f} MB in KDVIZ_HOME" + (f" (quota {quota:g} MB: {'within' if disk <= quota else 'OVER'})"
                                                   if quota else " (no quota set)"))
-    ok = not any(result[name] for name in ("lost", "stuck", "faults", "mismatched")) and not chaos.errors
+    print("  " + ", ".join(f"{name} {size:.2f} MB" for name, size in breakdown.items()))
+    ok_disk = quota is None or breakdown["runs"] + breakdown["the rest (teachers, keys)"] <= quota  # the quota's own
+    ok = ok_disk and not any(result[name] for name in ("lost", "stuck", "faults", "mismatched")) and not chaos.errors
     print("PASS" if ok and slope <= MEMORY_SLOPE_TARGET_MB else "FAIL")
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "seconds": seconds,

@@ -100,6 +100,9 @@ class RunIndex:
         try:
             db.execute("PRAGMA journal_mode=WAL")  # readers in other processes never block the writer
             db.execute("PRAGMA synchronous=NORMAL")  # a power cut may lose the last rows: a rebuild finds them again
+            # the write-ahead log is checkpointed every 1000 pages (4 MB) but keeps its largest size on disk unless
+            # told: truncated back to 1 MB after each checkpoint, the index's files stay about its database's size
+            db.execute("PRAGMA journal_size_limit=1048576")
             db.executescript(_SCHEMA)
             if db.execute("PRAGMA user_version").fetchone()[0] == 0 and not self._has_rows(db):
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
