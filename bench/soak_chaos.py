@@ -26,7 +26,6 @@ import os
 import random
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.soak_runs import open_handles, rss_mb  # noqa: E402  (one definition of the process's RSS and handles)
+from bench.soak_runs import fresh_home, open_handles, rss_mb, tiny_config  # noqa: E402  (the soaks' shared parts)
 
 FINAL_OK = ("completed", "cancelled", "interrupted")
 MEMORY_SLOPE_TARGET_MB = 5.0  # per 100 runs after warm-up
@@ -213,18 +212,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="kdviz-chaos-"))
-    os.environ["KDVIZ_HOME"] = str(home)  # before kdviz is imported: every path it uses is under here
-    os.environ.setdefault("KDVIZ_THREADS", "1")
+    home = fresh_home("kdviz-chaos-")
     import dataclasses
     import gc
 
-    from kdviz.core.engine import DistillConfig, TeacherConfig
-    from kdviz.core.models import ModelSpec
     from kdviz.runs.manager import RunManager
 
-    base = DistillConfig(TeacherConfig("digits", ModelSpec("mlp", 16, 1), epochs=1, batch_size=64, augment=0),
-                         ModelSpec("mlp", 8, 1), temperature=4.0, alpha=0.5, epochs=1, batch_size=32, train_subset=200)
+    base = tiny_config(batch_size=32)  # 7 steps an epoch: room for a pause to land mid-run
 
     def tiny(seed: int, epochs: int):
         return dataclasses.replace(base, seed=seed, epochs=epochs)

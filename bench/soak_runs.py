@@ -109,6 +109,25 @@ def wait_finished(manager, run_ids: list[str], timeout: float = 120.0) -> list[s
     return [states[run_id] for run_id in run_ids]
 
 
+def fresh_home(prefix: str) -> Path:
+    """A temporary KDVIZ_HOME, set in the environment before kdviz is imported (every path it uses is under it); one
+    torch thread per run (the soaks measure the manager, not the arithmetic)."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ["KDVIZ_HOME"] = str(home)
+    os.environ.setdefault("KDVIZ_THREADS", "1")
+    return home
+
+
+def tiny_config(batch_size: int = 64):
+    """The soaks' run: digits, a 16-unit teacher for one epoch, an 8-unit student for one epoch on 200 images."""
+    from kdviz.core.engine import DistillConfig, TeacherConfig
+    from kdviz.core.models import ModelSpec
+
+    return DistillConfig(TeacherConfig("digits", ModelSpec("mlp", 16, 1), epochs=1, batch_size=64, augment=0),
+                         ModelSpec("mlp", 8, 1), temperature=4.0, alpha=0.5, epochs=1, batch_size=batch_size,
+                         train_subset=200)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=200)
@@ -117,17 +136,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="kdviz-soak-"))
-    os.environ["KDVIZ_HOME"] = str(home)  # before kdviz is imported: every path it uses is under here
-    os.environ.setdefault("KDVIZ_THREADS", "1")
+    home = fresh_home("kdviz-soak-")
     import dataclasses
 
-    from kdviz.core.engine import DistillConfig, TeacherConfig
-    from kdviz.core.models import ModelSpec
     from kdviz.runs.manager import QueueFull, RunManager
 
-    tiny = DistillConfig(TeacherConfig("digits", ModelSpec("mlp", 16, 1), epochs=1, batch_size=64, augment=0),
-                         ModelSpec("mlp", 8, 1), temperature=4.0, alpha=0.5, epochs=1, batch_size=64, train_subset=200)
+    tiny = tiny_config()
     manager = RunManager()
     started, states, points = time.perf_counter(), {}, []
     try:
@@ -177,7 +191,8 @@ def main() -> None:
     print("\ntargets:")
     print(f"  memory growth {memory:+.1f} MB (target ≤ {MEMORY_TARGET_MB:g} MB): "
           f"{'PASS' if memory <= MEMORY_TARGET_MB else 'FAIL'}")
-    print(f"  file handles {handles:+d} (target ≤ +{HANDLES_TARGET}): {'PASS' if handles <= HANDLES_TARGET else 'FAIL'}")
+    print(f"  file handles {handles:+d} (target ≤ +{HANDLES_TARGET}): "
+          f"{'PASS' if handles <= HANDLES_TARGET else 'FAIL'}")
     if args.json:
         args.json.write_text(json.dumps({"runs": args.runs, "seconds": seconds, "states": states, "points": points},
                                         indent=2))
