@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from kdviz.core.engine import (Diverged, DistillConfig, EpochEnd, Finished, Snapshot, Started, StepLosses, TeacherConfig,
-                          check_config, distill, event_to_dict, resolve_device, run_to_end, train_teacher)
+from kdviz.core.engine import (Diverged, DistillConfig, EpochEnd, Finished, Snapshot, Started, StepLosses,
+                               TeacherConfig, check_config, distill, event_to_dict, resolve_device, run_to_end,
+                               train_teacher)
 from kdviz.core.data import load_dataset
 from kdviz.core.models import ModelSpec
 
@@ -270,7 +271,8 @@ def test_the_hard_label_student_alone_is_the_twin_of_the_full_run(teacher):
     both, alone = run(TINY, teacher), list(distill(TINY, teacher, students=("hard",)))
     assert set(alone[-1].models) == {"hard"} and "kd" not in alone[-1].summary
     assert all(set(e.losses) == {"hard"} for e in of_type(alone, StepLosses))
-    assert [e.losses["hard"] for e in of_type(alone, StepLosses)] == [e.losses["hard"] for e in of_type(both, StepLosses)]
+    hard = [e.losses["hard"] for e in of_type(both, StepLosses)]
+    assert [e.losses["hard"] for e in of_type(alone, StepLosses)] == hard
     assert alone[-1].summary["hard"] == both[-1].summary["hard"]
     assert _same_weights(_final_weights(alone[-1]), {"hard": _final_weights(both[-1])["hard"]})
 

@@ -232,7 +232,8 @@ def _on_device(dataset: Dataset, device: torch.device, train_index: torch.Tensor
     if train_index is not None:
         train_x, train_y = train_x[train_index], train_y[train_index]
     moved = {name: tensor.to(device) for name, tensor in (("train_x", train_x), ("train_y", train_y),
-             ("val_x", dataset.val_x), ("val_y", dataset.val_y), ("test_x", dataset.test_x), ("test_y", dataset.test_y))}
+             ("val_x", dataset.val_x), ("val_y", dataset.val_y), ("test_x", dataset.test_x),
+             ("test_y", dataset.test_y))}
     return dataclasses.replace(dataset, **moved)
 
 
@@ -403,7 +404,7 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
         yield Notice("batch norm normalises each rank's shard on its own on CPU (SyncBatchNorm needs GPUs): this run "
                      "is close to, not the same as, a single-process run")
 
-    teacher_logits_test = predict_logits(teacher, data.test_x)  # the teacher is frozen: once, for accuracy and agreement
+    teacher_logits_test = predict_logits(teacher, data.test_x)  # frozen: once, for accuracy and agreement
     teacher_test = {"teacher": float((teacher_logits_test.argmax(-1) == data.test_y).float().mean())}
     teacher_val = {"teacher": accuracy(teacher, data.val_x, data.val_y)}
     test_accuracy, val_accuracy = evaluate(models, data)

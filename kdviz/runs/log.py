@@ -15,8 +15,9 @@ class EventLog:
     MAX_STEP_POINTS per phase.
 
     A bin is one StepLosses record: its step, epoch and time are its last step's, its losses the mean over its
-    steps, and "count" says how many steps it holds (a record of one step is kept as it came, without "count"). Readers get a list that is rebuilt only when something was
-    appended (`version` counts appends), so many viewers of one run share one list.
+    steps, and "count" says how many steps it holds (a record of one step is kept as it came, without "count").
+    Readers get a list that is rebuilt only when something was appended (`version` counts appends), so many viewers
+    of one run share one list.
     """
 
     def __init__(self, max_step_points: int = MAX_STEP_POINTS):

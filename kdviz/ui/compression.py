@@ -31,8 +31,8 @@ def case_study(lecture: bool) -> None:
     st.markdown(f"ResNet-152 has **{ratio:.2f}×** the parameters of ResNet-50: \"more than a factor of two\". "
                 "Parameters and FLOPs are computed here from torchvision's models built without weights "
                 "(`torch.utils.flop_counter`, 2 FLOPs per multiply-add, which is why they are twice torchvision's "
-                "GMACs); top-1 is torchvision's metadata for its `IMAGENET1K_V1` weights (nothing is downloaded). The two "
-                "lecture columns are quoted from the lecture, not measured here.")
+                "GMACs); top-1 is torchvision's metadata for its `IMAGENET1K_V1` weights (nothing is downloaded). "
+                "The two lecture columns are quoted from the lecture, not measured here.")
 
 
 def _my_finished_runs() -> list:
