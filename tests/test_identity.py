@@ -89,8 +89,16 @@ def test_the_ledger_forgets_the_least_recently_seen_addresses():
     ledger = IdentityLedger(1, max_addresses=3)
     for index in range(10):
         assert ledger.mint(f"198.51.100.{index}", now=index) is not None
-    assert len(ledger._minted) == 3
+    assert ledger.addresses() == 3
     assert ledger.mint("198.51.100.9", now=11) is None  # recent ones are still counted
+
+
+def test_a_halls_replicas_share_one_count_per_address(tmp_path):
+    """Behind a load balancer a fresh private window lands on any replica: the cap holds across them."""
+    one, two = (IdentityLedger(2, path=tmp_path / "identity_mints.sqlite3") for _ in range(2))
+    assert one.mint(CLIENT, now=0) is not None and two.mint(CLIENT, now=1) is not None
+    assert one.mint(CLIENT, now=2) is None and two.mint(CLIENT, now=2) is None
+    assert two.wait_s(CLIENT, now=2) == pytest.approx(3598)
 
 
 # ---- the app ---------------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ behind a reverse proxy the operator trusts, the one it appends to X-Forwarded-Fo
 """
 from __future__ import annotations
 
-import collections
 import hashlib
 import hmac
 import ipaddress
@@ -148,37 +147,59 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: tuple) 
 
 class IdentityLedger:
     """How many identities each client address was given in the last window_s seconds; at most `limit` (None: no
-    limit). Memory is bounded: at most `limit` times per address, and the max_addresses most recently seen."""
+    limit). Kept in a small sqlite file (path; None: in memory), so that a hall's replicas, which share KDVIZ_HOME,
+    share one count: behind a load balancer a fresh private window lands on any replica, and a count per replica would
+    let one address mint K times the cap. Bounded: the mints older than the window are dropped, and beyond
+    max_addresses addresses the least recently seen are forgotten. Times are wall-clock seconds (processes share them).
+    """
 
-    def __init__(self, limit: int | None, window_s: float = MINT_WINDOW_S, max_addresses: int = MAX_ADDRESSES):
+    def __init__(self, limit: int | None, window_s: float = MINT_WINDOW_S, max_addresses: int = MAX_ADDRESSES,
+                 path: Path | None = None):
+        import sqlite3
+
         self.limit, self.window_s, self.max_addresses = limit, window_s, max_addresses
-        self._minted: collections.OrderedDict[str, collections.deque] = collections.OrderedDict()
         self._lock = threading.Lock()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(":memory:" if path is None else str(path), timeout=10.0, check_same_thread=False,
+                                   isolation_level=None)
+        self._db.execute("CREATE TABLE IF NOT EXISTS mints (address TEXT NOT NULL, at REAL NOT NULL)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS mints_by_address ON mints (address, at)")
 
     def mint(self, address: str | None, now: float | None = None) -> str | None:
         """A new identity for a browser at address, or None if that address already had `limit` in the window.
         address None (this machine) is never refused."""
         if address is None or self.limit is None:
             return new_identity()
-        now = time.monotonic() if now is None else now
+        now = time.time() if now is None else now
         with self._lock:
-            times = self._minted.pop(address, None) or collections.deque()
-            while times and now - times[0] >= self.window_s:
-                times.popleft()
-            refused = len(times) >= self.limit
-            if not refused:
-                times.append(now)
-            if times:
-                self._minted[address] = times
-                while len(self._minted) > self.max_addresses:
-                    self._minted.popitem(last=False)
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")  # one count and one insert at a time across the replicas
+            try:
+                db.execute("DELETE FROM mints WHERE at <= ?", (now - self.window_s,))
+                (count,) = db.execute("SELECT COUNT(*) FROM mints WHERE address = ?", (address,)).fetchone()
+                refused = count >= self.limit
+                if not refused:
+                    db.execute("INSERT INTO mints VALUES (?, ?)", (address, now))
+                    db.execute("DELETE FROM mints WHERE address NOT IN (SELECT address FROM mints GROUP BY address "
+                               "ORDER BY MAX(at) DESC LIMIT ?)", (self.max_addresses,))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
         return None if refused else new_identity()
+
+    def addresses(self) -> int:
+        """How many addresses the ledger remembers now."""
+        with self._lock:
+            return self._db.execute("SELECT COUNT(DISTINCT address) FROM mints").fetchone()[0]
 
     def wait_s(self, address: str, now: float | None = None) -> float:
         """Seconds until address may be given an identity again (0: now)."""
-        now = time.monotonic() if now is None else now
+        now = time.time() if now is None else now
         with self._lock:
-            times = self._minted.get(address)
-            if self.limit is None or not times or len(times) < self.limit:
-                return 0.0
-            return max(0.0, times[0] + self.window_s - now)
+            times = [at for (at,) in self._db.execute(
+                "SELECT at FROM mints WHERE address = ? AND at > ? ORDER BY at", (address, now - self.window_s))]
+        if self.limit is None or len(times) < self.limit:
+            return 0.0
+        return max(0.0, times[0] + self.window_s - now)

@@ -125,8 +125,11 @@ def _access():
     from kdviz.core.identity import IdentityLedger, parse_trusted_proxies
     from kdviz.core.settings import setting_values  # torch-free: the soft-labels page never imports torch
 
+    from kdviz.core.paths import home
+
     values = {name: value for name, (value, _) in setting_values().items()}
-    return IdentityLedger(values["max_identities_per_address"]), parse_trusted_proxies(values["trusted_proxies"])
+    ledger = IdentityLedger(values["max_identities_per_address"], path=home() / "identity_mints.sqlite3")
+    return ledger, parse_trusted_proxies(values["trusted_proxies"])
 
 
 def access():
