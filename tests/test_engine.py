@@ -389,6 +389,18 @@ def test_teacher_training_can_be_cancelled():
     assert finished.status == "cancelled" and finished.summary["steps"] == 0
 
 
+def test_a_teacher_stopped_mid_epoch_reports_the_accuracy_of_the_weights_it_returns():
+    from kdviz.core.engine import accuracy
+
+    checks = []
+    events = list(train_teacher(TINY_TEACHER, "cpu", lambda: checks.append(1) or len(checks) > 20))  # 18 a epoch
+    finished, data = events[-1], load_dataset(TINY_TEACHER.dataset)
+    assert finished.status == "cancelled" and of_type(events, EpochEnd)
+    model, facts = finished.models["teacher"], finished.summary["teacher"]
+    assert facts["accuracy"] == accuracy(model, data.test_x, data.test_y)
+    assert facts["val_accuracy"] == accuracy(model, data.val_x, data.val_y)
+
+
 def test_closing_the_stream_stops_it(teacher):
     events = distill(TINY, teacher)
     first = [next(events) for _ in range(5)]

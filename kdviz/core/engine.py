@@ -284,6 +284,7 @@ def train_teacher(config: TeacherConfig, device: str = "auto", should_stop: Stop
     test_accuracy, val_accuracy = {"teacher": 0.0}, {"teacher": 0.0}
     log = StepLog(("teacher",), plan, torch_device)
     diverged, training = None, Training()  # energy measurements meanwhile learn that this one trained
+    evaluated_at = 0  # the step whose weights test_accuracy and val_accuracy describe
     for epoch in range(1, config.epochs + 1):
         model.train()
         for _, x, y, _ in training_batches(data, config.batch_size, config.augment, batches, torch_device, jitter):
@@ -315,7 +316,10 @@ def train_teacher(config: TeacherConfig, device: str = "auto", should_stop: Stop
         if status != "completed":
             break
         test_accuracy, val_accuracy = evaluate({"teacher": model}, data)
+        evaluated_at = step
         yield EpochEnd(epoch, test_accuracy, val_accuracy)
+    if status == "cancelled" and step != evaluated_at:  # stopped mid-epoch: the summary describes the weights it
+        test_accuracy, val_accuracy = evaluate({"teacher": model}, data)  # returns, not the last epoch's (as distill)
     optimizer.zero_grad(set_to_none=True)  # the cached teacher carries no gradients around
     seed_dropout(model, None)  # a generator is no weight: the cached or shared teacher does not carry one
     summary = {"teacher": model_facts(model, test_accuracy["teacher"], val_accuracy["teacher"], len(data.test_x),
