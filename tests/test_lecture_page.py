@@ -66,7 +66,7 @@ def test_every_step_renders_without_an_exception_and_next_walks_the_tour():
         assert not at.exception, (number, [e.value for e in at.exception])
         assert heading(at) == tour.step(number).title
         assert f"Step {number} of {tour.STEP_COUNT}" in texts(at)
-        assert not at.error and not at.warning, number
+        assert not at.error and not at.warning, (number, [e.value for e in [*at.error, *at.warning]])
         assert at.query_params["step"] == str(number)
     assert button(at, "Next").disabled
 

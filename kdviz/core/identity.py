@@ -155,38 +155,53 @@ class IdentityLedger:
 
     def __init__(self, limit: int | None, window_s: float = MINT_WINDOW_S, max_addresses: int = MAX_ADDRESSES,
                  path: Path | None = None):
-        import sqlite3
-
         self.limit, self.window_s, self.max_addresses = limit, window_s, max_addresses
         self._lock = threading.Lock()
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(":memory:" if path is None else str(path), timeout=10.0, check_same_thread=False,
-                                   isolation_level=None)
-        self._db.execute("CREATE TABLE IF NOT EXISTS mints (address TEXT NOT NULL, at REAL NOT NULL)")
-        self._db.execute("CREATE INDEX IF NOT EXISTS mints_by_address ON mints (address, at)")
+        self._db = self._open(path)
+        if self._db is None:  # KDVIZ_HOME cannot hold it: this process counts alone, in memory
+            self._db = self._open(None)
+
+    @staticmethod
+    def _open(path: Path | None):
+        import sqlite3
+
+        try:
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(":memory:" if path is None else str(path), timeout=10.0, check_same_thread=False,
+                                 isolation_level=None)
+            db.execute("CREATE TABLE IF NOT EXISTS mints (address TEXT NOT NULL, at REAL NOT NULL)")
+            db.execute("CREATE INDEX IF NOT EXISTS mints_by_address ON mints (address, at)")
+            return db
+        except (OSError, sqlite3.Error):
+            return None
 
     def mint(self, address: str | None, now: float | None = None) -> str | None:
         """A new identity for a browser at address, or None if that address already had `limit` in the window.
         address None (this machine) is never refused."""
         if address is None or self.limit is None:
             return new_identity()
+        import sqlite3
+
         now = time.time() if now is None else now
         with self._lock:
             db = self._db
-            db.execute("BEGIN IMMEDIATE")  # one count and one insert at a time across the replicas
             try:
-                db.execute("DELETE FROM mints WHERE at <= ?", (now - self.window_s,))
-                (count,) = db.execute("SELECT COUNT(*) FROM mints WHERE address = ?", (address,)).fetchone()
-                refused = count >= self.limit
-                if not refused:
-                    db.execute("INSERT INTO mints VALUES (?, ?)", (address, now))
-                    db.execute("DELETE FROM mints WHERE address NOT IN (SELECT address FROM mints GROUP BY address "
-                               "ORDER BY MAX(at) DESC LIMIT ?)", (self.max_addresses,))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+                db.execute("BEGIN IMMEDIATE")  # one count and one insert at a time across the replicas
+                try:
+                    db.execute("DELETE FROM mints WHERE at <= ?", (now - self.window_s,))
+                    (count,) = db.execute("SELECT COUNT(*) FROM mints WHERE address = ?", (address,)).fetchone()
+                    refused = count >= self.limit
+                    if not refused:
+                        db.execute("INSERT INTO mints VALUES (?, ?)", (address, now))
+                        db.execute("DELETE FROM mints WHERE address NOT IN (SELECT address FROM mints GROUP BY "
+                                   "address ORDER BY MAX(at) DESC LIMIT ?)", (self.max_addresses,))
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error:  # its file went (a full or removed disk): a browser still gets in, uncounted
+                refused = False
         return None if refused else new_identity()
 
     def addresses(self) -> int:
@@ -196,10 +211,15 @@ class IdentityLedger:
 
     def wait_s(self, address: str, now: float | None = None) -> float:
         """Seconds until address may be given an identity again (0: now)."""
+        import sqlite3
+
         now = time.time() if now is None else now
         with self._lock:
-            times = [at for (at,) in self._db.execute(
-                "SELECT at FROM mints WHERE address = ? AND at > ? ORDER BY at", (address, now - self.window_s))]
+            try:
+                times = [at for (at,) in self._db.execute(
+                    "SELECT at FROM mints WHERE address = ? AND at > ? ORDER BY at", (address, now - self.window_s))]
+            except sqlite3.Error:
+                return 0.0
         if self.limit is None or len(times) < self.limit:
             return 0.0
         return max(0.0, times[0] + self.window_s - now)

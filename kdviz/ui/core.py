@@ -119,23 +119,26 @@ run_manager.clear = _run_manager.clear  # tests start a fresh manager on their o
 
 
 @st.cache_resource(show_spinner=False)
-def _access():
-    """Process-wide: the identity ledger (identities minted per address, kdviz.core.identity) and the trusted
-    proxies, from the server's settings (read once, as the run manager's are)."""
+def _access(folder: str):
+    """Process-wide, per KDVIZ_HOME (folder): the identity ledger (identities minted per address, kept there and
+    shared by a hall's replicas: kdviz.core.identity) and the trusted proxies, from the server's settings (read once,
+    as the run manager's are)."""
+    from pathlib import Path
+
     from kdviz.core.identity import IdentityLedger, parse_trusted_proxies
     from kdviz.core.settings import setting_values  # torch-free: the soft-labels page never imports torch
 
-    from kdviz.core.paths import home
-
     values = {name: value for name, (value, _) in setting_values().items()}
-    ledger = IdentityLedger(values["max_identities_per_address"], path=home() / "identity_mints.sqlite3")
+    ledger = IdentityLedger(values["max_identities_per_address"], path=Path(folder) / "identity_mints.sqlite3")
     return ledger, parse_trusted_proxies(values["trusted_proxies"])
 
 
 def access():
     """(ledger, trusted proxies); a bad server setting stops the page with the operator's message."""
+    from kdviz.core.paths import home
+
     try:
-        return _access()
+        return _access(str(home()))
     except ValueError as error:
         st.error(f"This server's settings cannot be used: {error}. Fix them and restart the server.",
                  icon=":material/settings_alert:")
