@@ -118,6 +118,7 @@ def hall_address(monkeypatch):
     ui.run_manager().shutdown()
     ui.run_manager.clear()  # the next module's pages get a live manager, not this shut-down one
     tasks.stop_all_tasks()
+    tasks._tasks.clear()  # nor a cancelled default teacher (a page retries it only after 10 s)
     core.access.clear()
 
 

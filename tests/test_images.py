@@ -34,13 +34,18 @@ def test_every_upload_fixture_works_or_gets_one_sentence(name):
 
 @pytest.fixture
 def pixel_loads(monkeypatch) -> list:
-    """Every call that decodes pixels (Image.load / ImageFile.load), recorded; the real decoding still runs."""
-    calls = []
+    """Every call that decodes pixels (Image.load / ImageFile.load) on this test's thread, recorded; the real decoding
+    still runs. Other threads are not this test's: a page an earlier test left running in this worker may draw an
+    image meanwhile (seen in a full run: two 1×256 loads)."""
+    import threading
+
+    calls, here = [], threading.get_ident()
     for cls in (Image.Image, ImageFile.ImageFile):
         real = cls.load
 
         def spy(self, *args, _real=real, **kwargs):
-            calls.append(self.size)
+            if threading.get_ident() == here:
+                calls.append(self.size)
             return _real(self, *args, **kwargs)
 
         monkeypatch.setattr(cls, "load", spy)

@@ -116,16 +116,11 @@ def cancel_all_tasks() -> list[BackgroundTask]:
 
 
 def stop_all_tasks(timeout: float = 30.0) -> None:
-    """Cancel every background task, wait for their threads, up to timeout in all, and forget the ones that ended
-    (tests, server shutdown): the next page that asks for one starts it afresh, not after a failed task's delay."""
+    """Cancel every background task and wait for their threads, up to timeout in all (tests, server shutdown)."""
     deadline = time.monotonic() + timeout
     for task in cancel_all_tasks():
         if task._thread.is_alive():
             task.join(max(0.0, deadline - time.monotonic()))
-    with _tasks_guard:
-        for name, task in list(_tasks.items()):
-            if task.done:
-                del _tasks[name]
 
 
 def task_for(name: str, make_events: StreamFactory, retry_after: float = 0.0) -> BackgroundTask:
