@@ -150,7 +150,10 @@ class RunManager:
         self._threads = [threading.Thread(target=self._work, name=f"kdviz-worker-{i}", daemon=True)
                          for i in range(max(1, self.settings.workers))]
         self._threads.append(threading.Thread(target=self._reap, name="kdviz-reaper", daemon=True))
-        self._threads.append(threading.Thread(target=_warm_up_costs, name="kdviz-warm-up", daemon=True))
+        if getattr(self.executor, "name", "") == "ray":  # at once: pickling a Ray task walks sys.modules, which the
+            _warm_up_costs()  # warm-up's imports change ("dictionary changed size during iteration", seen in a test)
+        else:
+            self._threads.append(threading.Thread(target=_warm_up_costs, name="kdviz-warm-up", daemon=True))
         for thread in self._threads:
             thread.start()
 
