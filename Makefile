@@ -9,7 +9,7 @@ HALL_PORT ?= 8500
 .PHONY: run test hall prepare bench clean
 
 run: $(VENV)/.runtime
-	$(PY) -m kdviz.serve run app.py
+	$(PY) -m kdviz.ui.serve run app.py
 
 hall: $(VENV)/.runtime
 	$(PY) -m kdviz.hall --replicas $(REPLICAS) --port $(HALL_PORT)

@@ -1,5 +1,5 @@
 """A hall on several app servers from one command (`make hall`, `python -m kdviz.hall --replicas K`): a local Ray
-head, K app replicas (`python -m kdviz.serve run app.py`, which exit cleanly on SIGTERM) that share KDVIZ_HOME, the
+head, K app replicas (`python -m kdviz.ui.serve run app.py`, which exit cleanly on SIGTERM) that share KDVIZ_HOME, the
 run service (kdviz.runs.remote) and the presentations (kdviz.present.remote), and Debian's HAProxy in front of them
 with sticky sessions.
 
@@ -181,7 +181,7 @@ class Hall:
                          "KDVIZ_TRUSTED_PROXIES": "127.0.0.1", **self.config.env})
         for index in range(1, self.config.replicas + 1):
             port, log = free_port(), self.folder / f"replica-{index}.log"
-            process = self._spawn([sys.executable, "-m", "kdviz.serve", "run", "app.py", "--server.port", str(port),
+            process = self._spawn([sys.executable, "-m", "kdviz.ui.serve", "run", "app.py", "--server.port", str(port),
                                    "--server.address", "127.0.0.1", "--server.headless", "true",
                                    "--browser.gatherUsageStats", "false"], log, env, cwd=ROOT)
             self.replicas.append(Replica(f"r{index}", f"http://127.0.0.1:{port}", process, log))

@@ -54,9 +54,9 @@ def test_a_script_that_ends_while_a_teacher_trains_exits_cleanly_and_its_run_is_
 
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_the_server_stops_cleanly_while_the_default_teacher_trains(tmp_path, signal_number):
-    """`make run` (python -m kdviz.serve run app.py), the home page open, its teacher training; Ctrl-C or SIGTERM."""
+    """`make run` (python -m kdviz.ui.serve run app.py), the home page open, its teacher training; Ctrl-C or SIGTERM."""
     log_path = tmp_path / "server.log"
-    with server(tmp_path / "home", log_path, module="kdviz.serve", env={"KDVIZ_TOUR_RUNS": "off"}) as running:
+    with server(tmp_path / "home", log_path, module="kdviz.ui.serve", env={"KDVIZ_TOUR_RUNS": "off"}) as running:
         run_async(_open_home_until_training(running.url))  # the home page starts training the default teacher
         running.process.send_signal(signal_number)
         returncode = running.process.wait(EXIT_TIMEOUT_S)

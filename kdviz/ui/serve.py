@@ -1,4 +1,4 @@
-"""`python -m kdviz.serve run app.py ...` (`make run`): `streamlit run` that exits cleanly on Ctrl-C and SIGTERM.
+"""`python -m kdviz.ui.serve run app.py ...` (`make run`): `streamlit run` that exits cleanly on Ctrl-C and SIGTERM.
 
 Streamlit's web server (uvicorn) answers SIGINT and SIGTERM by stopping, then restores the handlers it found and raises
 the signal again: with Python's defaults that is a KeyboardInterrupt ("Aborted!", exit 1) or death by SIGTERM, with
