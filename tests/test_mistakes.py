@@ -34,7 +34,8 @@ def _hand(temperature: float, alpha: float) -> dict:
     p, q = _probabilities(TEACHER, temperature), _probabilities(STUDENT, temperature)
     hard = -math.log(_probabilities(STUDENT, 1.0)[LABEL])
     soft = temperature**2 * _kl(p, q)
-    return {"soft": soft, "hard": hard, "reverse": temperature**2 * _kl(q, p), "total": alpha * soft + (1 - alpha) * hard}
+    return {"soft": soft, "hard": hard, "reverse": temperature**2 * _kl(q, p),
+            "total": alpha * soft + (1 - alpha) * hard}
 
 
 def _torch_loss(mistake: str, temperature: float, alpha: float, dtype=torch.float64) -> dict:
@@ -46,9 +47,9 @@ def _torch_loss(mistake: str, temperature: float, alpha: float, dtype=torch.floa
 @pytest.mark.parametrize("temperature", [1.0, 4.0, 20.0])
 def test_each_mistake_against_hand_computed_values(temperature):
     alpha, hand = 0.9, _hand(temperature, 0.9)
-    expected_soft = {"none": hand["soft"], "mean-reduction": hand["soft"] / 4, "no-t-squared": hand["soft"] / temperature**2,
-                     "naive-kl": hand["soft"], "reverse-kl": hand["reverse"], "teacher-train-mode": hand["soft"],
-                     "alpha-swapped": hand["soft"]}
+    expected_soft = {"none": hand["soft"], "mean-reduction": hand["soft"] / 4,  # C = 4 classes
+                     "no-t-squared": hand["soft"] / temperature**2, "naive-kl": hand["soft"],
+                     "reverse-kl": hand["reverse"], "teacher-train-mode": hand["soft"], "alpha-swapped": hand["soft"]}
     for mistake, soft in expected_soft.items():
         weight = 1 - alpha if mistake == "alpha-swapped" else alpha
         for loss in (_torch_loss(mistake, temperature, alpha), kd.mistake_terms(TEACHER, STUDENT, LABEL, temperature,
