@@ -125,6 +125,7 @@ OVERRIDES = [  # (flag, config field, type, help): every engine option is settab
     ("--teacher-depth", "teacher_depth", int, "teacher depth"),
     ("--teacher-epochs", "teacher_epochs", int, "teacher training epochs"),
     ("--teacher-augment", "teacher_augment", int, "teacher jitter in pixels"),
+    ("--teacher-dropout", "teacher_dropout", float, "teacher dropout probability, in [0, 1)"),
     ("--student", "student_arch", str, "student architecture"),
     ("--student-width", "student_width", int, "student width"),
     ("--student-depth", "student_depth", int, "student depth"),
@@ -138,6 +139,9 @@ OVERRIDES = [  # (flag, config field, type, help): every engine option is settab
     ("--augment", "augment", int, "student jitter in pixels (0: off; then teacher logits are cached)"),
     ("--train-subset", "train_subset", int, "train the students on this many images (0: all)"),
     ("--device", "device", str, "auto, cpu, cuda or mps"),
+    ("--mistake", "mistake", str, "train a third student with a common KD mistake beside the two (distill only): "
+                                  "mean-reduction, no-t-squared, naive-kl, reverse-kl, teacher-train-mode, "
+                                  "alpha-swapped (docs/MISTAKES.md)"),
 ]
 
 
@@ -256,7 +260,7 @@ def _check_teacher(finished, max_seconds) -> None:
 def _distill(args, config, shard=None) -> int:
     from kdviz.core.data import load_dataset
     from kdviz.core.distributed import SINGLE
-    from kdviz.core.engine import distill
+    from kdviz.core.engine import distill, student_roles
     from kdviz.core.results import seed_summary
     from kdviz.core.teachers import prepare_teacher
 
@@ -283,7 +287,7 @@ def _distill(args, config, shard=None) -> int:
                   f"after {finished.summary['steps']:,} steps; its numbers are what it measured by then",
                   file=sys.stderr)
         runs.append({"seed": seed, "status": finished.status,
-                     "hard": finished.summary["hard"], "kd": finished.summary["kd"],
+                     **{role: finished.summary[role] for role in student_roles(config)},
                      "seconds": finished.summary["seconds"], "device": finished.summary["device"],
                      "threads": finished.summary["threads"]})
         if not shard.single:
@@ -292,7 +296,7 @@ def _distill(args, config, shard=None) -> int:
         return 0
     result = {"config": {**dataclasses.asdict(config), "seeds": seeds, "split": split},
               "teacher": teacher_finished.summary["teacher"], "runs": runs,
-              "summary": seed_summary(runs, split["test"], split["validation"])}
+              "summary": seed_summary(runs, split["test"], split["validation"], student_roles(config))}
     print(format_case_study(result, args.preset))
     if args.json:
         from kdviz.core.paths import atomic_write_text
@@ -304,7 +308,7 @@ def _distill(args, config, shard=None) -> int:
 
 def format_case_study(result: dict, preset: str) -> str:
     """The lecture's case-study table: teacher / hard-label student / KD student, validation beside test."""
-    from kdviz.core.results import case_rows, verdict
+    from kdviz.core.results import case_rows, mistake_sentence, verdict
 
     summary, runs = result["summary"], result["runs"]
     n_test, n_val, n = summary["n_test"], summary["n_val"], summary["n_seeds"]
@@ -326,6 +330,9 @@ def format_case_study(result: dict, preset: str) -> str:
     if n > 1:
         lines.append("per seed, test (hard → KD): " + "; ".join(
             f"{r['seed']}: {r['hard']['accuracy']:.2%} → {r['kd']['accuracy']:.2%}" for r in runs))
+    mistake = result["config"].get("mistake", "none")
+    if mistake != "none":
+        lines.append(mistake_sentence(summary, mistake))
     smaller = result["teacher"]["params"] / runs[0]["hard"]["params"]
     lines.append(f"{verdict(summary)[1]} The student is {smaller:.1f}× smaller than the teacher. Validation "
                  f"(KD − hard: {100 * (summary['kd_val_mean'] - summary['hard_val_mean']):+.2f} points) is what "
@@ -339,6 +346,8 @@ def cmd_experiment(args) -> int:
     from kdviz import experiments
 
     module = experiments.experiment(args.name)
+    if args.mistake is not None:
+        raise CliError("--mistake is an option of `python -m kdviz distill`, not of the experiments")
     overridden = args.preset or any(getattr(args, field) is not None for _, field, _, _ in OVERRIDES)
     config = module.config_from_args(args, build_config(args, module.default_config().distill) if overridden
                                      else None)

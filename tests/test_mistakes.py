@@ -234,3 +234,46 @@ def test_a_mistake_is_part_of_the_config_a_run_records():
     assert config_from_dict(recorded).mistake == "none"
     with pytest.raises(ValueError, match="unknown mistake 'T2'"):
         check_config(dataclasses.replace(TINY, mistake="T2"))
+
+
+# ---- the command line and the budget ---------------------------------------------------------------------------
+
+TINY_RUN = ["distill", "--preset", "quick", "--epochs", "1", "--teacher-epochs", "1", "--train-subset", "100"]
+
+
+def test_the_cli_runs_a_mistake_beside_the_correct_loss(capsys, tmp_path):
+    from kdviz import cli
+
+    out = tmp_path / "m.json"
+    assert cli.main([*TINY_RUN, "--mistake", "no-t-squared", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "KD with the mistake" in printed and "With the mistake (T² left out) the KD student made" in printed
+    result = json.loads(out.read_text())
+    assert result["config"]["mistake"] == "no-t-squared" and "mistake" in result["runs"][0]
+    assert "mistake_mean" in result["summary"] and "kd_wins" in result["summary"]
+    assert cli.main([*TINY_RUN, "--json", str(tmp_path / "plain.json")]) == 0  # the same seed without the mistake
+    plain = json.loads((tmp_path / "plain.json").read_text())
+    assert plain["runs"][0]["kd"] == result["runs"][0]["kd"] and "mistake" not in plain["runs"][0]
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--mistake", "T2"], "unknown mistake 'T2': choose one of none, mean-reduction"),
+    (["--mistake", "teacher-train-mode"], "needs a teacher with dropout or batch norm"),
+    (["--teacher-dropout", "1.5"], "dropout must be in [0, 1), got 1.5"),
+])
+def test_bad_mistakes_are_one_line(argv, fragment, capsys):
+    from kdviz import cli
+
+    assert cli.main(["distill", "--preset", "quick", *argv]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.splitlines()) == 1 and fragment in err, err
+
+
+def test_a_third_student_costs_more_in_the_budget():
+    from kdviz.core.budget import run_cost
+
+    plain = run_cost(TINY, teacher_cached=True)
+    third = run_cost(dataclasses.replace(TINY, mistake="reverse-kl"), teacher_cached=True)
+    noisy = run_cost(dataclasses.replace(TINY, mistake="teacher-train-mode"), teacher_cached=True)
+    assert third.work_flops > plain.work_flops and third.memory_bytes > plain.memory_bytes
+    assert third.disk_bytes > plain.disk_bytes and noisy.work_flops > third.work_flops

@@ -63,7 +63,7 @@ import torch
 from torch import nn
 
 from kdviz.core.data import check_dataset_name
-from kdviz.core.engine import DistillConfig, TeacherConfig, check_config, check_teacher_config
+from kdviz.core.engine import DistillConfig, TeacherConfig, check_config, check_teacher_config, student_roles
 from kdviz.core.models import ModelSpec, check_spec, _REGISTRY as _MODELS
 from kdviz.core.settings import setting_values
 
@@ -240,9 +240,10 @@ def run_cost(config: DistillConfig, teacher_cached: bool | None = None) -> RunCo
     # inference at a time.
     data = data_bytes(config)
     eval_batch = min(EVAL_CHUNK, max(n, n_eval))
-    students = 2 * (16 * student.params + BACKWARD_FACTOR * student.activation_bytes_per_sample * config.batch_size)
+    count = len(student_roles(config))  # two, or three with a mistake (kdviz.core.kd.MISTAKES)
+    students = count * (16 * student.params + BACKWARD_FACTOR * student.activation_bytes_per_sample * config.batch_size)
     students += (4 + 8) * student.params
-    students_eval = 2 * student.largest_activation_bytes_per_sample * eval_batch
+    students_eval = count * student.largest_activation_bytes_per_sample * eval_batch
     teacher_batch = config.batch_size if config.augment else eval_batch  # logits per batch, or once in chunks
     teacher_inference = 4 * teacher.params + 2 * teacher.largest_activation_bytes_per_sample * teacher_batch
     logits = 0 if config.augment else 4 * n * classes
@@ -252,14 +253,16 @@ def run_cost(config: DistillConfig, teacher_cached: bool | None = None) -> RunCo
 
     # Work: both students train and are evaluated every epoch (and before the first); the teacher labels the
     # training images once, or every epoch when they are jittered; an uncached teacher trains first.
-    work = 2 * BACKWARD_FACTOR * student.flops_per_sample * config.epochs * n
-    work += 2 * student.flops_per_sample * (n_eval + config.probe_size) * (config.epochs + 1)
+    work = count * BACKWARD_FACTOR * student.flops_per_sample * config.epochs * n
+    work += count * student.flops_per_sample * (n_eval + config.probe_size) * (config.epochs + 1)
     work += teacher.flops_per_sample * (n * (config.epochs if config.augment else 1) + n_eval)
+    if config.mistake == "teacher-train-mode":  # the mistaken student's teacher labels every batch, in train mode
+        work += teacher.flops_per_sample * n * config.epochs
     if not teacher_cached:
         work += _teacher_training(config.teacher)[1]
     steps = config.epochs * math.ceil(n / config.batch_size)
     teacher_steps = 0 if teacher_cached else config.teacher.epochs * math.ceil(facts.train / config.teacher.batch_size)
-    disk = estimate_disk(student.params, steps + teacher_steps, config.epochs, config.probe_size, classes)
+    disk = estimate_disk(student.params, steps + teacher_steps, config.epochs, config.probe_size, classes, count)
     return RunCost(int(memory), float(work), int(steps), bool(teacher_cached), disk)
 
 
@@ -268,12 +271,15 @@ EPOCH_LINE_BYTES = 600  # an epoch's EpochEnd line (test and validation accuraci
 LOGIT_BYTES = 21  # one probe logit in a Snapshot line (a float as JSON, and its separator)
 
 
-def estimate_disk(student_params: int, steps: int, epochs: int, probe_size: int, classes: int) -> int:
-    """Bytes a distillation keeps: students.pt (two students' float32 weights, plus torch.save's framing) and its
-    event log (a line per step of the teacher it trains and of the distillation; per epoch, the accuracies and both
-    students' logits on the probe images). A ceiling more than a forecast: the quota must not be overshot."""
-    students = 2 * 4 * student_params + 64 * 1024
-    log = steps * STEP_LINE_BYTES + (epochs + 1) * (EPOCH_LINE_BYTES + 2 * probe_size * classes * LOGIT_BYTES)
+def estimate_disk(student_params: int, steps: int, epochs: int, probe_size: int, classes: int, students: int = 2
+                  ) -> int:
+    """Bytes a distillation keeps: students.pt (the students' float32 weights, plus torch.save's framing) and its
+    event log (a line per step of the teacher it trains and of the distillation; per epoch, the accuracies and the
+    students' logits on the probe images). students: 2, or 3 with a mistake (its losses lengthen each step's line).
+    A ceiling more than a forecast: the quota must not be overshot."""
+    log = steps * STEP_LINE_BYTES * students // 2
+    log += (epochs + 1) * (EPOCH_LINE_BYTES + students * probe_size * classes * LOGIT_BYTES)
+    students = students * 4 * student_params + 64 * 1024
     return int(students + log + 8 * 1024)  # + config.json and status.json
 
 
