@@ -139,6 +139,13 @@ def verdict(summary: dict) -> tuple[bool, str]:
     return seeds_verdict(_stats(summary)[0])
 
 
+def mistake_sentence(summary: dict, mistake: str) -> str:
+    """One sentence on a run's third student, the one with the mistake, beside the correct KD student."""
+    from kdviz.core.results import mistake_sentence as sentence
+
+    return sentence(_stats(summary)[0], mistake)
+
+
 def metrics_csv(events: list[dict]) -> str:
     """Per-step losses and per-epoch validation and test accuracies of the distillation phase, as one CSV."""
     losses = loss_frame(events, max_points=10**9).pivot_table(index=["step", "epoch"], columns="series",
