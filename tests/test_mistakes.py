@@ -247,7 +247,7 @@ def test_the_cli_runs_a_mistake_beside_the_correct_loss(capsys, tmp_path):
     out = tmp_path / "m.json"
     assert cli.main([*TINY_RUN, "--mistake", "no-t-squared", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "KD with the mistake" in printed and "With the mistake (T² left out) the KD student made" in printed
+    assert "KD with the mistake" in printed and "With the mistake “T² left out” the KD student made" in printed
     result = json.loads(out.read_text())
     assert result["config"]["mistake"] == "no-t-squared" and "mistake" in result["runs"][0]
     assert "mistake_mean" in result["summary"] and "kd_wins" in result["summary"]

@@ -92,7 +92,7 @@ def test_a_run_with_a_mistake_trains_a_third_student_beside_the_two(live):
     assert any("makes a common mistake: T² left out" in i.value for i in live.info)
     table = live.dataframe[0].value
     assert list(table["model"]) == ["teacher", "hard-label student", "KD student", "KD with the mistake"]
-    assert any("With the mistake (T² left out) the KD student made" in e.value for e in live.error)
+    assert any("With the mistake “T² left out” the KD student made" in e.value for e in live.error)
     figures = [json.loads(chart.proto.spec) for chart in live.get("plotly_chart")]
     names = {trace.get("name") for figure in figures for trace in figure["data"]}
     assert {"KD with the mistake", "KD with the mistake: soft", "KD student: soft T²·KL"} <= names

@@ -153,8 +153,9 @@ MISTAKES = (
             "mistaken student's loss reads NaN and it stops, while the log-space form stays finite."),
     Mistake("reverse-kl", "KL(student ‖ teacher), the wrong way round",
             "KL(student ‖ teacher) weighs each class by the student's own probability, so it is mode-seeking: it "
-            "barely pushes the student towards classes it already rules out and ignores the teacher's small "
-            "probabilities, the dark knowledge; watch the mistaken student's agreement with the teacher and its KL."),
+            "barely pushes the student towards a class it already rules out and lets it ignore the teacher's small "
+            "probabilities, the dark knowledge; at a high T the two directions nearly agree, at a low T compare the "
+            "mistaken student's agreement with the teacher and its KL(teacher‖student) in the case study."),
     Mistake("teacher-train-mode", "teacher left in training mode",
             "A teacher left in training mode keeps its dropout (and batch statistics) on, so its soft labels change "
             "at every call: the mistaken student chases noisy targets, its soft-term curve stays higher and "

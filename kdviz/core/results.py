@@ -79,7 +79,7 @@ def mistake_sentence(stats: dict, mistake: str) -> str:
     n, label = stats["n_seeds"], get_mistake(mistake).label
     fmt = (lambda v: f"{v:g}") if n == 1 else (lambda v: f"{v:.1f}")
     means = "" if n == 1 else f" (means over {n} seeds)"
-    return (f"With the mistake ({label}) the KD student made {fmt(stats[f'{MISTAKE}_errors_mean'])} test errors; "
+    return (f"With the mistake “{label}” the KD student made {fmt(stats[f'{MISTAKE}_errors_mean'])} test errors; "
             f"with the correct loss, on the same batches from the same weights, {fmt(stats['kd_errors_mean'])}, "
             f"and the hard-label student {fmt(stats['hard_errors_mean'])}{means}.")
 
