@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from kdviz.core.roles import MISTAKE, ROLE_NAMES, STUDENTS
-from kdviz.views.charts import COLORS, MARK_COLORS, fast_figure, title_block, top_margin
+from kdviz.views.charts import COLORS, MARK_COLORS, bottom_legend, fast_figure, title_block, top_margin
 from kdviz.views.run_view import split_columns
 
 LOSS_STYLES = {  # series → (colour, dash, legend name)
@@ -49,7 +49,11 @@ def loss_chart(frame: pd.DataFrame, lecture: bool = False, plain: bool = False) 
               **_axes("optimiser step", "loss (nats, log scale)", type="log", exponentformat="power", dtick=1),
               # four series make a tall legend: below the plot it never covers the title
               "legend": {"orientation": "h", "y": -0.25, "yanchor": "top", "x": 0}}
-    return fast_figure(data, layout, lecture, height=(580 if lecture else 480), plain=plain)
+    height = 580 if lecture else 480
+    if any(trace["name"].startswith(ROLE_NAMES[MISTAKE]) for trace in data):  # seven series: the legend gets its
+        layout["legend"] = bottom_legend()  # own band at the bottom, a row each, and the plot keeps its height
+        height += 160 if lecture else 130
+    return fast_figure(data, layout, lecture, height=height, plain=plain)
 
 
 SPLIT_TITLES = {"validation": "Validation accuracy", "test": "Test accuracy"}
@@ -75,7 +79,11 @@ def accuracy_chart(frame: pd.DataFrame, lecture: bool = False, split: str = "val
     layout = {"title": title_block(title, lecture), "margin": top_margin(lecture),
               "shapes": shapes, "annotations": notes,
               **_axes("epoch", f"{title.lower()} (%)", range=_accuracy_range(frame, columns))}
-    return fast_figure(data, layout, lecture, height=(580 if lecture else 480), plain=plain)
+    height = 580 if lecture else 480
+    if len(data) > len(STUDENTS):  # a third student: three names do not fit the band above the plot
+        layout["legend"] = bottom_legend()
+        height += 160 if lecture else 130  # as the loss chart beside it: the two stay level
+    return fast_figure(data, layout, lecture, height=height, plain=plain)
 
 
 def _accuracy_range(frame: pd.DataFrame, columns: dict[str, str]) -> list[float] | None:
