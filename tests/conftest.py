@@ -14,8 +14,8 @@ from typing import Callable
 
 import pytest
 
-from bench.appserver import app_server as app_server_process
-from bench.appserver import launch_chromium
+from tests.support.appserver import app_server as app_server_process
+from tests.support.appserver import launch_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIP_BROWSER_VARIABLE = "KDVIZ_SKIP_BROWSER"

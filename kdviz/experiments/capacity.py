@@ -11,7 +11,7 @@ batches, only the loss differs):
 
 The curves always cross at (data_width, width_subset): that cell is run once and belongs to both. Every cell reports
 validation beside test; "where KD helped most" is chosen on validation and then reported on test (the house rule).
-On the quick preset's sweep (bench/SWEEP_QUICK.md) KD helped most with a capable student and 100 images and lost on
+On the quick preset's sweep (sweeps/SWEEP_QUICK.md) KD helped most with a capable student and 100 images and lost on
 every all-data row; this experiment shows both.
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ class CapacityConfig:
 def default_config() -> CapacityConfig:
     """The offline default (12-14 s a seed on one thread of a 2-core machine, teacher included): the quick preset's
     digits teacher (mlp 256×2) and its students' settings (T = 20, α = 0.9, 80 epochs, AdamW 1e-2, batch 64) without
-    jitter (on 8×8 images a ±2-pixel shift mostly hurts the hard-label twin: bench/SWEEP_QUICK.md); students of width
+    jitter (on 8×8 images a ±2-pixel shift mostly hurts the hard-label twin: sweeps/SWEEP_QUICK.md); students of width
     8 to 256 (the teacher's) on 100 images, and the 128×2 student on 50 to all 1151 images."""
     from kdviz.core.presets import get_preset
 

@@ -83,7 +83,7 @@ class CompressionConfig:
 def default_config() -> CompressionConfig:
     """The lecture preset (its teacher is the app's default teacher, 784-1200-1200-10 on mnist5k; its 800×2
     students train in 12-15 s), the students trained first, energy from CodeCarbon. The whole default takes ≈30 s on
-    one thread of a 2-core machine with the teacher cached (bench/COMPRESSION.md)."""
+    one thread of a 2-core machine with the teacher cached (docs/experiments/COMPRESSION.md)."""
     from kdviz.core.presets import get_preset
 
     return CompressionConfig(get_preset("lecture"))

@@ -89,7 +89,7 @@ def default_config() -> EnsembleConfig:
     under 1 s a seed once they are cached, 8.5 s for the whole command on a fresh KDVIZ_HOME): five of the quick preset's digits teachers (mlp 256×2, 30 epochs, seeds
     0-4) and its students' settings (mlp 128×2 on 100 images, T = 20, α = 0.9, 80 epochs, batch 64, AdamW 1e-2)
     without jitter, like the capacity experiment's default. T, α and the epochs were chosen on validation for
-    single-teacher KD with jitter (bench/SWEEP_QUICK.md): if they favour anyone it is the best single teacher's
+    single-teacher KD with jitter (sweeps/SWEEP_QUICK.md): if they favour anyone it is the best single teacher's
     student. Five teachers is a lecture's choice, not a tuned one."""
     from kdviz.core.presets import get_preset
 

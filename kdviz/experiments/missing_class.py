@@ -43,7 +43,7 @@ class MissingClassConfig:
 
     distill: DistillConfig
     omitted: int = 3
-    max_shift: float = 30.0  # the hard-label student's label-free shift passes 15 (bench/MISSING_CLASS.md)
+    max_shift: float = 30.0  # the hard-label student's label-free shift passes 15 (docs/experiments/MISSING_CLASS.md)
     shift_step: float = 0.25
 
     @property
@@ -57,7 +57,7 @@ def default_config() -> MissingClassConfig:
     """The offline default (about 40 s on one CPU thread): the lecture preset (mnist5k, the cached 1200×2 teacher,
     an 800×2 student, T = 20, ±2-pixel jitter) on all 3200 training images but the omitted digit's, with α = 0.5
     and 40 epochs: chosen by the KD student's validation accuracy on the omitted digit after the validation-chosen
-    shift (bench/MISSING_CLASS.md)."""
+    shift (docs/experiments/MISSING_CLASS.md)."""
     from kdviz.core.presets import get_preset
 
     base = get_preset("lecture")
