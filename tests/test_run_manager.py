@@ -15,7 +15,8 @@ from kdviz.core.budget import OverBudget, server_settings
 from kdviz.runs.log import EventLog
 from kdviz.runs.manager import NotYours, QueueFull
 from kdviz.core.models import ModelSpec
-from kdviz.runs.store import RunStore, is_valid_run_id
+from kdviz.core.checkpoints import is_valid_run_id
+from kdviz.runs.store import RunStore
 
 TINY = DistillConfig(TeacherConfig("digits", ModelSpec("mlp", 16, 1), epochs=1, batch_size=64, augment=0),
                      ModelSpec("mlp", 8, 1), temperature=4.0, alpha=0.5, epochs=2, batch_size=64, train_subset=200)

@@ -95,8 +95,8 @@ def _no_run(run_id) -> str:
 
 def check(config: CompressionConfig) -> CompressionConfig:
     """ValueError (one line, naming the value) for a bad power, batch size, time or run id."""
+    from kdviz.core.checkpoints import is_valid_run_id
     from kdviz.core.energy import check_batch_size, check_power, check_seconds
-    from kdviz.runs.store import is_valid_run_id
 
     check_config(config.distill)
     if config.power_watts is not None:
@@ -115,17 +115,16 @@ def check(config: CompressionConfig) -> CompressionConfig:
     return config
 
 
-def config_for_run(run_id: str, store=None) -> CompressionConfig:
+def config_for_run(run_id: str) -> CompressionConfig:
     """The config that measures a finished distillation run's students: its DistillConfig, source_run = run_id.
     ValueError when the server has no such run with trained students (an experiment's run has none)."""
+    from kdviz.core.checkpoints import is_valid_run_id, read_run_config, students_path
     from kdviz.core.engine import config_from_dict
-    from kdviz.runs.store import RunStore, is_valid_run_id
 
-    store = store if store is not None else RunStore()
-    if not (isinstance(run_id, str) and is_valid_run_id(run_id)) or not store.students_path(run_id).is_file():
+    if not (isinstance(run_id, str) and is_valid_run_id(run_id)) or not students_path(run_id).is_file():
         raise ValueError(_no_run(run_id))
-    record = (store.read_json(run_id, "config.json") or {}).get("config")
-    if not isinstance(record, dict) or "experiment" in record:
+    record = read_run_config(run_id)
+    if record is None or "experiment" in record:
         raise ValueError(_no_run(run_id))
     try:
         distill_config = config_from_dict(record)
@@ -138,13 +137,13 @@ def load_source_students(config: CompressionConfig) -> dict[str, nn.Module]:
     """The source run's trained students {"hard", "kd"} (on the CPU); ValueError if the run is missing, or distilled
     another teacher than config.distill.teacher (the one measured beside them) or other students than
     config.distill.student (the spec that names them)."""
-    from kdviz.runs.store import RunStore
+    from kdviz.core.checkpoints import load_students, students_path
 
-    store = RunStore()
-    if not store.students_path(config.source_run).is_file():
+    path = students_path(config.source_run)
+    if not path.is_file():
         raise ValueError(_no_run(config.source_run))
     try:
-        run_config, students = store.load_students(config.source_run)
+        run_config, students = load_students(path)
     except Exception as error:  # noqa: BLE001 — a corrupt file is a missing run, said in one line
         raise ValueError(f"{_no_run(config.source_run)} (its students cannot be read: {error})") from None
     if (run_config.teacher, run_config.student) != (config.distill.teacher, config.distill.student):

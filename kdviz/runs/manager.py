@@ -331,7 +331,7 @@ class RunManager:
 
     def get(self, run_id: str) -> Run | None:
         """A live run from memory, or a past one from disk (None when it does not exist)."""
-        from kdviz.runs.store import is_valid_run_id
+        from kdviz.core.checkpoints import is_valid_run_id
 
         if not is_valid_run_id(run_id):
             return None
@@ -643,16 +643,11 @@ class RunManager:
         self._write(run, write)
 
     def _save_students(self, run: Run, finished) -> None:
-        import io
-
-        import torch
-
+        from kdviz.core.checkpoints import students_bytes
         from kdviz.core.paths import atomic_write_bytes
 
-        buffer = io.BytesIO()
-        torch.save({"config": run.config, **{f"{name}_state_dict": model.state_dict()
-                                             for name, model in finished.models.items()}}, buffer)
-        self._write(run, lambda: atomic_write_bytes(self.store.students_path(run.id), buffer.getvalue()))
+        payload = students_bytes(run.config, finished.models)
+        self._write(run, lambda: atomic_write_bytes(self.store.students_path(run.id), payload))
 
     def _finish(self, run: Run, state: str, message: str, finished=None) -> None:
         """The run's end: its last events and its status on disk, then it leaves memory (readers find it on disk from
