@@ -159,7 +159,8 @@ def build_config(args, base=None):
 def check_server_budget(config, seeds: list[int]) -> float | None:
     """Refuse (OverBudget, a ValueError: one line) a run over this server's per-run budget; return its wall-clock
     limit. Only the first seed may have to train the teacher: the later ones find it cached."""
-    from kdviz.core.budget import check_budget, server_settings
+    from kdviz.core.budget import check_budget
+    from kdviz.runs.settings import server_settings
     from kdviz.core.teachers import is_cached
 
     budget = server_settings().budget
@@ -346,7 +347,7 @@ def cmd_experiment(args) -> int:
     configs = [dataclasses.replace(config, distill=dataclasses.replace(config.distill, seed=seed)) for seed in seeds]
     max_seconds = None
     if args.budget:
-        from kdviz.core.budget import server_settings
+        from kdviz.runs.settings import server_settings
         from kdviz.core.teachers import is_cached
 
         budget = server_settings().budget
@@ -421,8 +422,9 @@ def cmd_list(args) -> int:
 
 def cmd_settings(args) -> int:
     """This server's settings, where each came from, and the worst cases they allow (memory, disk)."""
-    from kdviz.core.budget import format_bytes, server_settings
+    from kdviz.core.budget import format_bytes
     from kdviz.core.settings import setting_values, settings_file
+    from kdviz.runs.settings import server_settings
 
     values = setting_values()
     print(f"server settings (environment KDVIZ_*, then {settings_file()} [server], then the defaults):")

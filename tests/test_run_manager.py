@@ -11,7 +11,8 @@ import pytest
 
 from conftest import wait_for_run, wait_until
 from kdviz.core.engine import DistillConfig, TeacherConfig
-from kdviz.core.budget import OverBudget, server_settings
+from kdviz.core.budget import OverBudget
+from kdviz.runs.settings import server_settings
 from kdviz.runs.log import EventLog
 from kdviz.runs.manager import NotYours, QueueFull
 from kdviz.core.models import ModelSpec

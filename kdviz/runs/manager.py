@@ -116,13 +116,13 @@ class RunManager:
     good). Only two moves claim a run, both under the lock: a worker taking it from the queue, and a cancel stopping
     an idle one; a Resume after a cancel is refused, so a stopping run is never driven twice.
 
-    settings: kdviz.core.budget.ServerSettings (default: this server's, from the environment and server.toml);
+    settings: kdviz.runs.settings.ServerSettings (default: this server's, from the environment and server.toml);
     keyword overrides replace single fields (tests: workers=2, max_live_per_browser=2, budget=UNLIMITED, ...).
     """
 
     def __init__(self, store=None, settings=None, max_paused: int | None = None, executor=None, **overrides):
-        from kdviz.core.budget import server_settings
         from kdviz.runs.executors import make_executor
+        from kdviz.runs.settings import server_settings
         from kdviz.runs.store import RunStore
 
         self.store = store or RunStore()

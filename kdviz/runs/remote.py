@@ -97,7 +97,7 @@ class SharedRuns(RunManager):
     def __init__(self, store=None, settings=None, service=None, ray_init: dict | None = None, **overrides):
         import dataclasses
 
-        from kdviz.core.budget import server_settings
+        from kdviz.runs.settings import server_settings
         from kdviz.runs.store import RunStore
 
         self.store = store or RunStore()
