@@ -364,9 +364,9 @@ def test_the_event_log_keeps_every_epoch_and_a_bounded_binned_loss_curve():
 
 
 def test_only_a_few_finished_runs_keep_their_logs_in_memory(manager, monkeypatch):
-    from kdviz.runs import manager as module
+    from kdviz.runs import finished
 
-    monkeypatch.setattr(module, "FINISHED_LOGS_CACHED", 2)
+    monkeypatch.setattr(finished, "FINISHED_LOGS_CACHED", 2)
     ids = [manager.submit(dataclasses.replace(TINY, seed=seed, epochs=1), "alice") for seed in range(4)]
     wait_done(manager, *ids)
     # a run's status says "completed" a moment before its worker lets go of it: until then it is live in memory
