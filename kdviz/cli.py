@@ -336,13 +336,15 @@ def format_case_study(result: dict, preset: str) -> str:
 
 def cmd_experiment(args) -> int:
     """`python -m kdviz experiment NAME`: the experiment over the given seeds, its table, and --json."""
-    from kdviz.core.teachers import prepare_teacher
     from kdviz import experiments
+    from kdviz.core.flags import given_flags
+    from kdviz.core.teachers import prepare_teacher
 
     module = experiments.experiment(args.name)
+    base = module.default_config()
     overridden = args.preset or any(getattr(args, field) is not None for _, field, _, _ in OVERRIDES)
-    config = module.config_from_args(args, build_config(args, module.default_config().distill) if overridden
-                                     else None)
+    config = experiments.config_from_flags(module, given_flags(args, type(base)),
+                                           build_config(args, base.distill) if overridden else None, args.device)
     seeds = args.seeds if args.seeds else [config.distill.seed]
     configs = [dataclasses.replace(config, distill=dataclasses.replace(config.distill, seed=seed)) for seed in seeds]
     max_seconds = None
@@ -467,6 +469,7 @@ def make_parser() -> argparse.ArgumentParser:
     experiment = commands.add_parser("experiment", help="why distillation works, as experiments: gradient-variance, "
                                                         "missing-class, capacity, ensemble, compression")
     names = experiment.add_subparsers(dest="name", required=True, parser_class=_Parser)
+    from kdviz.core.flags import add_flags
     from kdviz.experiments import EXPERIMENTS, experiment as experiment_module
 
     for name, (_, description) in EXPERIMENTS.items():
@@ -482,7 +485,7 @@ def make_parser() -> argparse.ArgumentParser:
         one.add_argument("--budget", action="store_true", help="apply this server's per-run budget (see distill)")
         for flag, field, kind, text in OVERRIDES:
             one.add_argument(flag, dest=field, type=kind, default=None, help=text)
-        module.add_arguments(one)
+        add_flags(one, module.default_config())  # the experiment's own flags, declared on its config's fields
         one.set_defaults(run=cmd_experiment)
     settings = commands.add_parser("settings", help="this server's settings, where each came from, and the worst "
                                                     "case memory and disk they allow")

@@ -45,6 +45,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from kdviz.core.flags import flag
 from kdviz.core.engine import DistillConfig, Diverged, EpochEnd, Finished, Notice, StopCheck, check_config, distill
 from kdviz.core.roles import ROLE_NAMES
 from kdviz.experiments.events import Measured
@@ -73,11 +74,15 @@ class CompressionConfig:
     min_run_time: seconds per timing (the energy window is 5 × it, at most 10 s)."""
 
     distill: DistillConfig
-    source_run: str = ""
-    power_watts: float | None = None
-    quantize: bool = True
+    source_run: str = flag("", "--run", "measure this finished distillation run's students (and its teacher) instead "
+                           "of training them; its config replaces the preset and the flags, except --device (every "
+                           "--seeds value then measures the same students again)", "RUN_ID")
+    power_watts: float | None = flag(None, "--power", "estimate energy from this power instead of CodeCarbon "
+                                     "(measured where possible)", "WATTS")
+    quantize: bool = flag(True, "--no-quantize", "do not measure the KD student in int8")
     batch_sizes: tuple[int, int] = (1, 256)
-    min_run_time: float = 0.2
+    min_run_time: float = flag(0.2, "--min-run-time", "seconds per timing (default {default}; the energy window is "
+                               "5 × it, at most 10 s)", "SECONDS")
 
 
 def default_config() -> CompressionConfig:
@@ -367,36 +372,18 @@ def budget_configs(config: CompressionConfig) -> list[DistillConfig]:
     return [] if config.source_run else [config.distill]
 
 
-def add_arguments(parser) -> None:
-    # dest source_run: the CLI keeps its command in args.run
-    parser.add_argument("--run", dest="source_run", metavar="RUN_ID",
-                        help="measure this finished distillation run's students (and its teacher) instead of "
-                             "training them; its config replaces the preset and the flags, except --device (every "
-                             "--seeds value then measures the same students again)")
-    parser.add_argument("--power", type=float, metavar="WATTS",
-                        help="estimate energy from this power instead of CodeCarbon (measured where possible)")
-    parser.add_argument("--no-quantize", action="store_true", help="do not measure the KD student in int8")
-    parser.add_argument("--min-run-time", type=float, metavar="SECONDS",
-                        help="seconds per timing (default 0.2; the energy window is 5 × it, at most 10 s)")
-
-
-def config_from_args(args, distill_config: DistillConfig | None) -> CompressionConfig:
-    """The experiment's config from CLI options; distill_config: the preset with its flags, or None (the default)."""
+def config_from_flags(given: dict, distill_config: DistillConfig | None,
+                      device: str | None = None) -> CompressionConfig:
+    """kdviz.experiments.config_from_flags, but --run's config replaces the preset and its flags, all but the
+    device the user gave (device: --device, None when not given)."""
     base = default_config()
-    if getattr(args, "source_run", None):
-        base = config_for_run(args.source_run)
-        if getattr(args, "device", None) is not None:
-            base = dataclasses.replace(base, distill=dataclasses.replace(base.distill, device=args.device))
+    if given.get("source_run"):
+        base = config_for_run(given["source_run"])
+        if device is not None:
+            base = dataclasses.replace(base, distill=dataclasses.replace(base.distill, device=device))
     elif distill_config is not None:
         base = dataclasses.replace(base, distill=distill_config)
-    changes = {}
-    if getattr(args, "power", None) is not None:
-        changes["power_watts"] = args.power
-    if getattr(args, "no_quantize", False):
-        changes["quantize"] = False
-    if getattr(args, "min_run_time", None) is not None:
-        changes["min_run_time"] = args.min_run_time
-    return check(dataclasses.replace(base, **changes))
+    return check(dataclasses.replace(base, **given))
 
 
 def _mean_rows(runs: list[dict]) -> list[dict]:
