@@ -18,8 +18,9 @@ REAP_INTERVAL_S = 1.0
 class Lifecycle:
     """The run manager's lifecycle (a mixin of kdviz.runs.manager.RunManager). The state it shares, all guarded by
     self._lock: self._runs (live runs by id), self._queue (waiting ids), self._wakeup (a Condition on the lock),
-    self._closing; and self.settings, self.executor, self._slots (training slots), the writing of
-    kdviz.runs.persistence."""
+    self._closing; and self.settings, self.max_paused, self.executor, self._slots (training slots). It calls the
+    manager's self._mine (the owner check, kdviz.runs.owners) and self._fair_order (kdviz.runs.queue), and the
+    writing of kdviz.runs.persistence."""
 
     def pause(self, run_id: str, caller: str) -> None:
         """Ask a running run to pause at its next event once past its teacher (a teacher trains to the end)."""
