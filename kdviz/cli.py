@@ -163,7 +163,8 @@ def build_config(args, base=None):
 def check_server_budget(config, seeds: list[int]) -> float | None:
     """Refuse (OverBudget, a ValueError: one line) a run over this server's per-run budget; return its wall-clock
     limit. Only the first seed may have to train the teacher: the later ones find it cached."""
-    from kdviz.core.budget import check_budget, server_settings
+    from kdviz.core.budget import check_budget
+    from kdviz.runs.settings import server_settings
     from kdviz.core.teachers import is_cached
 
     budget = server_settings().budget
@@ -342,20 +343,22 @@ def format_case_study(result: dict, preset: str) -> str:
 
 def cmd_experiment(args) -> int:
     """`python -m kdviz experiment NAME`: the experiment over the given seeds, its table, and --json."""
-    from kdviz.core.teachers import prepare_teacher
     from kdviz import experiments
+    from kdviz.core.flags import given_flags
+    from kdviz.core.teachers import prepare_teacher
 
     module = experiments.experiment(args.name)
     if args.mistake is not None:
         raise CliError("--mistake is an option of `python -m kdviz distill`, not of the experiments")
+    base = module.default_config()
     overridden = args.preset or any(getattr(args, field) is not None for _, field, _, _ in OVERRIDES)
-    config = module.config_from_args(args, build_config(args, module.default_config().distill) if overridden
-                                     else None)
+    config = experiments.config_from_flags(module, given_flags(args, type(base)),
+                                           build_config(args, base.distill) if overridden else None, args.device)
     seeds = args.seeds if args.seeds else [config.distill.seed]
     configs = [dataclasses.replace(config, distill=dataclasses.replace(config.distill, seed=seed)) for seed in seeds]
     max_seconds = None
     if args.budget:
-        from kdviz.core.budget import server_settings
+        from kdviz.runs.settings import server_settings
         from kdviz.core.teachers import is_cached
 
         budget = server_settings().budget
@@ -430,8 +433,9 @@ def cmd_list(args) -> int:
 
 def cmd_settings(args) -> int:
     """This server's settings, where each came from, and the worst cases they allow (memory, disk)."""
-    from kdviz.core.budget import format_bytes, server_settings
+    from kdviz.core.budget import format_bytes
     from kdviz.core.settings import setting_values, settings_file
+    from kdviz.runs.settings import server_settings
 
     values = setting_values()
     print(f"server settings (environment KDVIZ_*, then {settings_file()} [server], then the defaults):")
@@ -474,6 +478,7 @@ def make_parser() -> argparse.ArgumentParser:
     experiment = commands.add_parser("experiment", help="why distillation works, as experiments: gradient-variance, "
                                                         "missing-class, capacity, ensemble, compression")
     names = experiment.add_subparsers(dest="name", required=True, parser_class=_Parser)
+    from kdviz.core.flags import add_flags
     from kdviz.experiments import EXPERIMENTS, experiment as experiment_module
 
     for name, (_, description) in EXPERIMENTS.items():
@@ -489,7 +494,7 @@ def make_parser() -> argparse.ArgumentParser:
         one.add_argument("--budget", action="store_true", help="apply this server's per-run budget (see distill)")
         for flag, field, kind, text in OVERRIDES:
             one.add_argument(flag, dest=field, type=kind, default=None, help=text)
-        module.add_arguments(one)
+        add_flags(one, module.default_config())  # the experiment's own flags, declared on its config's fields
         one.set_defaults(run=cmd_experiment)
     settings = commands.add_parser("settings", help="this server's settings, where each came from, and the worst "
                                                     "case memory and disk they allow")

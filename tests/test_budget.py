@@ -12,10 +12,11 @@ import pytest
 from kdviz import cli
 from kdviz.core import budget as budget_module
 from kdviz.core import presets
-from kdviz.core.budget import (DATASET_FACTS, UNLIMITED, Budget, OverBudget, RunCost, ServerSettings, check_budget,
-                               dataset_facts, model_cost, run_cost, server_settings)
+from kdviz.core.budget import (DATASET_FACTS, UNLIMITED, Budget, OverBudget, RunCost, check_budget, dataset_facts,
+                               model_cost, run_cost)
 from kdviz.core.data import list_datasets, load_dataset
 from kdviz.core.models import ModelSpec, count_parameters, create_model
+from kdviz.runs.settings import ServerSettings, server_settings
 from tests.test_cli import TINY_RUN, _one_error_line
 
 SETTING_VARIABLES = ["KDVIZ_MAX_RUN_MEMORY_MB", "KDVIZ_MAX_RUN_TFLOP", "KDVIZ_MAX_RUN_STEPS", "KDVIZ_MAX_RUN_SECONDS",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.appserver import app_server
+from tests.support.appserver import app_server
 from conftest import wait_for_run
 from kdviz.views.soft_labels import TEMPERATURES
 from upload_fixtures import png_seven, truncated_png

@@ -387,7 +387,7 @@ def _fair_baseline(config) -> None:
         st.markdown(f"**A fair baseline.** The hard-label student above is the KD student's *twin*: it trains with "
                     f"the settings chosen for the KD student. The sweep that chose the {name!r} preset also tuned a "
                     f"hard-label student on its own, on validation ({settings}); compare the KD student with it too "
-                    f"(the sweep's results over 20 seeds: bench/SWEEP_{name.upper()}.md).")
+                    f"(the sweep's results over 20 seeds: sweeps/SWEEP_{name.upper()}.md).")
         if st.button(":material/balance: Run the tuned hard-label baseline", key=f"baseline-{name}-{config.seed}",
                      help="Queues one run with the baseline's settings and this seed; its hard-label student is "
                           "the tuned baseline (it does not depend on T or α)."):
