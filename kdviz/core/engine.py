@@ -152,6 +152,36 @@ def thread_count() -> int:
     return int(value) if value.isdigit() and int(value) > 0 else max(1, (os.cpu_count() or 2) // 2)
 
 
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter number in glibc's malloc.h
+MMAP_THRESHOLD = 32 << 20  # blocks from 32 MB up are mapped, and unmapped when freed; smaller ones reuse the heap
+_allocator_fixed: bool | None = None
+
+
+def fix_allocator() -> bool:
+    """Fix glibc's mmap threshold at 32 MB, once per process; True when it is fixed (by this call or an earlier one).
+
+    glibc serves a block of at least its mmap threshold with a fresh mapping that it gives back when the block is
+    freed, and smaller blocks from its heap, which keeps what is freed for reuse. Left dynamic, the threshold starts
+    at 128 KB and grows to the largest block freed so far (up to 32 MB), at moments that vary from one process to the
+    next: the same Fashion-MNIST distillation peaked 339 to 464 MB in different processes, so a memory estimate could
+    not be trusted. Fixed at 32 MB from the start (the dynamic threshold's ceiling), the same run takes the same memory
+    (308 MB each time) at no cost in speed; fixed at 1 MB it also took the same memory (327 MB) but trained 1.4x
+    slower (every large activation a fresh mapping the kernel zero-fills). bench/memory_peak.py --allocator both
+    measures it; docs/HALL.md has the figures. Left alone where the user set glibc's own MALLOC_MMAP_THRESHOLD_,
+    where KDVIZ_MALLOC=default asks for glibc's dynamic threshold (the benchmark's other side), and off glibc."""
+    global _allocator_fixed
+    if _allocator_fixed is None:
+        _allocator_fixed = False
+        if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None and os.environ.get("KDVIZ_MALLOC", "") != "default":
+            try:
+                import ctypes
+                libc = ctypes.CDLL(None)
+                _allocator_fixed = bool(libc.gnu_get_libc_version and libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+            except (OSError, AttributeError):  # not glibc
+                pass
+    return _allocator_fixed
+
+
 def configure_threads() -> int:
     """Set and return torch's CPU thread count: KDVIZ_THREADS, else half the cores (at least 1).
 
@@ -160,6 +190,7 @@ def configure_threads() -> int:
     Half the cores, because a run shares the machine with the app's server and the browser: on a busy 2-core machine
     two OpenMP threads spin-wait on each other and ran several times slower than one (bench/bench_engine.py).
     """
+    fix_allocator()
     threads = thread_count()
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
