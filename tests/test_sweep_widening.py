@@ -88,3 +88,33 @@ def test_each_sweep_widens_from_its_staged_choice_and_the_shipped_preset_is_expr
     for ladder in preset.widening.ladders:
         assert getattr(start_setting, ladder.field) in ladder.values
         assert all(value * start_setting.learning_rate < 1 for value in sweep.WEIGHT_DECAYS.values)
+
+
+def test_baseline_only_widens_from_the_staged_choice_and_reports_held_out_seeds_only():
+    """--baseline-only: KD is the shipped preset; the report is KD vs its twin and vs the baseline on held-out seeds."""
+    import json
+
+    class Reporting(FakeRunner):
+        seeds = [0, 1]
+
+        def facts(self, setting, role, seed):
+            accuracy = self.score(setting) + (0.01 if role == "kd" else 0.0)
+            return {"val_accuracy": accuracy, "accuracy": accuracy - 0.001 * seed}
+
+        def row(self, stage, setting, roles, seeds=None):
+            row = super().row(stage, setting, roles)
+            if stage == "report":  # the report reads both students' statistics over the seeds
+                per_seed = [{role: self.facts(setting, role, seed) for role in roles} for seed in self.seeds]
+                row.update(per_seed=per_seed, stats=sweep.seed_summary(per_seed, 1000, 800, roles))
+            return row
+
+    runner = Reporting({"learning_rate": 5e-4, "weight_decay": 1.0, "augment": 2, "epochs": 60})
+    result = sweep.baseline_only(runner)
+    assert result["chosen"]["config"] == sweep.setting_of(sweep.get_preset("lecture"), sweep.LECTURE).describe(
+        sweep.LECTURE)
+    result["report"] = sweep.report(runner, result["chosen"], result["baseline"], [10, 11], sweep_seeds=False)
+    assert list(result["report"]) == ["held-out seeds"] and result["report"]["held-out seeds"]["seeds"] == [10, 11]
+    assert runner.seeds == [0, 1]  # the sweep's seeds are restored after the report
+    text = sweep.format_report(result, sweep.LECTURE)
+    assert "held-out seeds 10-11" in text and "widening search" in text
+    json.dumps(result)  # what --json writes
