@@ -775,17 +775,22 @@ def format_report(result: dict, preset: Preset) -> str:
         lines.append(f"  twin (same settings): hard {100 * twin['hard_mean']:.2f} ± {100 * twin['hard_std']:.2f} % "
                      f"({twin['hard_errors_mean']:.1f}) → KD {100 * twin['kd_mean']:.2f} "
                      f"± {100 * twin['kd_std']:.2f} % "
-                     f"({twin['kd_errors_mean']:.1f}): {100 * twin['relative_error_reduction']:+.1f}% errors, "
+                     f"({twin['kd_errors_mean']:.1f}): {_fewer(twin['relative_error_reduction'])}, "
                      f"KD wins {twin['kd_wins']}/{twin['n_seeds']}")
         lines.append(f"  tuned baseline: hard {100 * tuned['hard_mean']:.2f} ± {100 * tuned['hard_std']:.2f} % "
                      f"({tuned['hard_errors_mean']:.1f}) → KD {100 * tuned['kd_mean']:.2f} % "
-                     f"({tuned['kd_errors_mean']:.1f}): {100 * tuned['relative_error_reduction']:+.1f}% errors, "
+                     f"({tuned['kd_errors_mean']:.1f}): {_fewer(tuned['relative_error_reduction'])}, "
                      f"KD wins {tuned['kd_wins']}/{tuned['n_seeds']}")
         per_seed = lambda facts, role: " ".join(str(round((1 - f[role]["accuracy"]) * preset.test_images))  # noqa: E731
                                                 for f in facts)
         lines.append(f"  errors per seed: twin hard {per_seed(part['per_seed'], 'hard')}; KD "
                      f"{per_seed(part['per_seed'], 'kd')}; tuned baseline {per_seed(part['tuned_per_seed'], 'hard')}")
     return "\n".join(lines)
+
+
+def _fewer(reduction: float) -> str:
+    """A relative error reduction in words: "31.0% fewer errors" or "6.0% more errors" (never a bare sign)."""
+    return f"{100 * abs(reduction):.1f}% {'fewer' if reduction >= 0 else 'more'} errors"
 
 
 def log(message: str) -> None:
