@@ -471,6 +471,8 @@ def format_knobs(knobs: dict) -> str:
 WEIGHT_DECAYS = Ladder("weight_decay", (0.0, 0.1, 1.0, 10.0, 100.0), before_first="none: the least there is",
                        after_last="lr × wd = 0.05-0.3 a step: weights decay in tens of steps")
 NO_DROPOUT = "none: the least there is"
+DROPOUTS = Ladder("dropout", (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6), before_first=NO_DROPOUT,
+                  after_last="0.6: more than half of every hidden layer dropped")
 NO_JITTER = "none: the least there is"
 
 @dataclass(frozen=True)
@@ -539,7 +541,7 @@ LECTURE = Preset(
     # the staged grid's baseline (5e-4, wd 1, 60 epochs) sat at three of its edges (issue 20): widen from there
     widening=Widening((WEIGHT_DECAYS, Ladder("learning_rate", (2e-3, 1e-3, 5e-4, 2.5e-4, 1.25e-4)),
                        Ladder("augment", (0, 1, 2, 3, 4), before_first=NO_JITTER),
-                       Ladder("dropout", (0.0, 0.1, 0.2, 0.3), before_first=NO_DROPOUT)),
+                       DROPOUTS),
                       horizon=90, epoch_step=10,
                       why_horizon="1.5× the staged grid's longest and 3× the preset's 30 epochs: this sweep's compute"),
     baseline_start={"epochs": 60, "learning_rate": 5e-4, "weight_decay": 1.0, "augment": 2})
@@ -557,7 +559,7 @@ QUICK = Preset(
     epoch_counts=(20, 40, 60, 80), learning_rates=(1e-3, 3e-3, 1e-2),
     widening=Widening((WEIGHT_DECAYS, Ladder("learning_rate", (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)),
                        Ladder("augment", (0, 1, 2, 3), before_first=NO_JITTER),
-                       Ladder("dropout", (0.0, 0.1, 0.2, 0.3), before_first=NO_DROPOUT)),
+                       DROPOUTS),
                       horizon=200, epoch_step=10,
                       why_horizon="2.5× the preset's 80 epochs and the staged grid's longest: this sweep's compute"),
     baseline_start={"epochs": 60, "learning_rate": 3e-3, "weight_decay": 1.0, "augment": 0})
@@ -631,7 +633,7 @@ FASHION = Preset(
     epoch_counts=(5, 10, 15), learning_rates=(1e-3, 3e-3), time_model=cnn_seconds,
     widening=Widening((WEIGHT_DECAYS, Ladder("learning_rate", (3e-3, 1e-3, 3e-4, 1e-4)),
                        Ladder("augment", (0, 1, 2), before_first=NO_JITTER),
-                       Ladder("dropout", (0.0, 0.1, 0.2, 0.3), before_first=NO_DROPOUT)),
+                       DROPOUTS),
                       horizon=40, epoch_step=5,
                       why_horizon="2.7× the preset's 15 epochs and the staged grid's longest: this sweep's compute"),
     baseline_start={"epochs": 15, "learning_rate": 1e-3})
