@@ -434,9 +434,9 @@ def widen_baseline(runner: Runner, start: Setting, widening: Widening, max_probe
                 sides[side] = {"status": "not probed (the compute budget)"}
             else:
                 row = probes[neighbour]["best"]
-                worse = hard_score(row) < hard_score(chosen)
-                sides[side] = {"status": "worse" if worse else "within the tie", "config": row["config"],
-                               "hard_val_mean": hard_score(row)}
+                gap = hard_score(chosen) - hard_score(row)  # a neighbour within the tie is no evidence either way
+                status = "worse" if gap > ACCURACY_TIE else "lower, within the tie" if gap > 0 else "within the tie"
+                sides[side] = {"status": status, "config": row["config"], "hard_val_mean": hard_score(row)}
         knobs[ladder.field] = {"value": getattr(incumbent, ladder.field), **sides}
     epochs = chosen["setting"]["epochs"]
     knobs["epochs"] = {"value": epochs, "horizon": widening.horizon,
