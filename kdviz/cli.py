@@ -135,7 +135,7 @@ OVERRIDES = [  # (flag, config field, type, help): every engine option is settab
     ("--epochs", "epochs", int, "student training epochs"),
     ("--batch-size", "batch_size", int, "student batch size"),
     ("--lr", "learning_rate", float, "student learning rate (Adam)"),
-    ("--weight-decay", "weight_decay", float, "students' AdamW weight decay, in [0, 1]"),
+    ("--weight-decay", "weight_decay", float, "students' AdamW weight decay, >= 0 with lr × wd < 1"),
     ("--augment", "augment", int, "student jitter in pixels (0: off; then teacher logits are cached)"),
     ("--train-subset", "train_subset", int, "train the students on this many images (0: all)"),
     ("--device", "device", str, "auto, cpu, cuda or mps"),
@@ -466,7 +466,10 @@ def make_parser() -> argparse.ArgumentParser:
                               "takes minutes on a CPU: `prepare --preset fashion`)")
     prepare.set_defaults(run=cmd_prepare)
     run = commands.add_parser("distill", help="train hard-label and KD students side by side; print the table")
-    run.add_argument("--preset", default="lecture", help="lecture, quick or cifar10-lecture; flags override it")
+    run.add_argument("--preset", default="lecture",
+                     help="a preset of `python -m kdviz list` (lecture, quick, fashion, cifar10-lecture, or a swept "
+                          "one's tuned baseline: lecture-baseline, quick-baseline, fashion-baseline); flags override "
+                          "it")
     run.add_argument("--seeds", "--seed", type=int, nargs="+", help="one or more seeds (default: the preset's)")
     run.add_argument("--json", help="also write the results as JSON to this path")
     run.add_argument("--budget", action="store_true",

@@ -96,6 +96,17 @@ def test_flags_override_the_preset(capsys, tmp_path):
     assert config["train_subset"] == 100 and config["device"] == "cpu" and config["seeds"] == [0]
 
 
+def test_a_tuned_baseline_reruns_with_one_flag(capsys, tmp_path):
+    """`--preset quick-baseline`: the hard-label student tuned alone, the settings the sweep's write-up reports."""
+    out_json = tmp_path / "b.json"
+    assert cli.main(["distill", "--preset", "quick-baseline", "--epochs", "1", "--teacher-epochs", "1",
+                     "--json", str(out_json)]) == 0
+    config = json.loads(out_json.read_text())["config"]
+    baseline = presets.get_preset("quick-baseline")
+    assert (config["learning_rate"], config["weight_decay"], config["augment"], config["student"]) == \
+        (baseline.learning_rate, baseline.weight_decay, baseline.augment, dataclasses.asdict(baseline.student))
+
+
 def test_json_has_validation_beside_test_per_model_and_records_the_split(capsys, tmp_path):
     out_json = tmp_path / "v.json"
     assert cli.main([*TINY_RUN, "--seeds", "0", "1", "--weight-decay", "0.1", "--student-dropout", "0.2",
@@ -135,7 +146,9 @@ BAD_ARGUMENTS = [
     (["distill", "--preset", "quick", "--device", "tpu"], "'tpu'"),
     (["distill", "--preset", "quick", "--bogus"], "--bogus"),
     (["distill", "--preset", "quick", "--student-width", "0"], "got 0"),
-    (["distill", "--preset", "quick", "--weight-decay", "-1"], "weight decay must be a number in [0, 1], got -1.0"),
+    (["distill", "--preset", "quick", "--weight-decay", "-1"], "weight decay must be a number >= 0, got -1.0"),
+    (["distill", "--preset", "quick", "--lr", "0.01", "--weight-decay", "100"],
+     "learning rate × weight decay must be < 1"),
     (["distill", "--preset", "quick", "--student-dropout", "1"], "dropout must be in [0, 1), got 1.0"),
     (["train"], "'train'"),
     ([], "command"),

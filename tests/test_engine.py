@@ -457,6 +457,14 @@ def test_tiny_distillation_on_cuda(teacher):
 
 # ---- validation ------------------------------------------------------------------------------------------------
 
+def test_weight_decay_above_one_is_accepted_while_lr_times_wd_stays_below_one():
+    """AdamW shrinks each weight by lr × wd a step: that product is the bound, not wd itself (tuned baselines use
+    more than 1 at small learning rates)."""
+    assert check_config(dataclasses.replace(TINY, learning_rate=1e-3, weight_decay=10.0)).weight_decay == 10.0
+    with pytest.raises(ValueError, match="got 0.01 × 100.0"):
+        check_config(dataclasses.replace(TINY, learning_rate=1e-2, weight_decay=100.0))
+
+
 @pytest.mark.parametrize("changes, fragment", [
     ({"temperature": 0}, "temperature"),
     ({"temperature": -2.0}, "-2.0"),
@@ -466,7 +474,8 @@ def test_tiny_distillation_on_cuda(teacher):
     ({"batch_size": 0}, "batch size"),
     ({"learning_rate": float("nan")}, "learning rate"),
     ({"augment": 9}, "got 9"),
-    ({"weight_decay": -0.1}, "weight decay must be a number in [0, 1], got -0.1"),
+    ({"weight_decay": -0.1}, "weight decay must be a number >= 0, got -0.1"),
+    ({"weight_decay": 1000.0}, "learning rate × weight decay must be < 1"),  # AdamW would zero every weight
     ({"train_subset": -1}, "got -1"),
     ({"probe_size": 1000}, "got 1000"),
     ({"student": ModelSpec("transformer")}, "'transformer'"),

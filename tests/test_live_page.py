@@ -1,6 +1,7 @@
 """The live-distillation page through app.py's router (AppTest): start, watch, stop, diverge, history, sweeps."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -286,18 +287,37 @@ def test_a_preset_run_offers_its_tuned_hard_label_baseline_and_runs_it(app):
     first = app.query_params["run"]
     run_until(app, state_is("completed"))
     texts = " ".join(m.value for m in app.markdown)
-    for words in ("A fair baseline", "twin", "60 epochs", "weight decay 1", "jitter ±0 pixels"):
+    for words in ("A fair baseline", "twin", presets.baseline_settings("quick"), "'quick-baseline' preset"):
         assert words in texts, words
-    click(app, "Run the tuned hard-label baseline")
+    click(app, "Run the fair baseline (quick-baseline)")
     second = app.query_params["run"]
     assert second != first
     run_until(app, state_is("completed"))
     run = ui.run_manager().get(second)
-    expected = dataclasses.replace(presets.baseline_config("quick"), seed=0)
+    expected = dataclasses.replace(presets.get_preset("quick-baseline"), seed=0)  # the preset, this run's seed
     assert config_from_dict(run.config) == expected and run.owner == ui.run_manager().get(first).owner
-    assert not any(b for b in app.button if "tuned hard-label baseline" in b.label)  # the baseline offers nothing
+    assert presets.preset_of(config_from_dict(run.config)) == "quick-baseline"
+    assert not any(b for b in app.button if "fair baseline" in b.label)  # the baseline offers nothing
     assert run.tags == {"baseline_of": "quick"}
     assert any("tuned hard-label baseline of the 'quick' preset" in i.value for i in app.info)
+
+
+def test_the_baseline_preset_in_the_picker_is_the_same_run_as_the_button(app):
+    """Picking quick-baseline fills the form with the tuned baseline's settings; its run says what it is."""
+    from kdviz.core import presets
+    from kdviz.core.engine import config_from_dict
+
+    app.selectbox(key="preset").set_value("quick-baseline").run()
+    baseline = presets.get_preset("quick-baseline")
+    assert app.number_input(key="quick-baseline:wd").value == baseline.weight_decay
+    assert app.number_input(key="quick-baseline:lr").value == baseline.learning_rate
+    assert app.number_input(key="quick-baseline:epochs").value == baseline.epochs
+    click(app, "Start run")
+    run_until(app, state_is("completed"))
+    run = ui.run_manager().get(app.query_params["run"])
+    assert config_from_dict(run.config) == dataclasses.replace(baseline, device="auto")
+    assert any("tuned hard-label baseline of the 'quick' preset" in i.value for i in app.info)
+    assert not any("fair baseline" in b.label for b in app.button)
 
 
 def test_an_over_budget_configuration_says_which_limit_and_queues_nothing(app):

@@ -103,8 +103,12 @@ def _check_training(epochs, batch_size, learning_rate, augment, weight_decay) ->
         raise ValueError(f"learning rate must be a finite number > 0, got {learning_rate!r}")
     if not (isinstance(augment, int) and 0 <= augment <= 8):
         raise ValueError(f"augment (jitter in pixels) must be an integer in [0, 8], got {augment!r}")
-    if not (isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay) and 0 <= weight_decay <= 1):
-        raise ValueError(f"weight decay must be a number in [0, 1], got {weight_decay!r}")
+    # AdamW shrinks every weight by lr × wd each step (decoupled decay): at 1 or more it zeroes or flips them
+    if not (isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay) and weight_decay >= 0):
+        raise ValueError(f"weight decay must be a number >= 0, got {weight_decay!r}")
+    if learning_rate * weight_decay >= 1:
+        raise ValueError(f"learning rate × weight decay must be < 1 (AdamW shrinks every weight by that fraction each "
+                         f"step), got {learning_rate!r} × {weight_decay!r}")
 
 
 def check_teacher_config(config: TeacherConfig) -> TeacherConfig:

@@ -48,19 +48,61 @@ PRESETS: dict[str, tuple[str, DistillConfig]] = {
 
 
 # The fair baseline of each swept preset: the hard-label student tuned on its own, on validation, over everything that
-# is not distillation (jitter, learning rate, weight decay × dropout, epochs). Its numbers do not depend on T or α, so
-# `python -m kdviz distill --preset NAME` with these overrides as flags reproduces its hard-label column.
+# is not distillation (jitter, learning rate, weight decay, dropout, epochs), by sweeps/sweep_preset.py's widening
+# search until each knob's best value is interior or at a named end (sweeps/SWEEP_*.md). Each is a preset of its own,
+# NAME-baseline (`python -m kdviz distill --preset lecture-baseline`): its hard-label student is the tuned baseline
+# (the hard-label student does not depend on T or α; its KD student trains with settings not chosen for it).
 BASELINES: dict[str, dict] = {
     "lecture": {"epochs": 60, "learning_rate": 5e-4, "weight_decay": 1.0, "augment": 2},
-    "quick": {"epochs": 60, "learning_rate": 3e-3, "weight_decay": 1.0, "augment": 0},
-    # tuned over learning rate × epochs only, KD's own grid there (SWEEP_FASHION.md: no weight decay, no jitter)
+    "quick": {"epochs": 100, "learning_rate": 3e-3, "weight_decay": 1.0, "augment": 0, "dropout": 0.3},
     "fashion": {"epochs": 15, "learning_rate": 1e-3},
 }
+BASELINE_SUFFIX = "-baseline"
+
+_BASELINE_WORDS = {"epochs": "{:g} epochs", "learning_rate": "learning rate {:g}", "weight_decay": "weight decay {:g}",
+                   "augment": "jitter ±{:g} pixels", "dropout": "dropout {:g}"}
+
+
+def baseline_settings(name: str) -> str:
+    """The tuned baseline's settings in words ("60 epochs, learning rate 0.0005, …"): what differs from the preset."""
+    return ", ".join("no jitter" if (field, value) == ("augment", 0) else
+                     _BASELINE_WORDS.get(field, field + " {:g}").format(value)
+                     for field, value in BASELINES[name].items())
+
+
+def _with_baselines(presets: dict[str, tuple[str, DistillConfig]]) -> dict[str, tuple[str, DistillConfig]]:
+    """Each swept preset followed by its baseline preset: the preset with BASELINES' settings (dropout is the
+    student's)."""
+    out = {}
+    for name, (description, config) in presets.items():
+        out[name] = (description, config)
+        if name in BASELINES:
+            changes = dict(BASELINES[name])
+            student = dataclasses.replace(config.student, dropout=changes.pop("dropout", config.student.dropout))
+            out[name + BASELINE_SUFFIX] = (f"the {name} preset's fair baseline: its hard-label student tuned alone "
+                                           f"({baseline_settings(name)})",
+                                           dataclasses.replace(config, student=student, **changes))
+    return out
+
+
+PRESETS = _with_baselines(PRESETS)
+
+
+def baseline_name(name: str | None) -> str | None:
+    """The baseline preset of a swept preset ("lecture" → "lecture-baseline"); None for any other name."""
+    return name + BASELINE_SUFFIX if name in BASELINES else None
+
+
+def baseline_of(name: str | None) -> str | None:
+    """The swept preset a baseline preset belongs to ("lecture-baseline" → "lecture"); None for any other name."""
+    if name and name.endswith(BASELINE_SUFFIX) and name[:-len(BASELINE_SUFFIX)] in BASELINES:
+        return name[:-len(BASELINE_SUFFIX)]
+    return None
 
 
 def baseline_config(name: str) -> DistillConfig | None:
-    """The preset with its tuned baseline's settings (None for a preset that was never swept)."""
-    return with_overrides(get_preset(name), **BASELINES[name]) if name in BASELINES else None
+    """The preset's tuned baseline (the NAME-baseline preset); None for a preset that was never swept."""
+    return get_preset(baseline_name(name)) if name in BASELINES else None
 
 
 def preset_of(config: DistillConfig) -> str | None:
@@ -78,7 +120,7 @@ def get_preset(name: str) -> DistillConfig:
 # Presets whose teacher `python -m kdviz prepare` trains only when named: it takes minutes on a CPU (fashion's CNN on
 # 54000 images: 2.5 min on one thread of the 2-core CI machine, where bench_live calls prepare), and the
 # app trains it, with a progress bar, the first time a page needs it.
-PREPARED_ON_REQUEST = frozenset({"fashion"})
+PREPARED_ON_REQUEST = frozenset({"fashion", "fashion" + BASELINE_SUFFIX})
 
 
 def teachers_to_prepare(names: Iterable[str] | None = None) -> list[TeacherConfig]:

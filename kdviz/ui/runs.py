@@ -70,9 +70,10 @@ def distill_config_form(preset: str):
             batch_size = st.number_input("Batch size", 1, 4096, base.batch_size, key=key("batch"))
             learning_rate = st.number_input("Learning rate (AdamW)", 1e-6, 10.0, base.learning_rate,
                                             format="%.5f", key=key("lr"))
-            weight_decay = st.number_input("Weight decay (AdamW)", 0.0, 1.0, float(base.weight_decay), 1e-4,
+            weight_decay = st.number_input("Weight decay (AdamW)", 0.0, 1000.0, float(base.weight_decay), 1e-4,
                                            format="%.5f", key=key("wd"),
-                                           help="Decoupled weight decay, the same for both students.")
+                                           help="Decoupled weight decay, the same for both students: each step "
+                                                "shrinks every weight by learning rate × weight decay (below 1).")
             subset = st.number_input("Training images (0 = all)", 0, 100_000, base.train_subset, key=key("subset"))
             augment = st.number_input("Jitter augmentation (pixels)", 0, 8, base.augment, key=key("augment"))
             seed = st.number_input("Seed", 0, 2**31 - 1, base.seed, key=key("seed"))
@@ -356,8 +357,11 @@ def _case_study(run) -> None:
     held_out = f"{n_val} validation and " if n_val else ""
     st.markdown(f"**This run** ({config.dataset}: {held_out}{run.summary['n_test']} test images)")
     st.dataframe(run_view.case_study(run.summary, *names), hide_index=True, column_config=columns)
-    if run.tags.get("baseline_of"):
-        st.info(f"This run is the tuned hard-label baseline of the {run.tags['baseline_of']!r} preset: compare its "
+    from kdviz.core import presets
+
+    baseline_of = run.tags.get("baseline_of") or presets.baseline_of(presets.preset_of(config))
+    if baseline_of:
+        st.info(f"This run is the tuned hard-label baseline of the {baseline_of!r} preset: compare its "
                 "hard-label student with the preset's KD student. (Its KD student trains with the baseline's "
                 "settings, which were not chosen for it.)", icon=":material/balance:")
     else:
@@ -374,22 +378,20 @@ def _fair_baseline(config) -> None:
     from kdviz.core import presets
 
     name = presets.preset_of(config)
-    if name is None or name not in presets.BASELINES:
+    baseline_name = presets.baseline_name(name)
+    if baseline_name is None:
         return
-    baseline = dataclasses.replace(presets.baseline_config(name), seed=config.seed, device=config.device)
-    if config == baseline:
-        return
-    words = {"epochs": "{:g} epochs", "learning_rate": "learning rate {:g}", "weight_decay": "weight decay {:g}",
-             "augment": "jitter ±{:g} pixels"}
-    settings = ", ".join(words.get(field, field + " {:g}").format(value)
-                         for field, value in presets.BASELINES[name].items())
+    # the baseline preset itself, with this run's seed and device: `--preset NAME-baseline --seed S` on the CLI
+    baseline = dataclasses.replace(presets.get_preset(baseline_name), seed=config.seed, device=config.device)
     with st.container(border=True):
         st.markdown(f"**A fair baseline.** The hard-label student above is the KD student's *twin*: it trains with "
                     f"the settings chosen for the KD student. The sweep that chose the {name!r} preset also tuned a "
-                    f"hard-label student on its own, on validation ({settings}); compare the KD student with it too "
-                    f"(the sweep's results over 20 seeds: sweeps/SWEEP_{name.upper()}.md).")
-        if st.button(":material/balance: Run the tuned hard-label baseline", key=f"baseline-{name}-{config.seed}",
-                     help="Queues one run with the baseline's settings and this seed; its hard-label student is "
+                    f"hard-label student on its own, on validation ({presets.baseline_settings(name)}): the "
+                    f"{baseline_name!r} preset. Compare the KD student with it too (the sweep's results on held-out "
+                    f"seeds: sweeps/SWEEP_{name.upper()}.md).")
+        if st.button(f":material/balance: Run the fair baseline ({baseline_name})",
+                     key=f"baseline-{name}-{config.seed}",
+                     help=f"Queues one run of the {baseline_name!r} preset with this seed; its hard-label student is "
                           "the tuned baseline (it does not depend on T or α)."):
             try:
                 st.query_params["run"] = st.session_state["current_run"] = core.run_manager().submit(
