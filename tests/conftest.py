@@ -117,14 +117,18 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 def open_app_page(path: str, timeout: float = 60):
     """An AppTest of one page through app.py's router, on a fresh run manager; a generator for a fixture to yield
-    from (it shuts the manager and the background tasks down afterwards)."""
+    from (it shuts the manager and the background tasks down afterwards).
+
+    The page is switched to before the first run, as a link to it opens it: the home page never runs, so it never
+    starts training the default teacher in the background (tens of seconds of CPU, and it holds the server's one
+    training worker, so a run the test starts would wait behind it)."""
     from streamlit.testing.v1 import AppTest
 
     from kdviz import ui
     from kdviz.runs import tasks
 
     ui.run_manager.clear()
-    at = AppTest.from_file(APP, default_timeout=timeout).run()
+    at = AppTest.from_file(APP, default_timeout=timeout)
     at.switch_page(path).run()
     assert not at.exception, [e.value for e in at.exception]
     yield at

@@ -21,14 +21,14 @@ PAGE = "pages/live_distillation.py"
 @pytest.fixture
 def app():
     ui.run_manager.clear()  # a fresh run manager on this test's KDVIZ_HOME
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page(PAGE).run()
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.switch_page(PAGE).run()  # before the first run: the home page would start training the default teacher
     assert not at.exception
     at.selectbox(key="preset").set_value("quick").run()
     at.number_input(key="quick:epochs").set_value(2).run()
     yield at
     ui.run_manager().shutdown()
-    tasks.stop_all_tasks()  # the home page starts training the default teacher in the background
+    tasks.stop_all_tasks()  # a page may have started a teacher in the background
 
 
 def run_until(at: AppTest, predicate, timeout: float = 120.0) -> AppTest:
@@ -219,7 +219,6 @@ def test_a_shared_link_is_read_only_and_unknown_runs_get_a_message(app):
     run_until(app, state_is("completed"))
     viewer = AppTest.from_file(APP, default_timeout=60)
     viewer.query_params["run"] = run_id
-    viewer.run()
     viewer.switch_page(PAGE).run()
     assert not viewer.exception
     assert any("read-only" in c.value for c in viewer.caption)
@@ -231,7 +230,6 @@ def test_a_shared_link_is_read_only_and_unknown_runs_get_a_message(app):
     assert any("read-only" in c.value for c in viewer.caption), "the run stays on the page below the form"
     missing = AppTest.from_file(APP, default_timeout=60)
     missing.query_params["run"] = "20200101-000000-000000"
-    missing.run()
     missing.switch_page(PAGE).run()
     assert not missing.exception
     assert any("no run" in w.value for w in missing.warning)
@@ -332,7 +330,6 @@ def test_a_viewer_can_run_the_shared_configuration_as_their_own(app):
     run_until(app, state_is("completed"))
     viewer = AppTest.from_file(APP, default_timeout=60)
     viewer.query_params["run"] = run_id
-    viewer.run()
     viewer.switch_page(PAGE).run()
     click(viewer, "Run this configuration myself")
     copy_id = viewer.query_params["run"]
@@ -347,7 +344,7 @@ def test_a_viewer_can_run_the_shared_configuration_as_their_own(app):
 def test_a_bad_server_setting_gets_the_operator_a_message_not_a_traceback(monkeypatch):
     monkeypatch.setenv("KDVIZ_WORKERS", "two")
     ui.run_manager.clear()
-    at = AppTest.from_file(APP, default_timeout=60).run()
+    at = AppTest.from_file(APP, default_timeout=60)
     at.switch_page(PAGE).run()
     assert not at.exception
     assert any("KDVIZ_WORKERS" in e.value and "restart the server" in e.value for e in at.error), \
