@@ -187,11 +187,30 @@ def kdviz_home(tmp_path_factory, monkeypatch) -> Path:
     return home
 
 
+def cache_default_teacher_stand_in(home: Path) -> None:
+    """Cache a stand-in for the default teacher in home, under the default teacher's key: its architecture, trained
+    for one epoch without augmentation (a second or two). A server on that home never trains the real one in the
+    background (tens of seconds of CPU that hold its one training worker, so every run a browser test starts waits
+    behind it), and a run with the lecture preset trains only its students. The home page's training of the default
+    teacher is tested with AppTest (tests/test_home_page.py) and on a server of its own (tests/test_clean_stop.py)."""
+    import dataclasses
+
+    from kdviz.core.presets import DEFAULT_TEACHER
+    from kdviz.core.teachers import get_teacher, save_teacher
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KDVIZ_HOME", str(home))
+        model, summary = get_teacher(dataclasses.replace(DEFAULT_TEACHER, epochs=1, augment=0), "cpu")
+        save_teacher(DEFAULT_TEACHER, model, summary)
+
+
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory):
     """`streamlit run app.py` on a free loopback port with its own KDVIZ_HOME; yields the base URL. The lecture tour
-    starts no runs of its own there (KDVIZ_TOUR_RUNS=off): minutes of training would slow every other browser test."""
+    starts no runs of its own there (KDVIZ_TOUR_RUNS=off): minutes of training would slow every other browser test.
+    The default teacher is a cached stand-in (cache_default_teacher_stand_in), for the same reason."""
     home = tmp_path_factory.mktemp("server-home")
+    cache_default_teacher_stand_in(home)
     with app_server_process(home, home / "server.log", env={"KDVIZ_TOUR_RUNS": "off"}) as url:
         yield url
 
