@@ -177,6 +177,33 @@ def make_manager():
         manager.shutdown()
 
 
+@pytest.fixture(scope="session")
+def _trained_teachers(tmp_path_factory) -> Path:
+    """A KDVIZ_HOME of the session (one per xdist worker) where cache_trained_teacher trains each teacher once."""
+    return tmp_path_factory.mktemp("trained-teachers")
+
+
+@pytest.fixture
+def cache_trained_teacher(_trained_teachers, kdviz_home):
+    """cache_trained_teacher(config): config's teacher, trained for real the first time any test of the session asks
+    for it, is copied into this test's KDVIZ_HOME, as a server that has trained it once has it cached. For tests about
+    what a run or a page does with a teacher, not about training one (the quick preset's teacher costs 3-15 s of CPU
+    each time, as many times as tests ask for it otherwise)."""
+    from kdviz.core.teachers import get_teacher, teacher_path
+
+    def cache(config) -> Path:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("KDVIZ_HOME", str(_trained_teachers))
+            get_teacher(config)  # trained on the first call, read from the session's cache afterwards
+            trained = teacher_path(config)
+        target = kdviz_home / trained.relative_to(_trained_teachers)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(trained, target)
+        return target
+
+    return cache
+
+
 @pytest.fixture(autouse=True)
 def kdviz_home(tmp_path_factory, monkeypatch) -> Path:
     """Every test gets its own KDVIZ_HOME: it never reads or writes a user's cached teachers and runs. Opening the

@@ -19,7 +19,8 @@ PAGE = "pages/live_distillation.py"
 
 
 @pytest.fixture
-def app():
+def fresh_app():
+    """The page with the quick preset chosen (2 epochs), on a fresh server: its first run trains the teacher too."""
     ui.run_manager.clear()  # a fresh run manager on this test's KDVIZ_HOME
     at = AppTest.from_file(APP, default_timeout=60)
     at.switch_page(PAGE).run()  # before the first run: the home page would start training the default teacher
@@ -29,6 +30,16 @@ def app():
     yield at
     ui.run_manager().shutdown()
     tasks.stop_all_tasks()  # a page may have started a teacher in the background
+
+
+@pytest.fixture
+def app(fresh_app, cache_trained_teacher):
+    """fresh_app on a server that has trained the quick preset's teacher before (it is cached, as after a first run;
+    the session trains it once): the runs train their students only. The first test trains its teacher in its run."""
+    from kdviz.core.presets import get_preset
+
+    cache_trained_teacher(get_preset("quick").teacher)
+    return fresh_app
 
 
 def run_until(at: AppTest, predicate, timeout: float = 120.0) -> AppTest:
@@ -61,7 +72,8 @@ def click(at: AppTest, label_part: str) -> AppTest:
     return at.run()
 
 
-def test_a_run_shows_live_charts_then_the_case_study_table(app):
+def test_a_run_shows_live_charts_then_the_case_study_table(fresh_app):
+    app = fresh_app
     click(app, "Start run")
     run_id = app.query_params["run"]
     assert run_id and not app.exception
