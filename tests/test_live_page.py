@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import wait_until
+from conftest import rerun_until, wait_until
 from kdviz.runs import tasks
 from kdviz.views import run_view
 
@@ -44,13 +44,7 @@ def app(fresh_app, cache_trained_teacher):
 
 def run_until(at: AppTest, predicate, timeout: float = 120.0) -> AppTest:
     """Rerun the page until predicate(at) holds (the shared bounded wait); fails with the page's headers."""
-    def rerun_and_check():
-        at.run()
-        assert not at.exception, at.exception
-        return predicate(at)
-
-    wait_until(rerun_and_check, timeout, what=lambda: f"the page; its headers: {[h.value for h in at.subheader]}",
-               interval=0.3)
+    rerun_until(at, predicate, timeout, what=lambda: f"the page; its headers: {[h.value for h in at.subheader]}")
     return at
 
 
