@@ -36,6 +36,10 @@ def browser_tests_skipped() -> bool:
 # Modules that start a Ray cluster share one worker: two clusters at once on a 2-core machine fight for its cores
 # and memory. Every other module is a group of its own, so its module- and session-scoped servers start once.
 RAY_MODULES = {"test_ray_executor", "test_present_ray", "test_replicas"}
+# The longest of the other modules, each run alone on 2 cores (30 s to several minutes): handed out after the Ray and
+# browser groups and before the short ones, so that no long group starts last while the other worker idles.
+SLOW_MODULES = {"test_budget_memory", "test_ddp", "test_live_page", "test_hall_load", "test_cli", "test_run_manager",
+                "test_ensemble", "test_missing_class", "test_capacity", "test_engine"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
@@ -47,8 +51,10 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.browser)  # a test that drives Chromium is a browser test, marked or not
         if browser_tests_skipped() and item.get_closest_marker("browser") is not None:
             item.add_marker(pytest.mark.skip(reason=BROWSER_SKIPPED))
-    # the longest groups first (the Ray modules, then the browser modules), so that two workers finish together
-    items.sort(key=lambda item: 0 if item.path.stem in RAY_MODULES else 1 if item.get_closest_marker("browser") else 2)
+    # the longest groups first (the Ray modules, the browser modules, the slow ones), so that two workers finish
+    # together; xdist keeps this order (--no-loadscope-reorder in pytest.ini: by default it sorts by number of tests)
+    items.sort(key=lambda item: 0 if item.path.stem in RAY_MODULES else 1 if item.get_closest_marker("browser")
+               else 2 if item.path.stem in SLOW_MODULES else 3)
 
 
 # ---- browser tests: marked, skipped only on request, and said so in the summary --------------------------------
