@@ -292,6 +292,19 @@ def page(browser, app_server):
     context.close()
 
 
+def choose_quick_preset(page, timeout: float = 60.0) -> None:
+    """Pick the quick preset in the Live page's form in Chromium and wait until the form shows its values: until the
+    rerun has finished the lecture preset's form can still be on the page beside the new one (two "Epochs" fields)."""
+    from kdviz.core.presets import get_preset
+
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Preset").click()
+    page.get_by_role("option", name="digits 8×8, seconds on a laptop (offline)").click()
+    epochs, wanted = page.get_by_label("Epochs", exact=True), str(get_preset("quick").epochs)
+    wait_until(lambda: epochs.count() == 1 and epochs.input_value() == wanted, timeout,
+               what=lambda: f"the quick preset's form ({epochs.count()} Epochs fields)", interval=0.25,
+               sleep=lambda seconds: page.wait_for_timeout(seconds * 1000))
+
+
 @pytest.fixture
 def screenshot_dir() -> Path:
     folder = ROOT / "screenshots"
