@@ -242,10 +242,11 @@ def kdviz_home(tmp_path_factory, monkeypatch) -> Path:
 
 def cache_default_teacher_stand_in(home: Path) -> None:
     """Cache a stand-in for the default teacher in home, under the default teacher's key: its architecture, trained
-    for one epoch without augmentation (a second or two). A server on that home never trains the real one in the
-    background (tens of seconds of CPU that hold its one training worker, so every run a browser test starts waits
-    behind it), and a run with the lecture preset trains only its students. The home page's training of the default
-    teacher is tested with AppTest (tests/test_home_page.py) and on a server of its own (tests/test_clean_stop.py)."""
+    for one epoch without augmentation (about 8 s of CPU, loading mnist5k included). A server on that home never
+    trains the real one in the background (tens of seconds of CPU that hold its one training worker, so every run a
+    browser test starts waits behind it), and a run with the lecture preset trains only its students. The home page's
+    training of the default teacher is tested with AppTest (tests/test_home_page.py) and on a server of its own
+    (tests/test_clean_stop.py)."""
     import dataclasses
 
     from kdviz.core.presets import DEFAULT_TEACHER
