@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.appserver import launch_chromium, server  # noqa: E402
+from tests.support.appserver import launch_chromium, server  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 POLL_INTERVAL_S = 0.5  # kdviz.ui.tour_components.FOLLOW_INTERVAL_MS

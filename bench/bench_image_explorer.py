@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.appserver import app_server, launch_chromium  # noqa: E402
+from tests.support.appserver import app_server, launch_chromium  # noqa: E402
 PAGE = "pages/image_explorer.py"
 GALLERY_TARGET_S, PICK_TARGET_S = 1.0, 0.200
 
@@ -196,7 +196,8 @@ def main() -> None:
             browser = browser_figures(home)
             cold, *warm = browser["loads"]
             print(f"Chromium, navigation → all 60 thumbnails loaded: cold server {cold:.2f} s; warm visits "
-                  + ", ".join(f"{t:.2f} s" for t in warm) + " (a new tab: the app's JavaScript boots, then the page runs)")
+                  + ", ".join(f"{t:.2f} s" for t in warm)
+                  + " (a new tab: the app's JavaScript boots, then the page runs)")
             line("Chromium, gallery redrawn with 60 new thumbnails after the order changes", browser["orders"],
                  GALLERY_TARGET_S)
             line("Chromium, click on a thumbnail → the page shows the new image (end to end)", browser["picks"])

@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.appserver import app_server, launch_chromium  # noqa: E402
+from tests.support.appserver import app_server, launch_chromium  # noqa: E402
 
 
 def cli_run(env: dict, preset: str) -> dict:

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.appserver import app_server, launch_chromium  # noqa: E402
+from tests.support.appserver import app_server, launch_chromium  # noqa: E402
 PAGE = "pages/soft_labels.py"
 RERUN_TARGET_S, FIRST_RENDER_TARGET_S, DRAG_TARGET = 0.050, 1.0, 30
 

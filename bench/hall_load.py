@@ -6,14 +6,14 @@ no browser): N students, viewers of a run, followers of a presentation, or a lec
     python bench/hall_load.py --scenario followers --users 100 --seconds 30   # a lecturer moves steps, asks, reveals
     python bench/hall_load.py --scenario lecture --users 50 --seconds 60      # followers, students, viewers, a runner
 
-It starts the app server itself (bench/appserver.py, bench/hall_server.py timing every script run; KDVIZ_TOUR_RUNS=off,
-a temporary KDVIZ_HOME unless --home), pinned to core 0 with taskset, and pins itself (the load generator: Locust and
-every session's asyncio loop) to core 1 (--no-pin: both share every core). It warms the server up (each page once; a
-run of the preset, which trains its teacher), prepares the scenario through the same protocol (viewers: a run sized
-to last about S seconds alone, first run alone and then again under load; followers: a lecturer who presses Present
-and then moves through LECTURE_SCRIPT), spawns the N users over --ramp seconds and keeps them S seconds (under a
-run: also until it has ended and every viewer has shown its end, 30 s after the end at most). Streamlit's XSRF
-protection stays on: the clients need no token (bench/st_client.py).
+It starts the app server itself (tests/support/appserver.py, bench/hall_server.py timing every script run;
+KDVIZ_TOUR_RUNS=off, a temporary KDVIZ_HOME unless --home), pinned to core 0 with taskset, and pins itself (the load
+generator: Locust and every session's asyncio loop) to core 1 (--no-pin: both share every core). It warms the server up
+(each page once; a run of the preset, which trains its teacher), prepares the scenario through the same protocol
+(viewers: a run sized to last about S seconds alone, first run alone and then again under load; followers: a lecturer
+who presses Present and then moves through LECTURE_SCRIPT), spawns the N users over --ramp seconds and keeps them S
+seconds (under a run: also until it has ended and every viewer has shown its end, 30 s after the end at most).
+Streamlit's XSRF protection stays on: the clients need no token (tests/support/st_client.py).
 
 Written (JSON, and a summary on stdout): users, errors (exceptions, st.error, compile errors, timeouts, unacknowledged
 guesses, wrong URLs), disconnects, p50_ms / p95_ms (every request's BackMsg → script_finished as the client saw it,
@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import hall_users  # noqa: E402
-from bench.appserver import server  # noqa: E402
+from tests.support.appserver import server  # noqa: E402
 
 MAX_USERS, MAX_SECONDS = 1000, 1800
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

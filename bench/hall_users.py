@@ -1,5 +1,6 @@
-"""What each member of a lecture hall does, as asyncio coroutines on bench/st_client.py sessions (a student, a viewer
-of a run, a follower of a presentation, a runner, the lecturer), and the shared record of what they measured."""
+"""What each member of a lecture hall does, as asyncio coroutines on tests/support/st_client.py sessions (a student,
+a viewer of a run, a follower of a presentation, a runner, the lecturer), and the shared record of what they
+measured."""
 from __future__ import annotations
 
 import asyncio
@@ -13,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
-from bench.st_client import StreamlitSession
+from tests.support.st_client import StreamlitSession
 
 IDENTITY_COOKIE = "kdviz_identity"  # kdviz.ui.core.IDENTITY_COOKIE: who may control a run or a presentation
 SOFT_LABELS_KEY, FOLLOW_KEY = "sl.widget", "tour.follow"  # the components-v2 widgets' user keys

@@ -3,6 +3,11 @@ kdviz.core.budget.run_cost for a plain distillation) cover what a run really hol
 
     python -m bench.memory_peak                 # every case: the defaults and the presets; prints the table
     python -m bench.memory_peak --cases gradient-variance:default quick
+    python -m bench.memory_peak --cases fashion compression:fashion --allocator both --repeats 3
+
+--allocator both measures each case with glibc's mmap threshold fixed at 32 MB (what every kdviz process does,
+kdviz.core.engine.fix_allocator) and with glibc's dynamic threshold (KDVIZ_MALLOC=default), interleaved, and prints
+the spread of each side's peaks and the run's CPU time fixed ÷ dynamic (the cost of the fix to training speed).
 
 How a case is measured (CPU, Linux): tracemalloc does not see torch's allocator, so the measure is the process's
 resident memory, what the server really takes from the machine (allocator slack included). In a fresh interpreter the
@@ -23,6 +28,9 @@ import json
 import os
 import subprocess
 import sys
+import time
+
+MB = 2**20
 
 DEFAULT_CASES = ("gradient-variance:default", "missing-class:default", "capacity:default", "ensemble:default",
                  "compression:default", "quick")
@@ -95,7 +103,8 @@ def child(case: str) -> dict:
     from kdviz import experiments
     from kdviz.core.budget import run_cost
     from kdviz.core.data import load_dataset
-    from kdviz.core.engine import DistillConfig, TeacherConfig, configure_threads, distill, generator, run_to_end
+    from kdviz.core.engine import (DistillConfig, TeacherConfig, configure_threads, distill, fix_allocator,
+                                   generator, run_to_end)
     from kdviz.core.models import ModelSpec, create_model
 
     config = full_config(case)
@@ -121,16 +130,24 @@ def child(case: str) -> dict:
     baseline = _resident_bytes()
     teacher = create_model(base.teacher.model, data.input_shape, data.num_classes, generator(base.teacher.seed, "init"))
     stream = experiments.experiment(name).run(run_config, teacher) if name else distill(run_config, teacher)
+    cpu, wall = time.process_time(), time.perf_counter()
     finished = run_to_end(stream)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     peak = _peak_resident_bytes()
     return {"case": case, "status": finished.status, "estimate": int(estimate),
-            "measured": int(peak - baseline + data_bytes)}
+            "measured": int(peak - baseline + data_bytes), "cpu_s": cpu, "wall_s": wall,
+            "allocator_fixed": fix_allocator()}
 
 
-def measure(case: str, timeout: float = 600) -> dict:
-    """Run child(case) in a fresh interpreter (ru_maxrss is a process's peak: one case per process)."""
+def measure(case: str, timeout: float = 600, allocator: str = "fixed") -> dict:
+    """Run child(case) in a fresh interpreter (ru_maxrss is a process's peak: one case per process); allocator
+    "dynamic" leaves glibc's mmap threshold dynamic (KDVIZ_MALLOC=default)."""
+    env = {**os.environ, "KDVIZ_THREADS": "1"}
+    env.pop("KDVIZ_MALLOC", None)
+    if allocator == "dynamic":
+        env["KDVIZ_MALLOC"] = "default"
     done = subprocess.run([sys.executable, "-m", "bench.memory_peak", "--child", case], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "KDVIZ_THREADS": "1"},
+                          text=True, timeout=timeout, env=env,
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     if done.returncode != 0:
         why = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
@@ -141,6 +158,9 @@ def measure(case: str, timeout: float = 600) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="+", default=list(DEFAULT_CASES + PRESET_CASES))
+    parser.add_argument("--allocator", choices=("fixed", "both"), default="fixed",
+                        help="both: also with glibc's dynamic mmap threshold, interleaved (module docstring)")
+    parser.add_argument("--repeats", type=int, default=1, help="processes per case (and per allocator)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -148,16 +168,47 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from kdviz.core.budget import format_bytes
 
+    if args.allocator == "both":
+        return compare_allocators(args.cases, args.repeats)
+
     print(f"{'case':<30}{'estimate':>12}{'measured':>12}{'measured/estimate':>19}")
     for case in args.cases:
-        try:
-            row = measure(case)
-        except (RuntimeError, subprocess.TimeoutExpired) as error:
-            print(f"{case:<30}  not measured: {error}")
-            continue
-        print(f"{case:<30}{format_bytes(row['estimate']):>12}{format_bytes(row['measured']):>12}"
-              f"{row['measured'] / row['estimate']:>19.2f}", flush=True)
+        for _ in range(args.repeats):
+            try:
+                row = measure(case)
+            except (RuntimeError, subprocess.TimeoutExpired) as error:
+                print(f"{case:<30}  not measured: {error}")
+                continue
+            print(f"{case:<30}{format_bytes(row['estimate']):>12}{format_bytes(row['measured']):>12}"
+                  f"{row['measured'] / row['estimate']:>19.2f}", flush=True)
     return 0
+
+
+def compare_allocators(cases: list[str], repeats: int) -> int:
+    """Each case `repeats` times with the fixed and the dynamic threshold, interleaved (A B A B: load hits both)."""
+    import statistics
+
+    from kdviz.core.budget import format_bytes
+
+    print(f"{'case':<26}{'estimate':>10}{'fixed: peaks':>26}{'dynamic: peaks':>26}{'CPU fixed/dynamic':>19}")
+    for case in cases:
+        rows: dict[str, list[dict]] = {"fixed": [], "dynamic": []}
+        try:
+            for _ in range(repeats):
+                for side in rows:
+                    rows[side].append(measure(case, allocator=side))
+        except (RuntimeError, subprocess.TimeoutExpired) as error:
+            print(f"{case:<26}  not measured: {error}")
+            continue
+        assert all(r["allocator_fixed"] for r in rows["fixed"]) and not any(r["allocator_fixed"]
+                                                                              for r in rows["dynamic"])
+        peaks = {side: " ".join(f"{r['measured'] / MB:.0f}" for r in rs) + " MB" for side, rs in rows.items()}
+        ratio = statistics.median(r["cpu_s"] for r in rows["fixed"]) / statistics.median(
+            r["cpu_s"] for r in rows["dynamic"])
+        print(f"{case:<26}{format_bytes(rows['fixed'][0]['estimate']):>10}{peaks['fixed']:>26}"
+              f"{peaks['dynamic']:>26}{ratio:>19.2f}", flush=True)
+    return 0
+
 
 
 if __name__ == "__main__":

@@ -125,6 +125,7 @@ OVERRIDES = [  # (flag, config field, type, help): every engine option is settab
     ("--teacher-depth", "teacher_depth", int, "teacher depth"),
     ("--teacher-epochs", "teacher_epochs", int, "teacher training epochs"),
     ("--teacher-augment", "teacher_augment", int, "teacher jitter in pixels"),
+    ("--teacher-dropout", "teacher_dropout", float, "teacher dropout probability, in [0, 1)"),
     ("--student", "student_arch", str, "student architecture"),
     ("--student-width", "student_width", int, "student width"),
     ("--student-depth", "student_depth", int, "student depth"),
@@ -138,6 +139,9 @@ OVERRIDES = [  # (flag, config field, type, help): every engine option is settab
     ("--augment", "augment", int, "student jitter in pixels (0: off; then teacher logits are cached)"),
     ("--train-subset", "train_subset", int, "train the students on this many images (0: all)"),
     ("--device", "device", str, "auto, cpu, cuda or mps"),
+    ("--mistake", "mistake", str, "train a third student with a common KD mistake beside the two (distill only): "
+                                  "mean-reduction, no-t-squared, naive-kl, reverse-kl, teacher-train-mode, "
+                                  "alpha-swapped (docs/MISTAKES.md)"),
 ]
 
 
@@ -159,7 +163,8 @@ def build_config(args, base=None):
 def check_server_budget(config, seeds: list[int]) -> float | None:
     """Refuse (OverBudget, a ValueError: one line) a run over this server's per-run budget; return its wall-clock
     limit. Only the first seed may have to train the teacher: the later ones find it cached."""
-    from kdviz.core.budget import check_budget, server_settings
+    from kdviz.core.budget import check_budget
+    from kdviz.runs.settings import server_settings
     from kdviz.core.teachers import is_cached
 
     budget = server_settings().budget
@@ -256,7 +261,7 @@ def _check_teacher(finished, max_seconds) -> None:
 def _distill(args, config, shard=None) -> int:
     from kdviz.core.data import load_dataset
     from kdviz.core.distributed import SINGLE
-    from kdviz.core.engine import distill
+    from kdviz.core.engine import distill, student_roles
     from kdviz.core.results import seed_summary
     from kdviz.core.teachers import prepare_teacher
 
@@ -283,7 +288,7 @@ def _distill(args, config, shard=None) -> int:
                   f"after {finished.summary['steps']:,} steps; its numbers are what it measured by then",
                   file=sys.stderr)
         runs.append({"seed": seed, "status": finished.status,
-                     "hard": finished.summary["hard"], "kd": finished.summary["kd"],
+                     **{role: finished.summary[role] for role in student_roles(config)},
                      "seconds": finished.summary["seconds"], "device": finished.summary["device"],
                      "threads": finished.summary["threads"]})
         if not shard.single:
@@ -292,7 +297,7 @@ def _distill(args, config, shard=None) -> int:
         return 0
     result = {"config": {**dataclasses.asdict(config), "seeds": seeds, "split": split},
               "teacher": teacher_finished.summary["teacher"], "runs": runs,
-              "summary": seed_summary(runs, split["test"], split["validation"])}
+              "summary": seed_summary(runs, split["test"], split["validation"], student_roles(config))}
     print(format_case_study(result, args.preset))
     if args.json:
         from kdviz.core.paths import atomic_write_text
@@ -304,7 +309,7 @@ def _distill(args, config, shard=None) -> int:
 
 def format_case_study(result: dict, preset: str) -> str:
     """The lecture's case-study table: teacher / hard-label student / KD student, validation beside test."""
-    from kdviz.core.results import case_rows, verdict
+    from kdviz.core.results import case_rows, mistake_sentence, verdict
 
     summary, runs = result["summary"], result["runs"]
     n_test, n_val, n = summary["n_test"], summary["n_val"], summary["n_seeds"]
@@ -326,6 +331,9 @@ def format_case_study(result: dict, preset: str) -> str:
     if n > 1:
         lines.append("per seed, test (hard → KD): " + "; ".join(
             f"{r['seed']}: {r['hard']['accuracy']:.2%} → {r['kd']['accuracy']:.2%}" for r in runs))
+    mistake = result["config"].get("mistake", "none")
+    if mistake != "none":
+        lines.append(mistake_sentence(summary, mistake))
     smaller = result["teacher"]["params"] / runs[0]["hard"]["params"]
     lines.append(f"{verdict(summary)[1]} The student is {smaller:.1f}× smaller than the teacher. Validation "
                  f"(KD − hard: {100 * (summary['kd_val_mean'] - summary['hard_val_mean']):+.2f} points) is what "
@@ -335,18 +343,22 @@ def format_case_study(result: dict, preset: str) -> str:
 
 def cmd_experiment(args) -> int:
     """`python -m kdviz experiment NAME`: the experiment over the given seeds, its table, and --json."""
-    from kdviz.core.teachers import prepare_teacher
     from kdviz import experiments
+    from kdviz.core.flags import given_flags
+    from kdviz.core.teachers import prepare_teacher
 
     module = experiments.experiment(args.name)
+    if args.mistake is not None:
+        raise CliError("--mistake is an option of `python -m kdviz distill`, not of the experiments")
+    base = module.default_config()
     overridden = args.preset or any(getattr(args, field) is not None for _, field, _, _ in OVERRIDES)
-    config = module.config_from_args(args, build_config(args, module.default_config().distill) if overridden
-                                     else None)
+    config = experiments.config_from_flags(module, given_flags(args, type(base)),
+                                           build_config(args, base.distill) if overridden else None, args.device)
     seeds = args.seeds if args.seeds else [config.distill.seed]
     configs = [dataclasses.replace(config, distill=dataclasses.replace(config.distill, seed=seed)) for seed in seeds]
     max_seconds = None
     if args.budget:
-        from kdviz.core.budget import server_settings
+        from kdviz.runs.settings import server_settings
         from kdviz.core.teachers import is_cached
 
         budget = server_settings().budget
@@ -421,8 +433,9 @@ def cmd_list(args) -> int:
 
 def cmd_settings(args) -> int:
     """This server's settings, where each came from, and the worst cases they allow (memory, disk)."""
-    from kdviz.core.budget import format_bytes, server_settings
+    from kdviz.core.budget import format_bytes
     from kdviz.core.settings import setting_values, settings_file
+    from kdviz.runs.settings import server_settings
 
     values = setting_values()
     print(f"server settings (environment KDVIZ_*, then {settings_file()} [server], then the defaults):")
@@ -465,6 +478,7 @@ def make_parser() -> argparse.ArgumentParser:
     experiment = commands.add_parser("experiment", help="why distillation works, as experiments: gradient-variance, "
                                                         "missing-class, capacity, ensemble, compression")
     names = experiment.add_subparsers(dest="name", required=True, parser_class=_Parser)
+    from kdviz.core.flags import add_flags
     from kdviz.experiments import EXPERIMENTS, experiment as experiment_module
 
     for name, (_, description) in EXPERIMENTS.items():
@@ -480,7 +494,7 @@ def make_parser() -> argparse.ArgumentParser:
         one.add_argument("--budget", action="store_true", help="apply this server's per-run budget (see distill)")
         for flag, field, kind, text in OVERRIDES:
             one.add_argument(flag, dest=field, type=kind, default=None, help=text)
-        module.add_arguments(one)
+        add_flags(one, module.default_config())  # the experiment's own flags, declared on its config's fields
         one.set_defaults(run=cmd_experiment)
     settings = commands.add_parser("settings", help="this server's settings, where each came from, and the worst "
                                                     "case memory and disk they allow")

@@ -82,6 +82,7 @@ def explorer(logits: sl.Logits, student_role: str, student_name: str, lecture: b
     explanations(logits, view, state.temperature, lecture)
     with st.expander("The numbers", expanded=False):
         st.markdown(sl.numbers_table(logits, view, state.temperature, student_name))
+    ui.mistakes_panel(logits, state)
 
 
 explorer(logits, student_role, student_name, ui.lecture_mode())

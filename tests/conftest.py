@@ -14,8 +14,8 @@ from typing import Callable
 
 import pytest
 
-from bench.appserver import app_server as app_server_process
-from bench.appserver import launch_chromium
+from tests.support.appserver import app_server as app_server_process
+from tests.support.appserver import launch_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIP_BROWSER_VARIABLE = "KDVIZ_SKIP_BROWSER"
@@ -170,6 +170,20 @@ def rerun_until(page, predicate, timeout: float = 120.0, what: str | Callable[[]
 def wait_run_completed(page, what: str, timeout: float = 120.0) -> None:
     """Rerun an AppTest page until its run's heading says completed; fail on any exception on the way."""
     rerun_until(page, lambda page: any(": completed" in h.value for h in page.subheader), timeout, what)
+
+
+def experiment_config(module, argv: list[str], distill_config=None, device: str | None = None):
+    """An experiment's config as `python -m kdviz experiment NAME ...` builds it from the experiment's own flags
+    (argv), on distill_config (what the preset and its flags give; None: the experiment's default)."""
+    import argparse
+
+    from kdviz import experiments
+    from kdviz.core.flags import add_flags, given_flags
+
+    parser, default = argparse.ArgumentParser(), module.default_config()
+    add_flags(parser, default)
+    given = given_flags(parser.parse_args(argv), type(default))
+    return experiments.config_from_flags(module, given, distill_config, device)
 
 
 def wait_for_run(manager, run_id: str, timeout: float = 120.0):

@@ -55,3 +55,24 @@ def test_cli_budget_refuses_the_lecture_presets_gradient_measurement_in_one_line
     assert cli.main(["experiment", "gradient-variance", "--preset", "lecture", "--budget"]) == cli.EXIT_BAD_INPUT
     line = _one_error_line(capsys)
     assert "per-example gradients" in line and "2.0 GB per run" in line
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not __import__("platform").libc_ver()[0] == "glibc",
+                    reason="glibc's mmap threshold")
+def test_every_run_fixes_glibcs_mmap_threshold_unless_told_otherwise():
+    """A run's process fixes glibc's mmap threshold (the same run takes the same memory); KDVIZ_MALLOC=default and
+    glibc's own MALLOC_MMAP_THRESHOLD_ leave glibc alone."""
+    import os
+    import subprocess
+
+    code = "from kdviz.core.engine import configure_threads, fix_allocator; configure_threads(); print(fix_allocator())"
+
+    def fixed(**env) -> str:
+        clean = {k: v for k, v in os.environ.items() if k not in ("KDVIZ_MALLOC", "MALLOC_MMAP_THRESHOLD_")}
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**clean, **env},
+                              check=True)
+        return done.stdout.strip()
+
+    assert fixed() == "True"
+    assert fixed(KDVIZ_MALLOC="default") == "False"
+    assert fixed(MALLOC_MMAP_THRESHOLD_="65536") == "False"

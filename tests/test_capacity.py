@@ -1,12 +1,12 @@
 """The capacity experiment (kdviz.experiments.capacity): its grid, a tiny run, its report and its refusals."""
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 
 import pytest
 
+from conftest import experiment_config
 from kdviz.core.engine import DistillConfig, Finished, TeacherConfig, run_to_end, train_teacher
 from kdviz.core.models import ModelSpec
 from kdviz.experiments import capacity
@@ -207,15 +207,12 @@ def test_verdict_says_so_when_kd_never_helps():
 
 
 def test_arguments_build_the_config():
-    parser = argparse.ArgumentParser()
-    capacity.add_arguments(parser)
-    args = parser.parse_args(["--widths", "4", "8", "--subsets", "50", "0", "--width-subset", "0",
-                              "--data-width", "4"])
-    config = capacity.config_from_args(args, TINY)
+    config = experiment_config(capacity, ["--widths", "4", "8", "--subsets", "50", "0", "--width-subset", "0",
+                                          "--data-width", "4"], TINY)
     assert config == capacity.CapacityConfig(TINY, (4, 8), (50, 0), width_subset=0, data_width=4)
-    assert capacity.config_from_args(parser.parse_args([]), None) == capacity.default_config()
+    assert experiment_config(capacity, []) == capacity.default_config()
     with pytest.raises(ValueError, match="got 0"):
-        capacity.config_from_args(parser.parse_args(["--widths", "0"]), TINY)
+        experiment_config(capacity, ["--widths", "0"], TINY)
 
 
 def test_the_record_round_trips():

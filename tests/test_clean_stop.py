@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.appserver import server
-from bench.st_client import StreamlitSession
+from tests.support.appserver import server
+from tests.support.st_client import StreamlitSession
 from conftest import run_async, wait_for_async
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,7 +2,6 @@
 run's students, the report, the CLI and the refusals."""
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -11,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import wait_for_run
+from conftest import experiment_config, wait_for_run
 from kdviz.core.budget import forward_flops
 from kdviz.core.engine import DistillConfig, Finished, TeacherConfig, run_to_end, train_teacher
 from kdviz.core.models import ModelSpec
@@ -258,16 +257,13 @@ def test_report_of_a_cancelled_run_has_no_savings():
 
 
 def test_arguments_build_the_config():
-    parser = argparse.ArgumentParser()
-    compression.add_arguments(parser)
-    args = parser.parse_args(["--power", "12.5", "--no-quantize", "--min-run-time", "0.05"])
-    config = compression.config_from_args(args, TINY)
+    config = experiment_config(compression, ["--power", "12.5", "--no-quantize", "--min-run-time", "0.05"], TINY)
     assert config == compression.CompressionConfig(TINY, power_watts=12.5, quantize=False, min_run_time=0.05)
-    assert compression.config_from_args(parser.parse_args([]), None) == compression.default_config()
+    assert experiment_config(compression, []) == compression.default_config()
     with pytest.raises(ValueError, match="got -5"):
-        compression.config_from_args(parser.parse_args(["--power", "-5"]), TINY)
+        experiment_config(compression, ["--power", "-5"], TINY)
     with pytest.raises(ValueError, match="there is no finished run"):
-        compression.config_from_args(parser.parse_args(["--run", "20250101-120000-abcdef"]), TINY)
+        experiment_config(compression, ["--run", "20250101-120000-abcdef"], TINY)
 
 
 def test_the_default_is_the_lecture_preset_trained_here_with_codecarbon():

@@ -569,24 +569,34 @@ def _pinned_runs(teacher, **options):
     }
 
 
-# Recorded with the engine as it was before the GPU path (commit f36485a), KDVIZ_THREADS=1, torch 2.14.1+cu130 on an
-# AVX512 CPU: floating-point results depend on the kernels a CPU gets, so elsewhere the test is skipped (the
-# sync-interval test below holds everywhere). "cancelled" and "diverged" predate the stopped-run summary's accuracy
-# being measured on the final weights (issue 19): re-record those two on that machine (no AVX512 one was at hand).
-BEFORE_GPU_PATH = {"environment": ("2.14.1+cu130", "AVX512", 1), "fingerprints": {
-    "teacher": "ac24814d3febfa7c", "teacher-diverged": "8f40850b1ee5f9b0", "tiny": "ace948fb19c53779",
-    "jitter-dropout-decay": "a94ba0c851140f62", "cnn-jitter": "04bbbfea33a16228", "hard-only": "9353ccdcb232b688",
-    "diverged": "f8a4203a5aeecfe8", "cancelled": "3dce7335ff5fe33c"}}
+# Fingerprints per machine kind: floating-point results depend on the kernels a CPU gets (its instruction set), so
+# each (torch, CPU capability, threads) has its own. The six runs that finish were recorded with the engine as it was
+# before the GPU path (commit f36485a; on AVX2 the same commit was checked out and run beside today's engine: equal).
+# "cancelled" and "diverged" changed on purpose in issue 19 (a stopped run's summary is measured on its final
+# weights): on AVX2 they are today's engine's, on AVX512 not yet re-recorded (None: not compared; no AVX512 machine
+# was at hand). A machine kind not listed skips the test and says which kinds are; the sync-interval test below
+# holds everywhere.
+ENGINE_FINGERPRINTS = {
+    ("2.14.1+cu130", "AVX512", 1): {
+        "teacher": "ac24814d3febfa7c", "teacher-diverged": "8f40850b1ee5f9b0", "tiny": "ace948fb19c53779",
+        "jitter-dropout-decay": "a94ba0c851140f62", "cnn-jitter": "04bbbfea33a16228", "hard-only": "9353ccdcb232b688",
+        "diverged": None, "cancelled": None},
+    ("2.14.1+cu130", "AVX2", 1): {
+        "teacher": "b322505336b9fca2", "teacher-diverged": "a4d6703c61fc96bd", "tiny": "2cb448dd1aaceb4f",
+        "jitter-dropout-decay": "59c6b48ad78d5bc9", "cnn-jitter": "2cf0df1197b4cabc", "hard-only": "52b9f7f54d884e94",
+        "diverged": "2f8396bcb3537fc0", "cancelled": "57665f2cb8aba84d"},
+}
 
 
 def test_cpu_numbers_are_bit_identical_to_the_engine_before_the_gpu_path(teacher):
     from kdviz.core.engine import thread_count
 
     environment = (torch.__version__, torch.backends.cpu.get_cpu_capability(), thread_count())
-    if environment != BEFORE_GPU_PATH["environment"]:
-        pytest.skip(f"fingerprints recorded on {BEFORE_GPU_PATH['environment']}, this is {environment}")
+    if environment not in ENGINE_FINGERPRINTS:
+        pytest.skip(f"fingerprints recorded on {sorted(ENGINE_FINGERPRINTS)}, this is {environment}")
+    expected = {name: value for name, value in ENGINE_FINGERPRINTS[environment].items() if value is not None}
     runs = _pinned_runs(teacher)
-    assert {name: _fingerprint(events) for name, events in runs.items()} == BEFORE_GPU_PATH["fingerprints"]
+    assert {name: _fingerprint(runs[name]) for name in expected} == expected
 
 
 def test_reading_the_losses_every_k_steps_changes_no_number(teacher):

@@ -2,7 +2,6 @@
 its report, the CLI, the budget and the run manager."""
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -11,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import wait_for_run
+from conftest import experiment_config, wait_for_run
 
 from kdviz.core.engine import (DistillConfig, Diverged, Finished, Notice, TeacherConfig, accuracy, distill,
                                run_to_end, train_teacher)
@@ -426,15 +425,13 @@ def test_report_of_an_unfinished_run_has_no_means():
 
 
 def test_arguments_build_the_config():
-    parser = argparse.ArgumentParser()
-    ensemble.add_arguments(parser)
-    config = ensemble.config_from_args(parser.parse_args(["--teachers", "4", "--combine", "logits"]), TINY)
+    config = experiment_config(ensemble, ["--teachers", "4", "--combine", "logits"], TINY)
     assert config == ensemble.EnsembleConfig(TINY, n_teachers=4, combine="logits")
-    widths = ensemble.config_from_args(parser.parse_args(["--teacher-widths", "8", "16"]), TINY)
+    widths = experiment_config(ensemble, ["--teacher-widths", "8", "16"], TINY)
     assert (widths.n_teachers, widths.teacher_widths) == (2, (8, 16))
-    assert ensemble.config_from_args(parser.parse_args([]), None) == ensemble.default_config()
+    assert experiment_config(ensemble, []) == ensemble.default_config()
     with pytest.raises(ValueError, match="2 teachers, got 3 widths"):
-        ensemble.config_from_args(parser.parse_args(["--teachers", "2", "--teacher-widths", "8", "8", "8"]), TINY)
+        experiment_config(ensemble, ["--teachers", "2", "--teacher-widths", "8", "8", "8"], TINY)
 
 
 def test_the_record_round_trips():

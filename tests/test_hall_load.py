@@ -1,6 +1,7 @@
-"""The hall's load generator against a real server: bench/st_client.py draws pages and moves widgets as a browser does,
-a viewer gets its run's redraws and no control over it, a follower follows a lecturer, and bench/hall_load.py writes
-its JSON. Each test takes a few seconds (tiny runs of the quick preset, a handful of users)."""
+"""The hall's load generator against a real server: tests/support/st_client.py draws pages and moves widgets as a
+browser does, a viewer gets its run's redraws and no control over it, a follower follows a lecturer, and
+bench/hall_load.py writes its JSON. Each test takes a few seconds (tiny runs of the quick preset, a handful of
+users)."""
 from __future__ import annotations
 
 import asyncio
@@ -17,7 +18,7 @@ from streamlit.proto.WidgetStates_pb2 import WidgetState
 
 from bench import hall_users
 from conftest import run_async, wait_for_async
-from bench.appserver import app_server as app_server_process
+from tests.support.appserver import app_server as app_server_process
 
 ROOT = Path(__file__).resolve().parents[1]
 RANDOM = random.Random(0)  # a follower's guesses

@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from kdviz.core import identity
-from kdviz.core.budget import server_settings
+from kdviz.runs.settings import server_settings
 from kdviz.core.identity import IdentityLedger, client_address, parse_trusted_proxies
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")

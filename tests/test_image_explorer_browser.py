@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.appserver import app_server
+from tests.support.appserver import app_server
 from conftest import cache_default_teacher_stand_in, wait_for_run
 from kdviz.views.soft_labels import TEMPERATURES
 from upload_fixtures import png_seven, truncated_png

@@ -2,7 +2,6 @@
 a tiny run end to end (keys, ranges, reproducibility), bad input, cancelling; and the engine's train_index."""
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 
@@ -10,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import experiment_config
 from kdviz.core.data import load_dataset, stratified_subset
 from kdviz.core.engine import (DistillConfig, EpochEnd, Finished, Started, TeacherConfig, distill, generator,
                                predict_logits, run_to_end, train_teacher)
@@ -244,13 +244,11 @@ def test_a_bad_shift_grid_is_a_value_error(changes):
 
 
 def test_command_line_options():
-    parser = argparse.ArgumentParser()
-    mc.add_arguments(parser)
-    config = mc.config_from_args(parser.parse_args(["--omitted", "5", "--max-shift", "8"]), TINY.distill)
+    config = experiment_config(mc, ["--omitted", "5", "--max-shift", "8"], TINY.distill)
     assert (config.omitted, config.max_shift, config.distill) == (5, 8.0, TINY.distill)
-    assert mc.config_from_args(parser.parse_args([]), None) == mc.default_config()
+    assert experiment_config(mc, []) == mc.default_config()
     with pytest.raises(ValueError, match="got 10"):
-        mc.config_from_args(parser.parse_args(["--omitted", "10"]), TINY.distill)
+        experiment_config(mc, ["--omitted", "10"], TINY.distill)
     assert mc.budget_configs(TINY) == [TINY.distill]
 
 

@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from conftest import wait_for_run, wait_until
-from kdviz.core.budget import server_settings
+from kdviz.runs.settings import server_settings
 from kdviz.core.engine import DistillConfig, TeacherConfig
 from kdviz.core.models import ModelSpec
 from kdviz.runs.executors import ThreadExecutor

@@ -13,7 +13,7 @@ from run_fakes import FakeExecutor
 from kdviz.core.budget import UNLIMITED
 from kdviz.core.engine import DistillConfig, TeacherConfig
 from kdviz.core.models import ModelSpec
-from kdviz.runs import manager as manager_module
+from kdviz.runs import lifecycle
 from kdviz.runs.manager import QueueFull, Run, RunManager
 from kdviz.runs.store import FINAL_STATES
 
@@ -177,7 +177,7 @@ def _quietly(errors: list, action, *args) -> None:
 
 
 def test_concurrent_lifecycle_events_never_lose_or_double_a_run(monkeypatch):
-    monkeypatch.setattr(manager_module, "REAP_INTERVAL_S", 0.01)
+    monkeypatch.setattr(lifecycle, "REAP_INTERVAL_S", 0.01)
     run_state_machine_as_test(Lifecycle, settings=settings(max_examples=25, stateful_step_count=12, deadline=None,
                                                            suppress_health_check=list(HealthCheck)))
 

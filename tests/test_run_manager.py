@@ -11,11 +11,13 @@ import pytest
 
 from conftest import wait_for_run, wait_until
 from kdviz.core.engine import DistillConfig, TeacherConfig
-from kdviz.core.budget import OverBudget, server_settings
+from kdviz.core.budget import OverBudget
+from kdviz.runs.settings import server_settings
 from kdviz.runs.log import EventLog
 from kdviz.runs.manager import NotYours, QueueFull
 from kdviz.core.models import ModelSpec
-from kdviz.runs.store import RunStore, is_valid_run_id
+from kdviz.core.checkpoints import is_valid_run_id
+from kdviz.runs.store import RunStore
 
 TINY = DistillConfig(TeacherConfig("digits", ModelSpec("mlp", 16, 1), epochs=1, batch_size=64, augment=0),
                      ModelSpec("mlp", 8, 1), temperature=4.0, alpha=0.5, epochs=2, batch_size=64, train_subset=200)
@@ -362,9 +364,9 @@ def test_the_event_log_keeps_every_epoch_and_a_bounded_binned_loss_curve():
 
 
 def test_only_a_few_finished_runs_keep_their_logs_in_memory(manager, monkeypatch):
-    from kdviz.runs import manager as module
+    from kdviz.runs import finished
 
-    monkeypatch.setattr(module, "FINISHED_LOGS_CACHED", 2)
+    monkeypatch.setattr(finished, "FINISHED_LOGS_CACHED", 2)
     ids = [manager.submit(dataclasses.replace(TINY, seed=seed, epochs=1), "alice") for seed in range(4)]
     wait_done(manager, *ids)
     # a run's status says "completed" a moment before its worker lets go of it: until then it is live in memory

@@ -65,9 +65,9 @@ def check_reachable(address: str, timeout_s: float | None = None) -> None:
         if refused and time.monotonic() - refused[0] < RETRY_AFTER_S:
             raise ValueError(refused[1])
     if timeout_s is None:
-        from kdviz.core.budget import server_settings
+        from kdviz.core.settings import setting
 
-        timeout_s = server_settings().ray_connect_timeout_s
+        timeout_s = setting("ray_connect_timeout_s")
     problem = _probe(address, timeout_s)
     with _lock:
         if problem is None:

@@ -26,9 +26,12 @@ from kdviz.core.distributed import SINGLE, Shard, plain_batch_norm, sync_batch_n
 from kdviz.core.events import (Diverged, EpochEnd, Event, Finished, Notice, Snapshot, Started,  # noqa: F401
                                StepLosses, event_to_dict)
 from kdviz.core.data import Dataset, check_dataset_name, load_dataset, random_shift, stratified_subset
-from kdviz.core.kd import check_alpha, check_temperature, distillation_loss, teacher_agreement
-from kdviz.core.roles import STUDENTS
-from kdviz.core.models import ModelSpec, check_spec, count_parameters, create_model, seed_dropout, size_bytes
+from kdviz.core.events import diverged as is_diverged
+from kdviz.core.kd import check_alpha, check_mistake, check_temperature, distillation_loss, get_mistake, \
+    teacher_agreement
+from kdviz.core.roles import MISTAKE, STUDENTS
+from kdviz.core.models import (ModelSpec, changes_in_training_mode, check_spec, count_parameters, create_model,
+                               seed_dropout, size_bytes)
 
 DEVICES = ("auto", "cpu", "cuda", "mps")  # the engine's events are in kdviz.core.events, its GPU plan in core.device
 def generator(seed: int, stream: str, device: str | torch.device = "cpu") -> torch.Generator:
@@ -73,6 +76,7 @@ class DistillConfig:
     seed: int = 0
     device: str = "auto"
     probe_size: int = 30  # test images whose logits are snapshotted every epoch: probe_indices() picks them
+    mistake: str = "none"  # kd.MISTAKE_NAMES: a third student learns with this mistake, beside the two (same batches)
 
     @property
     def dataset(self) -> str:
@@ -122,6 +126,11 @@ def check_config(config: DistillConfig) -> DistillConfig:
     if not (isinstance(config.probe_size, int) and 0 <= config.probe_size <= 256):
         raise ValueError(f"probe size must be an integer in [0, 256], got {config.probe_size!r}")
     resolve_device(config.device)
+    check_mistake(config.mistake)
+    if config.mistake == "teacher-train-mode" and not changes_in_training_mode(config.teacher.model):
+        raise ValueError(f"the teacher-train-mode mistake needs a teacher with dropout or batch norm (training mode "
+                         f"changes nothing else): this {config.teacher.model.arch} teacher has neither; give it "
+                         f"dropout, e.g. teacher dropout 0.2")
     return config
 
 
@@ -143,6 +152,36 @@ def thread_count() -> int:
     return int(value) if value.isdigit() and int(value) > 0 else max(1, (os.cpu_count() or 2) // 2)
 
 
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter number in glibc's malloc.h
+MMAP_THRESHOLD = 32 << 20  # blocks from 32 MB up are mapped, and unmapped when freed; smaller ones reuse the heap
+_allocator_fixed: bool | None = None
+
+
+def fix_allocator() -> bool:
+    """Fix glibc's mmap threshold at 32 MB, once per process; True when it is fixed (by this call or an earlier one).
+
+    glibc serves a block of at least its mmap threshold with a fresh mapping that it gives back when the block is
+    freed, and smaller blocks from its heap, which keeps what is freed for reuse. Left dynamic, the threshold starts
+    at 128 KB and grows to the largest block freed so far (up to 32 MB), at moments that vary from one process to the
+    next: the same Fashion-MNIST distillation peaked 339 to 464 MB in different processes, so a memory estimate could
+    not be trusted. Fixed at 32 MB from the start (the dynamic threshold's ceiling), the same run takes the same memory
+    (308 MB each time) at no cost in speed; fixed at 1 MB it also took the same memory (327 MB) but trained 1.4x
+    slower (every large activation a fresh mapping the kernel zero-fills). bench/memory_peak.py --allocator both
+    measures it; docs/HALL.md has the figures. Left alone where the user set glibc's own MALLOC_MMAP_THRESHOLD_,
+    where KDVIZ_MALLOC=default asks for glibc's dynamic threshold (the benchmark's other side), and off glibc."""
+    global _allocator_fixed
+    if _allocator_fixed is None:
+        _allocator_fixed = False
+        if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None and os.environ.get("KDVIZ_MALLOC", "") != "default":
+            try:
+                import ctypes
+                libc = ctypes.CDLL(None)
+                _allocator_fixed = bool(libc.gnu_get_libc_version and libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+            except (OSError, AttributeError):  # not glibc
+                pass
+    return _allocator_fixed
+
+
 def configure_threads() -> int:
     """Set and return torch's CPU thread count: KDVIZ_THREADS, else half the cores (at least 1).
 
@@ -151,6 +190,7 @@ def configure_threads() -> int:
     Half the cores, because a run shares the machine with the app's server and the browser: on a busy 2-core machine
     two OpenMP threads spin-wait on each other and ran several times slower than one (bench/bench_engine.py).
     """
+    fix_allocator()
     threads = thread_count()
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
@@ -332,13 +372,23 @@ def train_teacher(config: TeacherConfig, device: str = "auto", should_stop: Stop
 
 # ---- distillation ----------------------------------------------------------------------------------------------
 
-LOSS_KEYS = {"hard": ("hard",), "kd": ("kd_soft", "kd_hard", "kd_total")}
-WATCHED = ("hard", "kd_total")  # the losses that are optimised: either one diverging ends the run
+LOSS_KEYS = {"hard": ("hard",), "kd": ("kd_soft", "kd_hard", "kd_total"),
+             MISTAKE: ("mistake_soft", "mistake_hard", "mistake_total")}
+OPTIMISED = {"hard": "hard", "kd": "kd_total", MISTAKE: "mistake_total"}  # the loss each student's optimiser follows
+WATCHED = ("hard", "kd_total")  # either one diverging ends the run; the mistaken student's stops only that student
 
 
-def _student_losses(train: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, teacher_logits, config
-                    ) -> dict[str, torch.Tensor]:
-    """Each student's loss terms on this batch (shard): {"hard"}, and {"kd_soft", "kd_hard", "kd_total"}.
+def student_roles(config: DistillConfig) -> tuple[str, ...]:
+    """The students a distillation trains: the hard-label and the KD student, and a third one, the KD student with
+    the config's mistake (roles.MISTAKE), when it names one."""
+    return STUDENTS + ((MISTAKE,) if config.mistake != "none" else ())
+
+
+def _student_losses(train: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, teacher_logits, config,
+                    mistaken_teacher_logits=None) -> dict[str, torch.Tensor]:
+    """Each student's loss terms on this batch (shard): {"hard"}, {"kd_soft", "kd_hard", "kd_total"}, and the
+    mistaken student's {"mistake_soft", "mistake_hard", "mistake_total"} (its teacher's logits: mistaken_teacher_logits
+    when the mistake is the teacher's, a teacher in training mode).
 
     An empty shard (a global batch smaller than the world) still runs the models, so that DDP's all-reduce of their
     zero gradients meets the other ranks'; its losses are 0 (a mean over no images would be NaN)."""
@@ -346,24 +396,59 @@ def _student_losses(train: dict[str, nn.Module], x: torch.Tensor, y: torch.Tenso
     if "hard" in train:
         logits = train["hard"](x)
         losses["hard"] = F.cross_entropy(logits, y) if len(y) else logits.sum() * 0.0
-    if "kd" in train:
-        logits = train["kd"](x)
+    for role, mistake in (("kd", "none"), (MISTAKE, config.mistake)):
+        if role not in train:
+            continue
+        logits = train[role](x)
+        soft_key, hard_key, total_key = LOSS_KEYS[role]
         if len(y):
-            kd = distillation_loss(logits, teacher_logits, y, config.temperature, config.alpha)
-            losses |= {"kd_soft": kd["soft"], "kd_hard": kd["hard"], "kd_total": kd["loss"]}
+            target = mistaken_teacher_logits if role == MISTAKE and mistaken_teacher_logits is not None \
+                else teacher_logits
+            kd = distillation_loss(logits, target, y, config.temperature, config.alpha, mistake)
+            losses |= {soft_key: kd["soft"], hard_key: kd["hard"], total_key: kd["loss"]}
         else:
-            losses |= dict.fromkeys(LOSS_KEYS["kd"], logits.sum() * 0.0)
+            losses |= dict.fromkeys(LOSS_KEYS[role], logits.sum() * 0.0)
     return losses
 
 
+def _training_mode_teacher(teacher: nn.Module, config: DistillConfig, device: torch.device, shard: Shard
+                           ) -> nn.Module:
+    """The teacher-train-mode mistake's teacher: a copy (never the shared teacher) in train(), its dropout drawn from
+    the run's own stream, so that its soft labels change at every call and the run stays reproducible."""
+    noisy = copy.deepcopy(teacher).train()
+    seed_dropout(noisy, generator(config.seed, "dropout-teacher" if shard.single else f"dropout-teacher:{shard.rank}",
+                                  device))
+    return noisy
+
+
+def _mistake_failure(events: list, config: DistillConfig) -> tuple[list, Notice | None]:
+    """(events, a Notice or None): when the mistaken student's loss diverged in these steps, the events with its
+    non-finite values left out (a log is JSON) and a Notice that says so; the caller stops training that student."""
+    bad = next((event for event in events if is_diverged(event.losses.get("mistake_total", 0.0))), None)
+    if bad is None:
+        return events, None
+    value = bad.losses["mistake_total"]
+    cleaned = [dataclasses.replace(event, losses={k: v for k, v in event.losses.items() if math.isfinite(v)})
+               for event in events]
+    return cleaned, Notice(f"The {MISTAKE_WORDS} ({get_mistake(config.mistake).label}) diverged at step {bad.step}: "
+                           f"its loss reached {value:.3g}. It stops training there (its accuracy stays where it was); "
+                           "the hard-label and KD students go on.")
+
+
+MISTAKE_WORDS = "KD student with the mistake"
+
+
 def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | None = None,
-            students: tuple[str, ...] = STUDENTS, train_index: torch.Tensor | None = None,
+            students: tuple[str, ...] | None = None, train_index: torch.Tensor | None = None,
             options: DeviceOptions | None = None, shard: Shard = SINGLE) -> Iterator[Event]:
     """Train a hard-label student and a KD student from the same initial weights on the same batches.
 
     The only difference between the two is the loss, which makes the comparison a fair experiment. Without
     augmentation the teacher's logits are computed once for the training set and reused (offline distillation).
-    students: the roles to train; a sweep that tunes only the hard-label baseline passes ("hard",).
+    students: the roles to train (default: student_roles(config)); a sweep that tunes only the hard-label baseline
+    passes ("hard",). With config.mistake, a third student (roles.MISTAKE) learns with that mistake in its KD loss,
+    from the same initial weights on the same batches: the mistake beside the correct loss, in one run. When its
+    loss diverges (NaN) it stops training, with a Notice; the run goes on.
     train_index: the training images to use (indices into the training part), in place of train_subset's
     class-balanced draw: a transfer set that is not balanced, e.g. one without a class (experiments/missing_class).
     options: how to use a GPU (DeviceOptions; no effect on CPU).
@@ -371,8 +456,10 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
     this same stream, evaluates the same weights and yields the same events; only rank 0's consumer should speak.
     """
     check_config(config)
-    if not students or not set(students) <= set(STUDENTS):
-        raise ValueError(f"students must be some of {', '.join(STUDENTS)}, got {students!r}")
+    allowed = student_roles(config)
+    students = allowed if students is None else tuple(students)
+    if not students or not set(students) <= set(allowed):
+        raise ValueError(f"students must be some of {', '.join(allowed)}, got {students!r}")
     device = resolve_device(config.device)
     threads = configure_threads()
     dataset = load_dataset(config.dataset)
@@ -386,7 +473,7 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
         teacher = placed(copy.deepcopy(teacher), device, plan)  # never move a teacher that other runs share
     teacher.eval()
     initial = placed(initial, device, plan)
-    models = {role: copy.deepcopy(initial) for role in STUDENTS if role in students}  # identical initial weights
+    models = {role: copy.deepcopy(initial) for role in allowed if role in students}  # identical initial weights
     for role, model in models.items():  # the same dropout masks for both students (each rank its own stream)
         seed_dropout(model, generator(config.seed, "dropout" if shard.single else f"dropout:{shard.rank}", device))
         models[role] = sync_batch_norm(model, device, shard)
@@ -397,8 +484,10 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
         train = {role: torch.compile(model) for role, model in train.items()}
     batches = generator(config.seed, "batches")
     jitter = jitter_generator(config.seed, batches, device)
-    needs_teacher = "kd" in models  # a baseline trained alone never asks the teacher
+    needs_teacher = "kd" in models or MISTAKE in models  # a baseline trained alone never asks the teacher
     cached_teacher_logits = predict_logits(teacher, data.train_x) if needs_teacher and not config.augment else None
+    noisy_teacher = _training_mode_teacher(teacher, config, device, shard) \
+        if MISTAKE in models and config.mistake == "teacher-train-mode" else None
     probe = probe_indices(dataset.test_y, config.probe_size)
     probe_x = data.test_x[torch.as_tensor(probe, dtype=torch.long, device=data.test_x.device)]
     steps_per_epoch = math.ceil(len(data.train_x) / config.batch_size)
@@ -416,7 +505,7 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
     yield _snapshot(0, models, probe_x)
     started, step, status = time.perf_counter(), 0, "completed"
     evaluated_step = 0  # the step whose weights test_accuracy / val_accuracy are of
-    log = StepLog(tuple(key for role in STUDENTS if role in models for key in LOSS_KEYS[role]), plan, device, shard)
+    log = StepLog(tuple(key for role in models for key in LOSS_KEYS[role]), plan, device, shard)
     diverged, stop, training = None, False, Training()  # energy measurements meanwhile learn that this one trained
     for epoch in range(1, config.epochs + 1):
         for model in models.values():
@@ -436,16 +525,21 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
                         teacher_logits = teacher(x)
                 else:
                     teacher_logits = None
-                losses = _student_losses(train, x, y, teacher_logits, config)
+                mistaken_teacher_logits = None
+                if noisy_teacher is not None and MISTAKE in train:
+                    with torch.no_grad():
+                        mistaken_teacher_logits = noisy_teacher(x)  # new dropout masks at every call
+                losses = _student_losses(train, x, y, teacher_logits, config, mistaken_teacher_logits)
             step += 1
             log.add(step, epoch, losses, len(y) / batch)
             events, diverged, stop = log.read(WATCHED) if log.due() else ([], None, False)
+            events, log = _stop_mistake(events, log, train, config, plan, device, shard)
             if diverged is not None:  # found before this step's update (on CPU: this step)
                 yield from events
                 break
             weight = 1.0 if shard.single else shard.weight(len(y), batch)
-            for role, key in (("hard", "hard"), ("kd", "kd_total")):
-                if role in models:
+            for role, key in OPTIMISED.items():
+                if role in train:
                     optimizers[role].zero_grad(set_to_none=True)
                     (losses[key] if shard.single else losses[key] * weight).backward()
                     optimizers[role].step()
@@ -455,6 +549,7 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
                 break
         if diverged is None and log.rows:  # the steps since the last read (on a GPU), or before a cancel
             events, diverged, stop = log.read(WATCHED)
+            events, log = _stop_mistake(events, log, train, config, plan, device, shard)
             yield from events
         if diverged is not None:
             status = "diverged"
@@ -491,6 +586,20 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
         seed_dropout(model, None)
     rebuild = lambda: create_model(config.student, dataset.input_shape, dataset.num_classes)  # noqa: E731
     yield Finished(status, summary, {role: handed_back(model, plan, rebuild) for role, model in models.items()})
+
+
+def _stop_mistake(events: list, log: StepLog, train: dict, config: DistillConfig, plan, device, shard
+                  ) -> tuple[list, StepLog]:
+    """When the mistaken student's loss diverged in these steps: stop training it (it leaves `train`; it is still
+    evaluated) and log without its losses from now on. Returns the events to yield and the log to use."""
+    if MISTAKE not in train:
+        return events, log
+    events, notice = _mistake_failure(events, config)
+    if notice is None:
+        return events, log
+    del train[MISTAKE]
+    kept = tuple(key for key in log.keys if key not in LOSS_KEYS[MISTAKE])  # log.rows is empty: it was just read
+    return [*events, notice], StepLog(kept, plan, device, shard)
 
 
 def _check_train_index(index, n_train: int, train_subset: int) -> torch.Tensor:

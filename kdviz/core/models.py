@@ -130,6 +130,16 @@ def seed_dropout(model: nn.Module, generator: torch.Generator | None) -> nn.Modu
     return model
 
 
+def changes_in_training_mode(spec: ModelSpec) -> bool:
+    """Whether a model of this spec computes other outputs in train() than in eval(): it has dropout or batch norm.
+    Built on the meta device (no weights), at a small input shape: which layers a model has does not depend on it."""
+    check_spec(spec)
+    with torch.device("meta"):
+        model = _REGISTRY[spec.arch].builder(spec, (1, 8, 8), 2)
+    return any((isinstance(module, SeededDropout) and module.p > 0)
+               or isinstance(module, nn.modules.batchnorm._BatchNorm) for module in model.modules())
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -188,7 +198,8 @@ class _BasicBlock(nn.Module):
         return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
-@register("resnet", "CIFAR-style ResNet (He et al. 2016): 3 stages of basic blocks; depth 1 is ResNet-8, 3 is ResNet-20")
+@register("resnet",
+          "CIFAR-style ResNet (He et al. 2016): 3 stages of basic blocks; depth 1 is ResNet-8, 3 is ResNet-20")
 def _resnet(spec: ModelSpec, input_shape, num_classes) -> nn.Module:
     channels = input_shape[0]
     layers: list[nn.Module] = [nn.Conv2d(channels, spec.width, 3, 1, 1, bias=False), nn.BatchNorm2d(spec.width),

@@ -17,18 +17,18 @@ FASHION_TEACHER = TeacherConfig("fashion-mnist", ModelSpec("cnn", 16, 3), epochs
                                 learning_rate=1e-3, augment=0, seed=0)
 
 PRESETS: dict[str, tuple[str, DistillConfig]] = {
-    # Chosen on validation by bench/sweep_preset.py --preset lecture (bench/SWEEP_LECTURE.md): the experiment (an
+    # Chosen on validation by sweeps/sweep_preset.py --preset lecture (sweeps/SWEEP_LECTURE.md): the experiment (an
     # 800×2 student on 1000 images) where KD cuts validation errors most, then KD's own settings by the KD student's
     # validation accuracy, within a lecture's 15 s a seed.
     "lecture": ("Hinton's MNIST experiment in miniature (mnist5k, offline)",
                 DistillConfig(DEFAULT_TEACHER, ModelSpec("mlp", 800, 2), temperature=20.0, alpha=0.9, epochs=30,
                               batch_size=128, learning_rate=2e-3, augment=2, train_subset=1000)),
-    # Chosen the same way by bench/sweep_preset.py --preset quick (bench/SWEEP_QUICK.md).
+    # Chosen the same way by sweeps/sweep_preset.py --preset quick (sweeps/SWEEP_QUICK.md).
     "quick": ("digits 8×8, seconds on a laptop (offline)",
               DistillConfig(TeacherConfig("digits", ModelSpec("mlp", 256, 2), epochs=30, batch_size=64, augment=0),
                             ModelSpec("mlp", 128, 2), temperature=20.0, alpha=0.9, epochs=80, batch_size=64,
                             learning_rate=1e-2, augment=2, train_subset=100)),
-    # Chosen on validation by bench/sweep_preset.py --preset fashion (bench/SWEEP_FASHION.md), a small sweep cut to a
+    # Chosen on validation by sweeps/sweep_preset.py --preset fashion (sweeps/SWEEP_FASHION.md), a small sweep cut to a
     # CPU budget (2 seeds, ≤ 15 epochs): over the student (CNNs of 4 or 8 channels on 2000 or 6000 images; MLPs
     # 784-16-10 and 784-28-10 on 6000 or all 54000 images), T {2, 4, 8}, α {0.5, 0.9, 1}, learning rate {1e-3, 3e-3}
     # × epochs {5, 10, 15}. Not swept: the teacher (cnn 16x3, 6 epochs: a plausible setting), depth, batch size,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import statistics
 
-from kdviz.core.roles import ROLE_NAMES, STUDENTS
+from kdviz.core.roles import MISTAKE, ROLE_NAMES, STUDENTS
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -35,7 +35,7 @@ def seed_summary(runs: list[dict], n_test: int, n_val: int, roles: tuple[str, ..
             out[f"{role}_{split}mean"], out[f"{role}_{split}std"] = mean_std(values)
             errors[role] = [round((1 - v) * n) for v in values]
             out[f"{role}_{split}errors_mean"] = statistics.mean(errors[role])
-        if set(roles) != set(STUDENTS):
+        if not set(STUDENTS) <= set(roles):
             continue
         out[f"kd_{split}wins"] = sum(k < h for h, k in zip(errors["hard"], errors["kd"]))
         out[f"{split}relative_error_reduction"] = _reduction(out[f"hard_{split}errors_mean"],
@@ -60,16 +60,28 @@ def case_rows(teacher: dict, student: dict, stats: dict) -> list[dict]:
              "size_bytes": teacher["size_bytes"], "val_accuracy": teacher["val_accuracy"], "val_std": 0.0,
              "accuracy": teacher["accuracy"], "std": 0.0, "errors": teacher["errors"], "smaller": None,
              "gain": None, "agreement": None, "kl_to_teacher": None}]
-    for role in STUDENTS:
+    for role in STUDENTS + ((MISTAKE,) if f"{MISTAKE}_mean" in stats else ()):  # a third student with a mistake
         rows.append({"role": role, "name": ROLE_NAMES[role], "params": student["params"],
                      "size_bytes": student["size_bytes"], "val_accuracy": stats[f"{role}_val_mean"],
                      "val_std": stats[f"{role}_val_std"], "accuracy": stats[f"{role}_mean"],
                      "std": stats[f"{role}_std"], "errors": stats[f"{role}_errors_mean"],
                      "smaller": teacher["params"] / student["params"],
-                     "gain": stats["kd_mean"] - stats["hard_mean"] if role == "kd" else None,
+                     "gain": stats[f"{role}_mean"] - stats["hard_mean"] if role != "hard" else None,
                      "agreement": stats.get(f"{role}_agreement_mean"),
                      "kl_to_teacher": stats.get(f"{role}_kl_to_teacher_mean")})
     return rows
+
+
+def mistake_sentence(stats: dict, mistake: str) -> str:
+    """One sentence on the third student of a run with a mistake: its test errors beside the correct KD student's."""
+    from kdviz.core.kd import get_mistake
+
+    n, label = stats["n_seeds"], get_mistake(mistake).label
+    fmt = (lambda v: f"{v:g}") if n == 1 else (lambda v: f"{v:.1f}")
+    means = "" if n == 1 else f" (means over {n} seeds)"
+    return (f"With the mistake “{label}” the KD student made {fmt(stats[f'{MISTAKE}_errors_mean'])} test errors; "
+            f"with the correct loss, on the same batches from the same weights, {fmt(stats['kd_errors_mean'])}, "
+            f"and the hard-label student {fmt(stats['hard_errors_mean'])}{means}.")
 
 
 def verdict(stats: dict) -> tuple[bool, str]:

@@ -1,8 +1,8 @@
 """The server's settings as the operator writes them, torch-free (a page that only reads a setting, e.g. the identity
 cap, must not import torch): each is read from an environment variable first (KDVIZ_ + its name in upper case), then
-from the [server] table of KDVIZ_HOME/server.toml, else its default; kdviz.core.budget.server_settings builds the
-ServerSettings from them (the table of what each means is in its module docstring, and `kdviz settings` prints the
-values in force and where each came from)."""
+from the [server] table of KDVIZ_HOME/server.toml, else its default; kdviz.runs.settings.server_settings builds the
+run service's ServerSettings from them (the table of what each means is in its module docstring, and `kdviz settings`
+prints the values in force and where each came from)."""
 from __future__ import annotations
 
 import math
@@ -56,6 +56,10 @@ def setting_values() -> dict[str, tuple[object, str]]:
             values[name] = (_parse(default, kind, name), "default")
     return values
 
+
+def setting(name: str):
+    """One setting's value in force (what a part below the run service reads, e.g. the Ray connect time-out)."""
+    return setting_values()[name][0]
 
 
 def _read_settings_file(path: Path) -> dict:

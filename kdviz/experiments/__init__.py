@@ -4,8 +4,10 @@ Each experiment is a module with the same contract (kdviz.experiments.gradient_v
 NAME; a frozen config dataclass with a `distill` field (its teacher, student, data and seed); default_config();
 check(config); run(config, teacher, should_stop) → events ending with Finished(status, summary); budget_configs(config)
 (the trainings it does, for the server's budget; optionally budget_teachers and budget_measurements, see
-check_budget); add_arguments / config_from_args (the CLI); report(config, runs)
-(the JSON) and format_text(report). The app's run manager, the CLI and the tests all go through this registry.
+check_budget); its config's command-line flags declared on its fields (kdviz.core.flags; config_from_flags below
+builds the config from them, or the module's own config_from_flags where a flag means more than its field);
+report(config, runs) (the JSON) and format_text(report). The app's run manager, the CLI and the tests all go through
+this registry.
 """
 from __future__ import annotations
 
@@ -32,6 +34,17 @@ def experiment(name: str) -> types.ModuleType:
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}: choose one of {', '.join(EXPERIMENTS)}")
     return importlib.import_module(EXPERIMENTS[name][0])
+
+
+def config_from_flags(module: types.ModuleType, given: dict, distill_config=None, device: str | None = None):
+    """An experiment's config from the command line: its default config, with distill_config (the preset and its
+    flags; None: the experiment's own) and the flags of its fields the user gave ({field: value}, from
+    kdviz.core.flags.given_flags) on top, checked; device: --device if given. ValueError naming a bad value."""
+    own = getattr(module, "config_from_flags", None)
+    if own is not None:
+        return own(given, distill_config, device)
+    base = module.default_config()
+    return module.check(dataclasses.replace(base, distill=distill_config or base.distill, **given))
 
 
 def name_of(config) -> str | None:

@@ -11,7 +11,7 @@ batches, only the loss differs):
 
 The curves always cross at (data_width, width_subset): that cell is run once and belongs to both. Every cell reports
 validation beside test; "where KD helped most" is chosen on validation and then reported on test (the house rule).
-On the quick preset's sweep (bench/SWEEP_QUICK.md) KD helped most with a capable student and 100 images and lost on
+On the quick preset's sweep (sweeps/SWEEP_QUICK.md) KD helped most with a capable student and 100 images and lost on
 every all-data row; this experiment shows both.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Iterator
 
 from torch import nn
 
+from kdviz.core.flags import flag
 from kdviz.core.engine import DistillConfig, Diverged, Finished, Notice, StopCheck, check_config, distill
 from kdviz.experiments.events import Measured
 
@@ -37,16 +38,20 @@ class CapacityConfig:
     `data_width` on each of `train_subsets` images (0 = all). None: the base config's train_subset / student width."""
 
     distill: DistillConfig
-    widths: tuple[int, ...] = (8, 16, 32, 64, 128, 256)
-    train_subsets: tuple[int, ...] = (50, 100, 300, 600, 0)
-    width_subset: int | None = None
-    data_width: int | None = None
+    widths: tuple[int, ...] = flag((8, 16, 32, 64, 128, 256), "--widths",
+                                   "student widths of the width curve (default {default})", "W")
+    train_subsets: tuple[int, ...] = flag((50, 100, 300, 600, 0), "--subsets",
+                                          "training-set sizes of the data curve, 0 = all (default {default})", "N")
+    width_subset: int | None = flag(None, "--width-subset", "training images of the width curve, 0 = all (default: "
+                                    "the base config's train subset)", "N")
+    data_width: int | None = flag(None, "--data-width",
+                                  "student width of the data curve (default: the base config's student width)", "W")
 
 
 def default_config() -> CapacityConfig:
     """The offline default (12-14 s a seed on one thread of a 2-core machine, teacher included): the quick preset's
     digits teacher (mlp 256×2) and its students' settings (T = 20, α = 0.9, 80 epochs, AdamW 1e-2, batch 64) without
-    jitter (on 8×8 images a ±2-pixel shift mostly hurts the hard-label twin: bench/SWEEP_QUICK.md); students of width
+    jitter (on 8×8 images a ±2-pixel shift mostly hurts the hard-label twin: sweeps/SWEEP_QUICK.md); students of width
     8 to 256 (the teacher's) on 100 images, and the 128×2 student on 50 to all 1151 images."""
     from kdviz.core.presets import get_preset
 
@@ -227,32 +232,6 @@ def hurt_on_validation(rows: list[dict]) -> list[dict]:
 def budget_configs(config: CapacityConfig) -> list[DistillConfig]:
     """The trainings it does (for the server's budget): one distill run per cell."""
     return grid(config)
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--widths", type=int, nargs="+", metavar="W",
-                        help="student widths of the width curve (default 8 16 32 64 128 256)")
-    parser.add_argument("--subsets", type=int, nargs="+", metavar="N",
-                        help="training-set sizes of the data curve, 0 = all (default 50 100 300 600 0)")
-    parser.add_argument("--width-subset", type=int, metavar="N",
-                        help="training images of the width curve, 0 = all (default: the base config's train subset)")
-    parser.add_argument("--data-width", type=int, metavar="W",
-                        help="student width of the data curve (default: the base config's student width)")
-
-
-def config_from_args(args, distill_config: DistillConfig | None) -> CapacityConfig:
-    """The experiment's config from CLI options; distill_config: the preset with its flags, or None (the default)."""
-    base = default_config()
-    changes = {"distill": distill_config or base.distill}
-    if getattr(args, "widths", None):
-        changes["widths"] = tuple(args.widths)
-    if getattr(args, "subsets", None):
-        changes["train_subsets"] = tuple(args.subsets)
-    if getattr(args, "width_subset", None) is not None:
-        changes["width_subset"] = args.width_subset
-    if getattr(args, "data_width", None) is not None:
-        changes["data_width"] = args.data_width
-    return check(dataclasses.replace(base, **changes))
 
 
 def report(config: CapacityConfig, runs: list[dict]) -> dict:

@@ -45,6 +45,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from kdviz.core.flags import flag
 from kdviz.core.engine import DistillConfig, Diverged, EpochEnd, Finished, Notice, StopCheck, check_config, distill
 from kdviz.core.roles import ROLE_NAMES
 from kdviz.experiments.events import Measured
@@ -73,17 +74,21 @@ class CompressionConfig:
     min_run_time: seconds per timing (the energy window is 5 × it, at most 10 s)."""
 
     distill: DistillConfig
-    source_run: str = ""
-    power_watts: float | None = None
-    quantize: bool = True
+    source_run: str = flag("", "--run", "measure this finished distillation run's students (and its teacher) instead "
+                           "of training them; its config replaces the preset and the flags, except --device (every "
+                           "--seeds value then measures the same students again)", "RUN_ID")
+    power_watts: float | None = flag(None, "--power", "estimate energy from this power instead of CodeCarbon "
+                                     "(measured where possible)", "WATTS")
+    quantize: bool = flag(True, "--no-quantize", "do not measure the KD student in int8")
     batch_sizes: tuple[int, int] = (1, 256)
-    min_run_time: float = 0.2
+    min_run_time: float = flag(0.2, "--min-run-time", "seconds per timing (default {default}; the energy window is "
+                               "5 × it, at most 10 s)", "SECONDS")
 
 
 def default_config() -> CompressionConfig:
     """The lecture preset (its teacher is the app's default teacher, 784-1200-1200-10 on mnist5k; its 800×2
     students train in 12-15 s), the students trained first, energy from CodeCarbon. The whole default takes ≈30 s on
-    one thread of a 2-core machine with the teacher cached (bench/COMPRESSION.md)."""
+    one thread of a 2-core machine with the teacher cached (docs/experiments/COMPRESSION.md)."""
     from kdviz.core.presets import get_preset
 
     return CompressionConfig(get_preset("lecture"))
@@ -95,8 +100,8 @@ def _no_run(run_id) -> str:
 
 def check(config: CompressionConfig) -> CompressionConfig:
     """ValueError (one line, naming the value) for a bad power, batch size, time or run id."""
+    from kdviz.core.checkpoints import is_valid_run_id
     from kdviz.core.energy import check_batch_size, check_power, check_seconds
-    from kdviz.runs.store import is_valid_run_id
 
     check_config(config.distill)
     if config.power_watts is not None:
@@ -115,17 +120,16 @@ def check(config: CompressionConfig) -> CompressionConfig:
     return config
 
 
-def config_for_run(run_id: str, store=None) -> CompressionConfig:
+def config_for_run(run_id: str) -> CompressionConfig:
     """The config that measures a finished distillation run's students: its DistillConfig, source_run = run_id.
     ValueError when the server has no such run with trained students (an experiment's run has none)."""
+    from kdviz.core.checkpoints import is_valid_run_id, read_run_config, students_path
     from kdviz.core.engine import config_from_dict
-    from kdviz.runs.store import RunStore, is_valid_run_id
 
-    store = store if store is not None else RunStore()
-    if not (isinstance(run_id, str) and is_valid_run_id(run_id)) or not store.students_path(run_id).is_file():
+    if not (isinstance(run_id, str) and is_valid_run_id(run_id)) or not students_path(run_id).is_file():
         raise ValueError(_no_run(run_id))
-    record = (store.read_json(run_id, "config.json") or {}).get("config")
-    if not isinstance(record, dict) or "experiment" in record:
+    record = read_run_config(run_id)
+    if record is None or "experiment" in record:
         raise ValueError(_no_run(run_id))
     try:
         distill_config = config_from_dict(record)
@@ -138,13 +142,13 @@ def load_source_students(config: CompressionConfig) -> dict[str, nn.Module]:
     """The source run's trained students {"hard", "kd"} (on the CPU); ValueError if the run is missing, or distilled
     another teacher than config.distill.teacher (the one measured beside them) or other students than
     config.distill.student (the spec that names them)."""
-    from kdviz.runs.store import RunStore
+    from kdviz.core.checkpoints import load_students, students_path
 
-    store = RunStore()
-    if not store.students_path(config.source_run).is_file():
+    path = students_path(config.source_run)
+    if not path.is_file():
         raise ValueError(_no_run(config.source_run))
     try:
-        run_config, students = store.load_students(config.source_run)
+        run_config, students = load_students(path)
     except Exception as error:  # noqa: BLE001 — a corrupt file is a missing run, said in one line
         raise ValueError(f"{_no_run(config.source_run)} (its students cannot be read: {error})") from None
     if (run_config.teacher, run_config.student) != (config.distill.teacher, config.distill.student):
@@ -368,36 +372,18 @@ def budget_configs(config: CompressionConfig) -> list[DistillConfig]:
     return [] if config.source_run else [config.distill]
 
 
-def add_arguments(parser) -> None:
-    # dest source_run: the CLI keeps its command in args.run
-    parser.add_argument("--run", dest="source_run", metavar="RUN_ID",
-                        help="measure this finished distillation run's students (and its teacher) instead of "
-                             "training them; its config replaces the preset and the flags, except --device (every "
-                             "--seeds value then measures the same students again)")
-    parser.add_argument("--power", type=float, metavar="WATTS",
-                        help="estimate energy from this power instead of CodeCarbon (measured where possible)")
-    parser.add_argument("--no-quantize", action="store_true", help="do not measure the KD student in int8")
-    parser.add_argument("--min-run-time", type=float, metavar="SECONDS",
-                        help="seconds per timing (default 0.2; the energy window is 5 × it, at most 10 s)")
-
-
-def config_from_args(args, distill_config: DistillConfig | None) -> CompressionConfig:
-    """The experiment's config from CLI options; distill_config: the preset with its flags, or None (the default)."""
+def config_from_flags(given: dict, distill_config: DistillConfig | None,
+                      device: str | None = None) -> CompressionConfig:
+    """kdviz.experiments.config_from_flags, but --run's config replaces the preset and its flags, all but the
+    device the user gave (device: --device, None when not given)."""
     base = default_config()
-    if getattr(args, "source_run", None):
-        base = config_for_run(args.source_run)
-        if getattr(args, "device", None) is not None:
-            base = dataclasses.replace(base, distill=dataclasses.replace(base.distill, device=args.device))
+    if given.get("source_run"):
+        base = config_for_run(given["source_run"])
+        if device is not None:
+            base = dataclasses.replace(base, distill=dataclasses.replace(base.distill, device=device))
     elif distill_config is not None:
         base = dataclasses.replace(base, distill=distill_config)
-    changes = {}
-    if getattr(args, "power", None) is not None:
-        changes["power_watts"] = args.power
-    if getattr(args, "no_quantize", False):
-        changes["quantize"] = False
-    if getattr(args, "min_run_time", None) is not None:
-        changes["min_run_time"] = args.min_run_time
-    return check(dataclasses.replace(base, **changes))
+    return check(dataclasses.replace(base, **given))
 
 
 def _mean_rows(runs: list[dict]) -> list[dict]:

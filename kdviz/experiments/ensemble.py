@@ -54,6 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdviz.core.flags import flag
 from kdviz.core.engine import (DistillConfig, Diverged, Finished, Notice, StopCheck, TeacherConfig, check_config,
                                check_teacher_config, distill, predict_logits, resolve_device)
 from kdviz.core.kd import check_temperature, distillation_loss
@@ -79,18 +80,21 @@ class EnsembleConfig:
     students' seed): over several seeds the same cached ensemble is reused."""
 
     distill: DistillConfig
-    n_teachers: int = 5
-    teacher_widths: tuple[int, ...] = ()
-    combine: str = "probabilities"
+    n_teachers: int = flag(5, "--teachers", f"teachers in the ensemble, {MIN_TEACHERS} to {MAX_TEACHERS} (default "
+                           "{default}; with --teacher-widths: one per width)", "N")
+    teacher_widths: tuple[int, ...] = flag((), "--teacher-widths", "one width per teacher (default: every teacher has "
+                                           "the base teacher's width)", "W")
+    combine: str = flag("probabilities", "--combine", "the target: the mean of the teachers' probabilities at T "
+                        "(default), or their mean logits", choices=COMBINES)
 
 
 def default_config() -> EnsembleConfig:
-    """The offline default (on one thread of a 2-core machine: 3 s for a seed that trains the four further teachers,
-    under 1 s a seed once they are cached, 8.5 s for the whole command on a fresh KDVIZ_HOME): five of the quick preset's digits teachers (mlp 256×2, 30 epochs, seeds
-    0-4) and its students' settings (mlp 128×2 on 100 images, T = 20, α = 0.9, 80 epochs, batch 64, AdamW 1e-2)
-    without jitter, like the capacity experiment's default. T, α and the epochs were chosen on validation for
-    single-teacher KD with jitter (bench/SWEEP_QUICK.md): if they favour anyone it is the best single teacher's
-    student. Five teachers is a lecture's choice, not a tuned one."""
+    """The offline default (on one thread of a 2-core machine: 3 s for a seed that trains the four further
+    teachers, under 1 s a seed once they are cached, 8.5 s for the whole command on a fresh KDVIZ_HOME): five of the
+    quick preset's digits teachers (mlp 256×2, 30 epochs, seeds 0-4) and its students' settings (mlp 128×2 on 100
+    images, T = 20, α = 0.9, 80 epochs, batch 64, AdamW 1e-2) without jitter, like the capacity experiment's default.
+    T, α and the epochs were chosen on validation for single-teacher KD with jitter (sweeps/SWEEP_QUICK.md): if they
+    favour anyone it is the best single teacher's student. Five teachers is a lecture's choice, not a tuned one."""
     from kdviz.core.presets import get_preset
 
     return EnsembleConfig(dataclasses.replace(get_preset("quick"), augment=0), n_teachers=5)
@@ -371,29 +375,13 @@ def budget_teachers(config: EnsembleConfig) -> list[tuple[TeacherConfig, int]]:
     return [(teacher, labelled) for teacher in teacher_configs(config) if teacher != base.teacher]
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--teachers", dest="n_teachers", type=int, metavar="N",
-                        help=f"teachers in the ensemble, {MIN_TEACHERS} to {MAX_TEACHERS} (default 5; with "
-                             "--teacher-widths: one per width)")
-    parser.add_argument("--teacher-widths", dest="teacher_widths", type=int, nargs="+", metavar="W",
-                        help="one width per teacher (default: every teacher has the base teacher's width)")
-    parser.add_argument("--combine", choices=COMBINES, default=None,
-                        help="the target: the mean of the teachers' probabilities at T (default), or their mean "
-                             "logits")
-
-
-def config_from_args(args, distill_config: DistillConfig | None) -> EnsembleConfig:
-    """The experiment's config from CLI options; distill_config: the preset with its flags, or None (the default)."""
+def config_from_flags(given: dict, distill_config: DistillConfig | None, device: str | None = None) -> EnsembleConfig:
+    """kdviz.experiments.config_from_flags, but --teacher-widths also says how many teachers (unless --teachers
+    says otherwise, which check then refuses)."""
+    if given.get("teacher_widths"):
+        given = {"n_teachers": len(given["teacher_widths"]), **given}
     base = default_config()
-    changes: dict = {"distill": distill_config or base.distill}
-    if getattr(args, "teacher_widths", None):
-        changes["teacher_widths"] = tuple(args.teacher_widths)
-        changes["n_teachers"] = len(args.teacher_widths)
-    if getattr(args, "n_teachers", None) is not None:
-        changes["n_teachers"] = args.n_teachers
-    if getattr(args, "combine", None) is not None:
-        changes["combine"] = args.combine
-    return check(dataclasses.replace(base, **changes))
+    return check(dataclasses.replace(base, distill=distill_config or base.distill, **given))
 
 
 def _most_teachers(runs: list[dict]) -> dict | None:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdviz.core.flags import flag
 from kdviz.core.engine import DistillConfig, Finished, Notice, StopCheck, check_config, distill, initial_student
 from kdviz.core.kd import check_temperature
 from kdviz.experiments.events import Measured
@@ -38,9 +39,12 @@ class GradientVarianceConfig:
     epochs of its training, for the soft term at each temperature, for mini-batches of batch_size."""
 
     distill: DistillConfig
-    epochs: tuple[int, ...] = (0, 1, 5, 20)
-    temperatures: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 20.0)
-    batch_size: int = 64
+    epochs: tuple[int, ...] = flag((0, 1, 5, 20), "--at-epochs", "epochs of the KD student's training at which to "
+                                   "measure (default {default})", "E")
+    temperatures: tuple[float, ...] = flag((1.0, 2.0, 4.0, 8.0, 20.0), "--temperatures",
+                                           "temperatures of the soft term (default {default})", "T")
+    batch_size: int = flag(64, "--measure-batch-size", "mini-batch size whose gradient variance is reported "
+                           "(default {default})", "B")
 
 
 def default_config() -> GradientVarianceConfig:
@@ -233,28 +237,6 @@ def budget_measurements(config: GradientVarianceConfig) -> list[tuple[str, "RunC
         + 4 * n * facts.num_classes
     return [("Measuring the per-example gradients", RunCost(int(memory), float(work), 0)),
             ("Training while the measured images are held", RunCost(int(training), 0.0, 0))]
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--at-epochs", type=int, nargs="+", metavar="E",
-                        help="epochs of the KD student's training at which to measure (default 0 1 5 20)")
-    parser.add_argument("--temperatures", type=float, nargs="+", metavar="T",
-                        help="temperatures of the soft term (default 1 2 4 8 20)")
-    parser.add_argument("--measure-batch-size", type=int, metavar="B",
-                        help="mini-batch size whose gradient variance is reported (default 64)")
-
-
-def config_from_args(args, distill_config: DistillConfig | None) -> GradientVarianceConfig:
-    """The experiment's config from CLI options; distill_config: the preset with its flags, or None (the default)."""
-    base = default_config()
-    changes = {"distill": distill_config or base.distill}
-    if args.at_epochs:
-        changes["epochs"] = tuple(args.at_epochs)
-    if args.temperatures:
-        changes["temperatures"] = tuple(args.temperatures)
-    if args.measure_batch_size is not None:
-        changes["batch_size"] = args.measure_batch_size
-    return check(dataclasses.replace(base, **changes))
 
 
 def report(config: GradientVarianceConfig, runs: list[dict]) -> dict:

@@ -26,6 +26,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from kdviz.core.flags import flag
 from kdviz.core.engine import DistillConfig, Finished, Notice, StopCheck, check_config, distill, predict_logits
 from kdviz.core.roles import ROLE_NAMES, STUDENTS
 from kdviz.experiments.events import Measured
@@ -42,9 +43,11 @@ class MissingClassConfig:
     taken out of the students' transfer set; the output-bias shifts searched are 0, shift_step, ..., max_shift."""
 
     distill: DistillConfig
-    omitted: int = 3
-    max_shift: float = 30.0  # the hard-label student's label-free shift passes 15 (bench/MISSING_CLASS.md)
-    shift_step: float = 0.25
+    omitted: int = flag(3, "--omitted", "the class left out of the students' transfer set (default {default})",
+                        "CLASS")
+    # the hard-label student's label-free shift passes 15 (docs/experiments/MISSING_CLASS.md)
+    max_shift: float = flag(30.0, "--max-shift", "the largest output-bias shift searched (default {default})", "B")
+    shift_step: float = flag(0.25, "--shift-step", "the bias-shift grid's step (default {default})", "S")
 
     @property
     def shifts(self) -> torch.Tensor:
@@ -57,7 +60,7 @@ def default_config() -> MissingClassConfig:
     """The offline default (about 40 s on one CPU thread): the lecture preset (mnist5k, the cached 1200×2 teacher,
     an 800×2 student, T = 20, ±2-pixel jitter) on all 3200 training images but the omitted digit's, with α = 0.5
     and 40 epochs: chosen by the KD student's validation accuracy on the omitted digit after the validation-chosen
-    shift (bench/MISSING_CLASS.md)."""
+    shift (docs/experiments/MISSING_CLASS.md)."""
     from kdviz.core.presets import get_preset
 
     base = get_preset("lecture")
@@ -264,24 +267,6 @@ def budget_measurements(config: MissingClassConfig) -> list[tuple[str, "RunCost"
     copy = 0 if base.train_subset else train_images(base) * (4 * math.prod(facts.input_shape) + 8)
     return [("Distilling on the transfer set (the training images without one class)",
              dataclasses.replace(cost, memory_bytes=cost.memory_bytes + copy, work_flops=0.0))]
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--omitted", type=int, metavar="CLASS",
-                        help="the class left out of the students' transfer set (default 3)")
-    parser.add_argument("--max-shift", type=float, metavar="B",
-                        help="the largest output-bias shift searched (default 30)")
-    parser.add_argument("--shift-step", type=float, metavar="S", help="the bias-shift grid's step (default 0.25)")
-
-
-def config_from_args(args, distill_config: DistillConfig | None) -> MissingClassConfig:
-    """The experiment's config from CLI options; distill_config: the preset with its flags, or None (the default)."""
-    base = default_config()
-    changes = {"distill": distill_config or base.distill}
-    for name in ("omitted", "max_shift", "shift_step"):
-        if getattr(args, name, None) is not None:
-            changes[name] = getattr(args, name)
-    return check(dataclasses.replace(base, **changes))
 
 
 FIGURES = {"omitted_before": "omitted_accuracy_before", "omitted_after": "omitted_accuracy_after",

@@ -326,10 +326,10 @@ def _make_hub(settings: HubSettings):
         return Hub(settings)
     if kind != "ray":
         raise ValueError(f"{HUB_VARIABLE} must be process or ray, got {kind!r}")
-    from kdviz.core.budget import server_settings
+    from kdviz.core.settings import setting
     from kdviz.present.remote import RayHub
 
-    return RayHub(settings, server_settings().ray_address or None)
+    return RayHub(settings, setting("ray_address") or None)
 
 
 def reset_hub() -> None:

@@ -177,7 +177,8 @@ class RunIndex:
     def sync(self, full: bool = False) -> None:
         """Rows for folders without one, none for rows without a folder; full: also re-read every run whose
         status file changed since its row was written (what a crash between the two leaves)."""
-        from kdviz.runs.store import is_valid_run_id, read_folder
+        from kdviz.core.checkpoints import is_valid_run_id
+        from kdviz.runs.store import read_folder
 
         db = self._connect()
         before = self._root_mtime()

@@ -97,7 +97,7 @@ class SharedRuns(RunManager):
     def __init__(self, store=None, settings=None, service=None, ray_init: dict | None = None, **overrides):
         import dataclasses
 
-        from kdviz.core.budget import server_settings
+        from kdviz.runs.settings import server_settings
         from kdviz.runs.store import RunStore
 
         self.store = store or RunStore()
@@ -105,11 +105,7 @@ class SharedRuns(RunManager):
         self.max_paused = 0
         self._lock = threading.Lock()
         self._queue, self._runs, self._closing = [], {}, False  # the reading code's view: nothing live in here
-        import collections
-
-        self._records = collections.OrderedDict()
-        self._finished = collections.OrderedDict()
-        self._loaded_logs = collections.OrderedDict()
+        self._init_caches()
         self._following: dict[str, FollowedRun] = {}
         self.service = service if service is not None else RemoteService(self.store, self.settings, **(ray_init or {}))
         self.executor = _Described(self.service)

@@ -10,8 +10,9 @@ import shutil
 import time
 from pathlib import Path
 
+from kdviz.core import checkpoints
+from kdviz.core.checkpoints import is_valid_run_id
 from kdviz.core.paths import atomic_write_text, runs_dir
-from kdviz.core.roles import STUDENTS
 
 LIVE_STATES = ("queued", "running", "paused")
 FINAL_STATES = ("completed", "cancelled", "diverged", "failed", "interrupted")
@@ -19,13 +20,6 @@ FINAL_STATES = ("completed", "cancelled", "diverged", "failed", "interrupted")
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
-
-
-def is_valid_run_id(run_id: str) -> bool:
-    """Run ids come from URLs: only our own shape is accepted, so no path can escape the runs folder."""
-    parts = str(run_id).split("-")
-    return (len(parts) == 3 and parts[0].isdigit() and len(parts[0]) == 8 and parts[1].isdigit()
-            and len(parts[1]) == 6 and len(parts[2]) == 6 and all(c in "0123456789abcdef" for c in parts[2]))
 
 
 def read_folder(folder: Path) -> tuple[dict, dict, int | None, int] | None:
@@ -72,9 +66,7 @@ class RunStore:
         self.index = RunIndex(self.root)
 
     def folder(self, run_id: str) -> Path:
-        if not is_valid_run_id(run_id):
-            raise ValueError(f"not a run id: {run_id!r}")
-        return self.root / run_id
+        return checkpoints.run_folder(run_id, self.root)
 
     def create(self, run_id: str, record: dict) -> None:
         folder = self.folder(run_id)
@@ -217,25 +209,11 @@ class RunStore:
         return None
 
     def students_path(self, run_id: str) -> Path:
-        return self.folder(run_id) / "students.pt"
+        return checkpoints.students_path(run_id, self.root)
 
     def exists(self, run_id: str) -> bool:
         return is_valid_run_id(run_id) and (self.root / run_id / "config.json").is_file()
 
     def load_students(self, run_id: str):
         """The trained hard-label and KD students of a completed run: (DistillConfig, {"hard": model, "kd": model})."""
-        import torch
-
-        from kdviz.core.data import load_dataset
-        from kdviz.core.engine import config_from_dict
-        from kdviz.core.models import create_model
-
-        record = torch.load(self.students_path(run_id), map_location="cpu", weights_only=True)
-        config = config_from_dict(record["config"])
-        dataset = load_dataset(config.dataset)
-        models = {}
-        for name in STUDENTS:
-            model = create_model(config.student, dataset.input_shape, dataset.num_classes)
-            model.load_state_dict(record[f"{name}_state_dict"])
-            models[name] = model.eval()
-        return config, models
+        return checkpoints.load_students(self.students_path(run_id))

@@ -33,6 +33,7 @@ from kdviz.ui.soft_labels import (  # noqa: F401
     custom_logits_editor,
     image_example,
     image_logits,
+    mistakes_panel,
     share_caption,
     soft_labels_state,
     update_soft_labels_state,

@@ -47,6 +47,9 @@ def distill_config_form(preset: str):
                                         key=key("teacher_arch"))
             teacher_width = st.number_input("Teacher width", 1, 8192, base.teacher.model.width, key=key("t_width"))
             teacher_depth = st.number_input("Teacher depth", 1, 16, base.teacher.model.depth, key=key("t_depth"))
+            teacher_dropout = st.number_input("Teacher dropout", 0.0, 0.9, float(base.teacher.model.dropout), 0.05,
+                                              key=key("t_dropout"), help="Dropout on the teacher's hidden layers "
+                                              "while it trains (a new teacher, trained once and cached).")
             st.caption("A teacher is trained once on first use (progress shown), then cached.")
         with middle:
             st.markdown("**Student & distillation**")
@@ -60,6 +63,7 @@ def distill_config_form(preset: str):
             alpha = st.slider("α: weight of the soft term", 0.0, 1.0, float(base.alpha), 0.05, key=key("alpha"),
                               help="kdviz weighs the soft (KD) term by α and the hard term by 1 − α. "
                                    "Keras's KD example uses the opposite convention.")
+            mistake = mistake_select(base.mistake, key("mistake"))
         with right:
             st.markdown("**Training**")
             epochs = st.number_input("Epochs", 1, 500, base.epochs, key=key("epochs"))
@@ -78,13 +82,13 @@ def distill_config_form(preset: str):
             if missing:
                 st.caption(f"Not available here: {', '.join(missing)} (PyTorch sees no such device).")
     teacher = dataclasses.replace(base.teacher, dataset=dataset, model=ModelSpec(
-        teacher_arch, int(teacher_width), int(teacher_depth), base.teacher.model.dropout))
+        teacher_arch, int(teacher_width), int(teacher_depth), round(float(teacher_dropout), 4)))
     config = dataclasses.replace(
         base, teacher=teacher,
         student=ModelSpec(student_arch, int(student_width), int(student_depth), round(float(dropout), 4)),
         temperature=float(temperature), alpha=float(alpha), epochs=int(epochs), batch_size=int(batch_size),
         learning_rate=float(learning_rate), weight_decay=float(weight_decay), train_subset=int(subset),
-        augment=int(augment), seed=int(seed), device=device)
+        augment=int(augment), seed=int(seed), device=device, mistake=mistake)
     try:
         check_config(config)
     except ValueError as error:
@@ -94,6 +98,31 @@ def distill_config_form(preset: str):
     except ValueError as error:
         return None, f"This configuration is over this server's budget. {error}"
     return config, None
+
+
+def mistake_select(current: str, key: str) -> str:
+    """The common-mistakes switch of the run form: "none", or a mistake a third student makes beside the two."""
+    from kdviz.core.kd import MISTAKE_NAMES, MISTAKES
+
+    labels = {"none": "none: two students"} | {item.name: item.label for item in MISTAKES}
+    name = st.selectbox("Common mistake (a third student)", MISTAKE_NAMES, index=MISTAKE_NAMES.index(current),
+                        format_func=labels.get, key=key,
+                        help="Trains a third student, from the same weights on the same batches, whose KD loss "
+                             "makes this mistake, beside the hard-label and the correct KD student.")
+    if name != "none":
+        st.caption(next(item.sentence for item in MISTAKES if item.name == name))
+    return name
+
+
+def mistake_notice(config: dict) -> None:
+    """Above a run's charts: which mistake its third student makes, what goes wrong and where to see it."""
+    from kdviz.core.kd import MISTAKE_NAMES, get_mistake
+
+    name = config.get("mistake", "none")
+    if name in MISTAKE_NAMES and name != "none":
+        item = get_mistake(name)
+        st.info(f"**The wine-coloured student makes a common mistake: {item.label}.** {item.sentence}",
+                icon=":material/report:")
 
 
 @st.cache_data(show_spinner=False)
@@ -149,6 +178,8 @@ def _live_run(run_id: str, parts: tuple[str, ...] = PARTS) -> None:
     mine = manager.owns(run, owner_id())
     if "header" in parts:
         _run_header(run, state, mine)
+    if "charts" in parts:
+        mistake_notice(run.config)
     split = split_choice(f"split-{run.id}", accuracies) if "charts" in parts else "validation"
     live_run(run, mine, parts, lecture_mode(), split, queue, drawn)
 
@@ -202,6 +233,8 @@ def _draw_run(run, parts: tuple[str, ...] = PARTS) -> None:
     mine = manager.owns(run, owner_id())
     if "header" in parts:
         _run_header(run, state, mine)
+    if "charts" in parts:
+        mistake_notice(run.config)
     if "charts" in parts and len(accuracies):
         split = split_choice(f"split-{run.id}", accuracies)  # above both charts, so that they stay level
         left, right = st.columns(2)
@@ -302,6 +335,8 @@ def _case_study(run) -> None:
                     default=0)  # the distillation's epochs, not the teacher's
         sentence = f"When the run was {run.state} (after epoch {epoch}): {sentence[0].lower()}{sentence[1:]}"
     (st.success if won else st.warning)(sentence, icon=":material/school:" if won else ":material/warning:")
+    if "mistake" in run.summary and config.mistake != "none":
+        st.error(run_view.mistake_sentence(run.summary, config.mistake), icon=":material/report:")
     columns = {"parameters": st.column_config.NumberColumn(format="localized"),
                "size (MB)": st.column_config.NumberColumn(format="%.2f"),
                run_view.VAL_COLUMN: st.column_config.NumberColumn(
@@ -352,7 +387,7 @@ def _fair_baseline(config) -> None:
         st.markdown(f"**A fair baseline.** The hard-label student above is the KD student's *twin*: it trains with "
                     f"the settings chosen for the KD student. The sweep that chose the {name!r} preset also tuned a "
                     f"hard-label student on its own, on validation ({settings}); compare the KD student with it too "
-                    f"(the sweep's results over 20 seeds: bench/SWEEP_{name.upper()}.md).")
+                    f"(the sweep's results over 20 seeds: sweeps/SWEEP_{name.upper()}.md).")
         if st.button(":material/balance: Run the tuned hard-label baseline", key=f"baseline-{name}-{config.seed}",
                      help="Queues one run with the baseline's settings and this seed; its hard-label student is "
                           "the tuned baseline (it does not depend on T or α)."):

@@ -45,6 +45,28 @@ def share_caption(state) -> str:
     return " · ".join(part for part in ("kdviz · soft labels", link) if part)
 
 
+def mistakes_panel(logits, state) -> None:
+    """The common-mistakes switch: one mistake's loss beside the correct one, for these logits at the page's T and α
+    (numpy, kdviz.core.kd.mistake_terms: the numbers the engine's loss gives these logits)."""
+    from kdviz.core.kd import get_mistake
+    from kdviz.views import soft_labels
+
+    with st.container(border=True):
+        seed("sl.mistake", state.mistake)
+        mistake = st.selectbox("Common mistakes", list(soft_labels.MISTAKE_CHOICES), key="sl.mistake",
+                               format_func=soft_labels.MISTAKE_CHOICES.get,
+                               help="A KD loss written the wrong way, beside the correct one, at this T and α. "
+                                    "The Live distillation page trains a student with it.")
+        update_soft_labels_state(mistake=mistake)
+        if mistake == "none":
+            st.caption("Pick a mistake to see its numbers beside the correct loss's.")
+            return
+        st.markdown(f"**{get_mistake(mistake).label}.** {soft_labels.escape_markdown(get_mistake(mistake).sentence)}")
+        view = soft_labels.mistake_view(logits, state.temperature, state.alpha, mistake)
+        st.markdown(view.headline)
+        st.markdown(soft_labels.mistake_table(logits, view))
+
+
 def custom_logits_editor(state):
     """The editable logits table and the true class; returns the last valid Logits, with an error next to the table."""
     import dataclasses

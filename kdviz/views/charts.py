@@ -16,6 +16,7 @@ COLORS = {
     "best_teacher_kd": "#009E73",  # green, as the KD student: distilled from the best single teacher
     "ensemble_kd": "#D55E00",  # vermillion: distilled from the ensemble
     "kd_int8": "#555555",   # grey: the KD student quantised to int8
+    "mistake": "#882255",   # wine (Tol's palette): the KD student with a common mistake in its loss
 }
 
 
@@ -297,8 +298,8 @@ def dark_knowledge_heatmap(matrix, classes, temperature: float, show_diagonal: b
                  "marker": {"symbol": "square", "size": 34 if n <= 12 else 12, "color": "rgba(0,0,0,0)"},
                  "selected": {"marker": {"opacity": 0}}, "unselected": {"marker": {"opacity": 0}},
                  "customdata": [float(matrix[i][j]) for i, j in cells],
-                 "hovertemplate": "true class %{y}: teacher's mean p(%{x}) = %{customdata:.4g}<br>click to see the images"
-                                  "<extra></extra>"})
+                 "hovertemplate": "true class %{y}: teacher's mean p(%{x}) = %{customdata:.4g}<br>click to see the "
+                                  "images<extra></extra>"})
     shapes = []
     if selected is not None:
         i, j = selected

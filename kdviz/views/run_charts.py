@@ -10,8 +10,8 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 
-from kdviz.core.roles import ROLE_NAMES, STUDENTS
-from kdviz.views.charts import COLORS, MARK_COLORS, fast_figure, title_block, top_margin
+from kdviz.core.roles import MISTAKE, ROLE_NAMES, STUDENTS
+from kdviz.views.charts import COLORS, MARK_COLORS, bottom_legend, fast_figure, title_block, top_margin
 from kdviz.views.run_view import split_columns
 
 LOSS_STYLES = {  # series → (colour, dash, legend name)
@@ -19,7 +19,11 @@ LOSS_STYLES = {  # series → (colour, dash, legend name)
     "kd_total": (COLORS["kd"], "solid", "KD student: total"),
     "kd_soft": (COLORS["kd"], "dot", "KD student: soft T²·KL"),
     "kd_hard": (COLORS["kd"], "dash", "KD student: hard CE"),
+    "mistake_total": (COLORS[MISTAKE], "solid", "KD with the mistake: total"),
+    "mistake_soft": (COLORS[MISTAKE], "dot", "KD with the mistake: soft"),
+    "mistake_hard": (COLORS[MISTAKE], "dash", "KD with the mistake: hard CE"),
 }
+CHART_STUDENTS = (*STUDENTS, MISTAKE)  # the accuracy chart's students: a run with a mistake has a third
 RUN_COLORS = ("#332288", "#CC6677", "#117733", "#AA4499", "#44AA99", "#882255", "#999933", "#88CCEE")
 
 
@@ -45,7 +49,11 @@ def loss_chart(frame: pd.DataFrame, lecture: bool = False, plain: bool = False) 
               **_axes("optimiser step", "loss (nats, log scale)", type="log", exponentformat="power", dtick=1),
               # four series make a tall legend: below the plot it never covers the title
               "legend": {"orientation": "h", "y": -0.25, "yanchor": "top", "x": 0}}
-    return fast_figure(data, layout, lecture, height=(580 if lecture else 480), plain=plain)
+    height = 580 if lecture else 480
+    if any(trace["name"].startswith(ROLE_NAMES[MISTAKE]) for trace in data):  # seven series: the legend gets its
+        layout["legend"] = bottom_legend()  # own band at the bottom, a row each, and the plot keeps its height
+        height += 160 if lecture else 130
+    return fast_figure(data, layout, lecture, height=height, plain=plain)
 
 
 SPLIT_TITLES = {"validation": "Validation accuracy", "test": "Test accuracy"}
@@ -66,18 +74,22 @@ def accuracy_chart(frame: pd.DataFrame, lecture: bool = False, split: str = "val
                       "font": {"color": COLORS["teacher"], "size": 20 if lecture else 15}})
     if len(frame):
         data = [_line(frame["epoch"], 100 * frame[columns[role]], ROLE_NAMES[role], COLORS[role], markers=True,
-                      lecture=lecture) for role in STUDENTS if frame[columns[role]].notna().any()]
+                      lecture=lecture) for role in CHART_STUDENTS if frame[columns[role]].notna().any()]
     title = SPLIT_TITLES[split]
     layout = {"title": title_block(title, lecture), "margin": top_margin(lecture),
               "shapes": shapes, "annotations": notes,
               **_axes("epoch", f"{title.lower()} (%)", range=_accuracy_range(frame, columns))}
-    return fast_figure(data, layout, lecture, height=(580 if lecture else 480), plain=plain)
+    height = 580 if lecture else 480
+    if len(data) > len(STUDENTS):  # a third student: three names do not fit the band above the plot
+        layout["legend"] = bottom_legend()
+        height += 160 if lecture else 130  # as the loss chart beside it: the two stay level
+    return fast_figure(data, layout, lecture, height=height, plain=plain)
 
 
 def _accuracy_range(frame: pd.DataFrame, columns: dict[str, str]) -> list[float] | None:
     """Zoom on the interesting part: from a bit under the students' last-half accuracies to above the teacher."""
-    students = [columns[role] for role in STUDENTS]
-    if len(frame) < 2 or frame[students].isna().all().all():
+    students = [columns[role] for role in CHART_STUDENTS if frame[columns[role]].notna().any()]
+    if not students or len(frame) < 2 or frame[students].isna().all().all():
         return None
     later = frame[frame["epoch"] >= frame["epoch"].max() / 2]
     low = 100 * float(later[students].min().min())

@@ -10,10 +10,12 @@ import math
 
 import pandas as pd
 
-from kdviz.core.roles import ROLE_NAMES, STUDENTS
+from kdviz.core.roles import MISTAKE, ROLE_NAMES, STUDENTS
 
 LOSS_SERIES = {"hard": "hard-label student: cross-entropy", "kd_total": "KD student: total loss",
-               "kd_soft": "KD student: soft term T²·KL", "kd_hard": "KD student: hard term (CE)"}
+               "kd_soft": "KD student: soft term T²·KL", "kd_hard": "KD student: hard term (CE)",
+               "mistake_total": "KD with the mistake: total loss", "mistake_soft": "KD with the mistake: soft term",
+               "mistake_hard": "KD with the mistake: hard term (CE)"}
 
 # The lecture's case study (ImageNet top-1 as given in the lecture): ResNet-152 teacher → ResNet-50 student.
 # Parameters are counted from torchvision's architectures (no weights are downloaded): see lecture_rows().
@@ -38,7 +40,7 @@ def loss_frame(events: list[dict], max_points: int = 1500) -> pd.DataFrame:
     return frame
 
 
-ACCURACY_ROLES = ("teacher", *STUDENTS)
+ACCURACY_ROLES = ("teacher", *STUDENTS, MISTAKE)  # the mistake's columns are NaN in runs without one
 SPLITS = {"validation": "_val", "test": ""}  # split → suffix of its columns in accuracy_frame
 
 
@@ -103,12 +105,12 @@ def _stats(summary: dict) -> tuple[dict, bool]:
     shows the validation figures as missing."""
     from kdviz.core.results import seed_summary
 
-    roles = ("teacher", *STUDENTS)
+    roles = ("teacher", *STUDENTS) + ((MISTAKE,) if MISTAKE in summary else ())
     recorded = all("val_accuracy" in summary[role] for role in roles)
     if not recorded:
         summary = {**summary, **{role: {"val_accuracy": summary[role]["accuracy"], **summary[role]}
                                  for role in roles}}
-    return seed_summary([summary], summary["n_test"], summary.get("n_val", 0)), recorded
+    return seed_summary([summary], summary["n_test"], summary.get("n_val", 0), roles[1:]), recorded
 
 
 def case_study(summary: dict, student_name: str, teacher_name: str) -> pd.DataFrame:
@@ -137,6 +139,13 @@ def verdict(summary: dict) -> tuple[bool, str]:
     return seeds_verdict(_stats(summary)[0])
 
 
+def mistake_sentence(summary: dict, mistake: str) -> str:
+    """One sentence on a run's third student, the one with the mistake, beside the correct KD student."""
+    from kdviz.core.results import mistake_sentence as sentence
+
+    return sentence(_stats(summary)[0], mistake)
+
+
 def metrics_csv(events: list[dict]) -> str:
     """Per-step losses and per-epoch validation and test accuracies of the distillation phase, as one CSV."""
     losses = loss_frame(events, max_points=10**9).pivot_table(index=["step", "epoch"], columns="series",
@@ -144,7 +153,8 @@ def metrics_csv(events: list[dict]) -> str:
     frame = accuracy_frame(events)
     accuracies = pd.DataFrame({"epoch": frame["epoch"]} | {
         f"{role}_{split}_accuracy": frame[column] for split in ("val", "test")
-        for role, column in split_columns("validation" if split == "val" else "test").items()})
+        for role, column in split_columns("validation" if split == "val" else "test").items()
+        if role != MISTAKE or frame[column].notna().any()})
     buffer = io.StringIO()
     buffer.write("# losses per step\n")
     losses.to_csv(buffer, index=False)
@@ -255,7 +265,8 @@ def describe_config(config: dict) -> str:
     student = config.get("student", {})
     subset = config.get("train_subset") or "all"
     extras = [f"weight decay {config['weight_decay']:g}" if config.get("weight_decay") else "",
-              f"dropout {student['dropout']:g}" if student.get("dropout") else ""]
+              f"dropout {student['dropout']:g}" if student.get("dropout") else "",
+              f"mistake: {config['mistake']}" if config.get("mistake", "none") != "none" else ""]
     return (f"{config.get('teacher', {}).get('dataset', '?')}, student {student.get('arch')} "
             f"{student.get('width')}×{student.get('depth')}, T={config.get('temperature')}, "
             f"α={config.get('alpha')}, {config.get('epochs')} epochs, {subset} images, seed {config.get('seed')}"

@@ -30,7 +30,9 @@ SOURCES = {"lecture": "Lecture example", "custom": "Your own logits", "image": "
 STUDENT_MODELS = {role: ROLE_NAMES[role] + ("" if role == "untrained" else " (latest run)") for role in STUDENT_ROLES}
 # Every URL parameter this page writes (and so may remove); others in the link (e.g. the owner id) are left alone.
 QUERY_KEYS = ("source", "temperature", "alpha", "log", "classes", "teacher", "student", "label", "image",
-              "student_model")
+              "student_model", "mistake")
+# The common-mistakes switch: the correct loss, or one of kdviz.core.kd.MISTAKES beside it.
+MISTAKE_CHOICES = {"none": "none: the correct loss"} | {item.name: item.label for item in kd.MISTAKES}
 TABLE_COLUMNS = ("class", "teacher logit", "student logit")  # the custom logits table
 
 
@@ -59,6 +61,7 @@ class PageState:
     log_scale: bool = False
     image: int = 0
     student_model: str = "untrained"
+    mistake: str = "none"  # MISTAKE_CHOICES
 
 
 # ---- validation ------------------------------------------------------------------------------------------------
@@ -190,6 +193,11 @@ def parse_query(params: Mapping[str, str]) -> tuple[PageState, list[str]]:
             state = dataclasses.replace(state, student_model=params["student_model"])
         else:
             notices.append(f"Unknown student {params['student_model']!r} in the link; showing the untrained one.")
+    if "mistake" in params:
+        if params["mistake"] in MISTAKE_CHOICES:
+            state = dataclasses.replace(state, mistake=params["mistake"])
+        else:
+            notices.append(f"Unknown mistake {params['mistake']!r} in the link; showing the correct loss.")
     return state, notices
 
 
@@ -199,6 +207,8 @@ def to_query(state: PageState) -> dict[str, str]:
              "alpha": format_number(state.alpha)}
     if state.log_scale:
         query["log"] = "1"
+    if state.mistake != "none":
+        query["mistake"] = state.mistake
     if state.source == "custom":
         logits = state.custom
         query |= {"classes": ",".join(logits.classes), "teacher": ",".join(map(format_number, logits.teacher)),
@@ -247,6 +257,77 @@ def curves(teacher: tuple[float, ...], student: tuple[float, ...]) -> Curves:
     teacher_scaled, student_scaled = np.asarray(teacher)[None, :] / scale, np.asarray(student)[None, :] / scale
     return Curves(CURVE_TEMPERATURES, kd.softmax(teacher_scaled), kd.entropy(teacher_scaled),
                   kd.entropy(student_scaled))
+
+
+@dataclass(frozen=True)
+class MistakeView:
+    """A common mistake beside the correct loss for one example at T and α (kd.mistake_terms, each), and one sentence
+    with this example's numbers."""
+
+    correct: dict
+    mistaken: dict
+    headline: str
+
+
+def naive_breaks_below(logits: Logits) -> float | None:
+    """The highest temperature of the slider at which the naive p·(log p − log q) is not finite (float32), or None."""
+    broken = [t for t in TEMPERATURES if not math.isfinite(
+        kd.mistake_terms(logits.teacher, logits.student, logits.label, t, 0.5, "naive-kl")["soft"])]
+    return max(broken) if broken else None
+
+
+def mistake_view(logits: Logits, temperature: float, alpha: float, mistake: str) -> MistakeView:
+    terms = lambda name: kd.mistake_terms(logits.teacher, logits.student, logits.label,  # noqa: E731
+                                          temperature, alpha, name)
+    correct, mistaken = terms("none"), terms(mistake)
+    share = (f"the soft targets' share of the push on the student's logits goes from {correct['soft_share']:.0%} "
+             f"to {mistaken['soft_share']:.0%}")
+    soft = f"the soft term is {format_value(mistaken['soft'])} instead of {format_value(correct['soft'])}"
+    if mistake == "mean-reduction":
+        headline = f"With {len(logits.classes)} classes {soft}, {len(logits.classes)} times smaller, and {share}."
+    elif mistake == "no-t-squared":
+        headline = ("At T = 1, T² = 1 and nothing changes: move T. " if temperature == 1 else
+                    f"At T = {temperature:g} {soft}, and {share}. ") + \
+            "Without T² the share drifts with T; with T² it hardly moves."
+    elif mistake == "naive-kl":
+        below = naive_breaks_below(logits)
+        where = f"at T = {below:g} and below" if below is not None else "at no temperature of the slider"
+        if math.isfinite(mistaken["soft"]):
+            headline = (f"At T = {temperature:g} both forms give {format_value(correct['soft'])}; in float32 the "
+                        f"naive form breaks {where} for these logits, once a probability underflows to 0.")
+        else:
+            headline = (f"At T = {temperature:g}, in float32, the naive form gives {mistaken['soft']} where the "
+                        f"log-space form gives {format_value(correct['soft'])}: a probability underflowed to 0, and "
+                        f"0 · log 0 is NaN (it breaks {where} for these logits).")
+    elif mistake == "reverse-kl":
+        top = int(np.argmax(logits.teacher))
+        name = escape_markdown(logits.classes[top])
+        student_p = kd.softmax(logits.student, temperature)[top]
+        headline = (f"The reversed KL weighs each class by the student's own probability: the student gives "
+                    f"**{name}**, the teacher's choice, {format_probability(student_p)} at T = {temperature:g}, so "
+                    f"the push up on its logit is {format_value(mistaken['update'][top])} instead of "
+                    f"{format_value(correct['update'][top])}.")
+    elif mistake == "teacher-train-mode":
+        headline = ("These logits are fixed numbers, so nothing changes here: the mistake is in the teacher network "
+                    "(its dropout left on while it labels). See it on the Live distillation page, with a teacher "
+                    "that has dropout.")
+    else:  # alpha-swapped
+        headline = (f"With α = {alpha:g} on the hard term the soft targets weigh {1 - alpha:g} instead of "
+                    f"{alpha:g}: {share}.")
+    return MistakeView(correct, mistaken, headline)
+
+
+def mistake_table(logits: Logits, view: MistakeView) -> str:
+    """The correct loss and the mistaken one side by side, as a markdown table: the terms, the soft targets' share
+    of the push, and the update on each class's logit."""
+    rows = [("soft term", format_value(view.correct["soft"]), format_value(view.mistaken["soft"])),
+            ("total loss", format_value(view.correct["total"]), format_value(view.mistaken["total"])),
+            ("soft targets' share of the push", f"{view.correct['soft_share']:.0%}",
+             f"{view.mistaken['soft_share']:.0%}")]
+    rows += [(f"update on {escape_markdown(name)}'s logit", format_value(a), format_value(b))
+             for name, a, b in zip(logits.classes, view.correct["update"], view.mistaken["update"])]
+    return "\n".join(["| | correct loss | with the mistake |", "|:--|--:|--:|",
+                      *(f"| {name} | {a} | {b} |" for name, a, b in rows)])
 
 
 # The number formats' rules: the three functions below and the browser widget (kdviz/ui/assets/formats.js, which gets

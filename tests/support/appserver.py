@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator, Sequence
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # Root, no network: without the background-networking flags Chromium keeps dialling out and being refused.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -13,7 +13,7 @@ Choose on validation, report on test:
 
 Every run goes through kdviz's engine (same init, same batches for both students). Accuracy curves (validation and test
 at every epoch) are cached on disk, so re-running the script recomputes nothing. `--jobs 2` runs two single-thread
-processes side by side. bench/SWEEP_LECTURE.md, bench/SWEEP_QUICK.md and bench/SWEEP_FASHION.md are the write-ups.
+processes side by side. sweeps/SWEEP_LECTURE.md, sweeps/SWEEP_QUICK.md and sweeps/SWEEP_FASHION.md are the write-ups.
 
 `--preset fashion` is the same protocol on a grid cut to a CPU budget (a CNN teacher; CNN students on a few thousand
 images, then MLP students on 6000 or all 54000; at most 15 epochs; 2 seeds; fashion_stages below): SWEEP_FASHION.md
