@@ -20,6 +20,7 @@ hall: $(VENV)/.runtime
 
 test: $(VENV)/.dev
 	bash .ci/ensure-chromium
+	bash .ci/ensure-fashion-mnist
 	$(PY) -m pytest
 
 prepare: $(VENV)/.runtime

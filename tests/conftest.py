@@ -36,6 +36,10 @@ def browser_tests_skipped() -> bool:
 # Modules that start a Ray cluster share one worker: two clusters at once on a 2-core machine fight for its cores
 # and memory. Every other module is a group of its own, so its module- and session-scoped servers start once.
 RAY_MODULES = {"test_ray_executor", "test_present_ray", "test_replicas"}
+# The longest of the other modules, each run alone on 2 cores (30 s to several minutes): handed out after the Ray and
+# browser groups and before the short ones, so that no long group starts last while the other worker idles.
+SLOW_MODULES = {"test_budget_memory", "test_ddp", "test_live_page", "test_hall_load", "test_cli", "test_run_manager",
+                "test_ensemble", "test_missing_class", "test_capacity", "test_engine"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
@@ -47,8 +51,10 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.browser)  # a test that drives Chromium is a browser test, marked or not
         if browser_tests_skipped() and item.get_closest_marker("browser") is not None:
             item.add_marker(pytest.mark.skip(reason=BROWSER_SKIPPED))
-    # the longest groups first (the Ray modules, then the browser modules), so that two workers finish together
-    items.sort(key=lambda item: 0 if item.path.stem in RAY_MODULES else 1 if item.get_closest_marker("browser") else 2)
+    # the longest groups first (the Ray modules, the browser modules, the slow ones), so that two workers finish
+    # together; xdist keeps this order (--no-loadscope-reorder in pytest.ini: by default it sorts by number of tests)
+    items.sort(key=lambda item: 0 if item.path.stem in RAY_MODULES else 1 if item.get_closest_marker("browser")
+               else 2 if item.path.stem in SLOW_MODULES else 3)
 
 
 # ---- browser tests: marked, skipped only on request, and said so in the summary --------------------------------
@@ -117,14 +123,18 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 def open_app_page(path: str, timeout: float = 60):
     """An AppTest of one page through app.py's router, on a fresh run manager; a generator for a fixture to yield
-    from (it shuts the manager and the background tasks down afterwards)."""
+    from (it shuts the manager and the background tasks down afterwards).
+
+    The page is switched to before the first run, as a link to it opens it: the home page never runs, so it never
+    starts training the default teacher in the background (tens of seconds of CPU, and it holds the server's one
+    training worker, so a run the test starts would wait behind it)."""
     from streamlit.testing.v1 import AppTest
 
     from kdviz import ui
     from kdviz.runs import tasks
 
     ui.run_manager.clear()
-    at = AppTest.from_file(APP, default_timeout=timeout).run()
+    at = AppTest.from_file(APP, default_timeout=timeout)
     at.switch_page(path).run()
     assert not at.exception, [e.value for e in at.exception]
     yield at
@@ -132,14 +142,34 @@ def open_app_page(path: str, timeout: float = 60):
     tasks.stop_all_tasks()
 
 
-def wait_run_completed(page, what: str, timeout: float = 120.0) -> None:
-    """Rerun an AppTest page until its run's heading says completed; fail on any exception on the way."""
-    def done():
+PAGE_RERUN_WHILE_TRAINING_S = 2.0
+
+
+def rerun_until(page, predicate, timeout: float = 120.0, what: str | Callable[[], str] = "a condition"):
+    """Rerun an AppTest page until predicate(page) holds and return that; fail on any exception on the way.
+
+    While a run of the page's manager is live the page is rerun every PAGE_RERUN_WHILE_TRAINING_S, not back to back:
+    a rerun holds this interpreter (the GIL), where the run trains, so back-to-back reruns slowed the very run they
+    waited for (a two-teacher ensemble run: 30-40 % more wall and CPU time, measured side by side)."""
+    from kdviz import ui
+
+    last_rerun = [-PAGE_RERUN_WHILE_TRAINING_S]
+
+    def check():
+        training = any(run.live for run in ui.run_manager().list_runs())
+        if training and time.monotonic() - last_rerun[0] < PAGE_RERUN_WHILE_TRAINING_S:
+            return False
+        last_rerun[0] = time.monotonic()
         page.run()
         assert not page.exception, [e.value for e in page.exception]
-        return any(": completed" in h.value for h in page.subheader)
+        return predicate(page)
 
-    wait_until(done, timeout, what=what, interval=0.3)
+    return wait_until(check, timeout, what=what, interval=0.2)
+
+
+def wait_run_completed(page, what: str, timeout: float = 120.0) -> None:
+    """Rerun an AppTest page until its run's heading says completed; fail on any exception on the way."""
+    rerun_until(page, lambda page: any(": completed" in h.value for h in page.subheader), timeout, what)
 
 
 def experiment_config(module, argv: list[str], distill_config=None, device: str | None = None):
@@ -187,6 +217,33 @@ def make_manager():
         manager.shutdown()
 
 
+@pytest.fixture(scope="session")
+def _trained_teachers(tmp_path_factory) -> Path:
+    """A KDVIZ_HOME of the session (one per xdist worker) where cache_trained_teacher trains each teacher once."""
+    return tmp_path_factory.mktemp("trained-teachers")
+
+
+@pytest.fixture
+def cache_trained_teacher(_trained_teachers, kdviz_home):
+    """cache_trained_teacher(config): config's teacher, trained for real the first time any test of the session asks
+    for it, is copied into this test's KDVIZ_HOME, as a server that has trained it once has it cached. For tests about
+    what a run or a page does with a teacher, not about training one (the quick preset's teacher costs 3-15 s of CPU
+    each time, as many times as tests ask for it otherwise)."""
+    from kdviz.core.teachers import get_teacher, teacher_path
+
+    def cache(config) -> Path:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("KDVIZ_HOME", str(_trained_teachers))
+            get_teacher(config)  # trained on the first call, read from the session's cache afterwards
+            trained = teacher_path(config)
+        target = kdviz_home / trained.relative_to(_trained_teachers)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(trained, target)
+        return target
+
+    return cache
+
+
 @pytest.fixture(autouse=True)
 def kdviz_home(tmp_path_factory, monkeypatch) -> Path:
     """Every test gets its own KDVIZ_HOME: it never reads or writes a user's cached teachers and runs. Opening the
@@ -197,11 +254,31 @@ def kdviz_home(tmp_path_factory, monkeypatch) -> Path:
     return home
 
 
+def cache_default_teacher_stand_in(home: Path) -> None:
+    """Cache a stand-in for the default teacher in home, under the default teacher's key: its architecture, trained
+    for one epoch without augmentation (about 8 s of CPU, loading mnist5k included). A server on that home never
+    trains the real one in the background (tens of seconds of CPU that hold its one training worker, so every run a
+    browser test starts waits behind it), and a run with the lecture preset trains only its students. The home page's
+    training of the default teacher is tested with AppTest (tests/test_home_page.py) and on a server of its own
+    (tests/test_clean_stop.py)."""
+    import dataclasses
+
+    from kdviz.core.presets import DEFAULT_TEACHER
+    from kdviz.core.teachers import get_teacher, save_teacher
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KDVIZ_HOME", str(home))
+        model, summary = get_teacher(dataclasses.replace(DEFAULT_TEACHER, epochs=1, augment=0), "cpu")
+        save_teacher(DEFAULT_TEACHER, model, summary)
+
+
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory):
     """`streamlit run app.py` on a free loopback port with its own KDVIZ_HOME; yields the base URL. The lecture tour
-    starts no runs of its own there (KDVIZ_TOUR_RUNS=off): minutes of training would slow every other browser test."""
+    starts no runs of its own there (KDVIZ_TOUR_RUNS=off): minutes of training would slow every other browser test.
+    The default teacher is a cached stand-in (cache_default_teacher_stand_in), for the same reason."""
     home = tmp_path_factory.mktemp("server-home")
+    cache_default_teacher_stand_in(home)
     with app_server_process(home, home / "server.log", env={"KDVIZ_TOUR_RUNS": "off"}) as url:
         yield url
 
@@ -228,6 +305,19 @@ def page(browser, app_server):
     page = context.new_page()
     yield page
     context.close()
+
+
+def choose_quick_preset(page, timeout: float = 60.0) -> None:
+    """Pick the quick preset in the Live page's form in Chromium and wait until the form shows its values: until the
+    rerun has finished the lecture preset's form can still be on the page beside the new one (two "Epochs" fields)."""
+    from kdviz.core.presets import get_preset
+
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Preset").click()
+    page.get_by_role("option", name="digits 8×8, seconds on a laptop (offline)").click()
+    epochs, wanted = page.get_by_label("Epochs", exact=True), str(get_preset("quick").epochs)
+    wait_until(lambda: epochs.count() == 1 and epochs.input_value() == wanted, timeout,
+               what=lambda: f"the quick preset's form ({epochs.count()} Epochs fields)", interval=0.25,
+               sleep=lambda seconds: page.wait_for_timeout(seconds * 1000))
 
 
 @pytest.fixture

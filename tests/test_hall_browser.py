@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from conftest import wait_until
+from conftest import choose_quick_preset, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -34,9 +34,7 @@ def start_long_run(page, app_server) -> str:
     """The quick preset, made long (500 epochs of 400 images, batch size 4): still running while others look."""
     page.goto(app_server + "/live_distillation")
     page.get_by_role("button", name="Start run").wait_for()
-    page.locator('[data-testid="stSelectbox"]').filter(has_text="Preset").click()
-    page.get_by_role("option", name="digits 8×8, seconds on a laptop (offline)").click()
-    page.wait_for_timeout(1500)  # the form redraws with the preset's values
+    choose_quick_preset(page)  # and wait until the form shows its values
     for label, value in (("Epochs", "500"), ("Batch size", "4"), ("Training images (0 = all)", "400")):
         field = page.get_by_label(label, exact=True)
         field.fill(value)

@@ -126,8 +126,7 @@ def live_page(identity_of: str | None = None) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
     if identity_of:
         at.session_state["owner_id"] = identity_of  # the same browser: its cookie
-    at.run()
-    at.switch_page(LIVE).run()
+    at.switch_page(LIVE).run()  # before the first run, as a link opens it: the home page's teacher never starts
     at.selectbox(key="preset").set_value("quick").run()
     return at
 

@@ -1,14 +1,13 @@
 """The image explorer in Chromium: pick an image, change T, upload a PNG (and a bad file), click the heatmap."""
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 
 import pytest
 
 from tests.support.appserver import app_server
-from conftest import wait_for_run
+from conftest import cache_default_teacher_stand_in, wait_for_run
 from kdviz.views.soft_labels import TEMPERATURES
 from upload_fixtures import png_seven, truncated_png
 
@@ -22,12 +21,10 @@ def _prepare_home(home: Path) -> None:
     from kdviz.core.models import ModelSpec
     from kdviz.core.presets import DEFAULT_TEACHER
     from kdviz.runs.store import RunStore
-    from kdviz.core.teachers import get_teacher, save_teacher
 
+    cache_default_teacher_stand_in(home)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("KDVIZ_HOME", str(home))
-        model, summary = get_teacher(dataclasses.replace(DEFAULT_TEACHER, epochs=1, augment=0), "cpu")
-        save_teacher(DEFAULT_TEACHER, model, summary)
         manager = RunManager(RunStore(home / "runs"))
         try:
             run_id = manager.submit(DistillConfig(DEFAULT_TEACHER, ModelSpec("mlp", 32, 1), epochs=3, batch_size=128,

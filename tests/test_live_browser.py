@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import wait_until
+from conftest import choose_quick_preset, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -33,9 +33,7 @@ def test_watch_a_run_leave_the_page_come_back_and_stop(page, app_server, screens
     page.set_default_timeout(60_000)  # a fresh server imports torch on its first page
     page.goto(app_server + "/live_distillation")
     page.get_by_role("button", name="Start run").wait_for()
-    page.locator('[data-testid="stSelectbox"]').filter(has_text="Preset").click()
-    page.get_by_role("option", name="digits 8×8, seconds on a laptop (offline)").click()
-    page.wait_for_timeout(1500)  # the form redraws with the preset's values
+    choose_quick_preset(page)  # and wait until the form shows its values
     for label, value in (("Epochs", "500"), ("Batch size", "1")):  # a run long enough to leave and come back
         field = page.get_by_label(label, exact=True)
         field.fill(value)

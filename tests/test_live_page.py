@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import wait_until
+from conftest import rerun_until, wait_until
 from kdviz.runs import tasks
 from kdviz.views import run_view
 
@@ -20,27 +20,32 @@ PAGE = "pages/live_distillation.py"
 
 
 @pytest.fixture
-def app():
+def fresh_app():
+    """The page with the quick preset chosen (2 epochs), on a fresh server: its first run trains the teacher too."""
     ui.run_manager.clear()  # a fresh run manager on this test's KDVIZ_HOME
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page(PAGE).run()
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.switch_page(PAGE).run()  # before the first run: the home page would start training the default teacher
     assert not at.exception
     at.selectbox(key="preset").set_value("quick").run()
     at.number_input(key="quick:epochs").set_value(2).run()
     yield at
     ui.run_manager().shutdown()
-    tasks.stop_all_tasks()  # the home page starts training the default teacher in the background
+    tasks.stop_all_tasks()  # a page may have started a teacher in the background
+
+
+@pytest.fixture
+def app(fresh_app, cache_trained_teacher):
+    """fresh_app on a server that has trained the quick preset's teacher before (it is cached, as after a first run;
+    the session trains it once): the runs train their students only. The first test trains its teacher in its run."""
+    from kdviz.core.presets import get_preset
+
+    cache_trained_teacher(get_preset("quick").teacher)
+    return fresh_app
 
 
 def run_until(at: AppTest, predicate, timeout: float = 120.0) -> AppTest:
     """Rerun the page until predicate(at) holds (the shared bounded wait); fails with the page's headers."""
-    def rerun_and_check():
-        at.run()
-        assert not at.exception, at.exception
-        return predicate(at)
-
-    wait_until(rerun_and_check, timeout, what=lambda: f"the page; its headers: {[h.value for h in at.subheader]}",
-               interval=0.3)
+    rerun_until(at, predicate, timeout, what=lambda: f"the page; its headers: {[h.value for h in at.subheader]}")
     return at
 
 
@@ -62,7 +67,8 @@ def click(at: AppTest, label_part: str) -> AppTest:
     return at.run()
 
 
-def test_a_run_shows_live_charts_then_the_case_study_table(app):
+def test_a_run_shows_live_charts_then_the_case_study_table(fresh_app):
+    app = fresh_app
     click(app, "Start run")
     run_id = app.query_params["run"]
     assert run_id and not app.exception
@@ -220,7 +226,6 @@ def test_a_shared_link_is_read_only_and_unknown_runs_get_a_message(app):
     run_until(app, state_is("completed"))
     viewer = AppTest.from_file(APP, default_timeout=60)
     viewer.query_params["run"] = run_id
-    viewer.run()
     viewer.switch_page(PAGE).run()
     assert not viewer.exception
     assert any("read-only" in c.value for c in viewer.caption)
@@ -232,7 +237,6 @@ def test_a_shared_link_is_read_only_and_unknown_runs_get_a_message(app):
     assert any("read-only" in c.value for c in viewer.caption), "the run stays on the page below the form"
     missing = AppTest.from_file(APP, default_timeout=60)
     missing.query_params["run"] = "20200101-000000-000000"
-    missing.run()
     missing.switch_page(PAGE).run()
     assert not missing.exception
     assert any("no run" in w.value for w in missing.warning)
@@ -352,7 +356,6 @@ def test_a_viewer_can_run_the_shared_configuration_as_their_own(app):
     run_until(app, state_is("completed"))
     viewer = AppTest.from_file(APP, default_timeout=60)
     viewer.query_params["run"] = run_id
-    viewer.run()
     viewer.switch_page(PAGE).run()
     click(viewer, "Run this configuration myself")
     copy_id = viewer.query_params["run"]
@@ -367,7 +370,7 @@ def test_a_viewer_can_run_the_shared_configuration_as_their_own(app):
 def test_a_bad_server_setting_gets_the_operator_a_message_not_a_traceback(monkeypatch):
     monkeypatch.setenv("KDVIZ_WORKERS", "two")
     ui.run_manager.clear()
-    at = AppTest.from_file(APP, default_timeout=60).run()
+    at = AppTest.from_file(APP, default_timeout=60)
     at.switch_page(PAGE).run()
     assert not at.exception
     assert any("KDVIZ_WORKERS" in e.value and "restart the server" in e.value for e in at.error), \
