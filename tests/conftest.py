@@ -315,7 +315,10 @@ def choose_quick_preset(page, timeout: float = 60.0) -> None:
     page.locator('[data-testid="stSelectbox"]').filter(has_text="Preset").click()
     page.get_by_role("option", name="digits 8×8, seconds on a laptop (offline)").click()
     epochs, wanted = page.get_by_label("Epochs", exact=True), str(get_preset("quick").epochs)
-    wait_until(lambda: epochs.count() == 1 and epochs.input_value() == wanted, timeout,
+    def shows_quick() -> bool:  # every Epochs field read at once: one can appear between a count and a read
+        return epochs.evaluate_all("fields => fields.map(field => field.value)") == [wanted]
+
+    wait_until(shows_quick, timeout,
                what=lambda: f"the quick preset's form ({epochs.count()} Epochs fields)", interval=0.25,
                sleep=lambda seconds: page.wait_for_timeout(seconds * 1000))
 
