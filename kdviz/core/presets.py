@@ -55,7 +55,7 @@ PRESETS: dict[str, tuple[str, DistillConfig]] = {
 BASELINES: dict[str, dict] = {
     "lecture": {"epochs": 60, "learning_rate": 5e-4, "weight_decay": 1.0, "augment": 2},
     "quick": {"epochs": 100, "learning_rate": 3e-3, "weight_decay": 1.0, "augment": 0, "dropout": 0.3},
-    "fashion": {"epochs": 15, "learning_rate": 1e-3},
+    "fashion": {"epochs": 25, "learning_rate": 1e-3, "weight_decay": 0.1, "dropout": 0.1},
 }
 BASELINE_SUFFIX = "-baseline"
 
