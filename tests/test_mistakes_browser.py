@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import wait_until
+from conftest import choose_quick_preset, wait_until
 
 pytestmark = pytest.mark.browser
 VIEWPORTS = {"projector": {"width": 1280, "height": 2400}, "phone": {"width": 390, "height": 2400}}
@@ -46,8 +46,11 @@ def test_a_live_run_with_a_mistake_draws_its_third_student(browser, app_server, 
     page.set_default_timeout(60_000)
     page.goto(app_server + "/live_distillation")
     page.get_by_role("button", name="Start run").wait_for()
-    _select(page, "Preset", "digits 8×8, seconds on a laptop (offline)")
-    page.wait_for_timeout(1500)  # the form redraws with the preset's values
+    choose_quick_preset(page)  # and wait until the form shows its values
+    epochs = page.get_by_label("Epochs", exact=True)  # a short run: the third student's lines, not its accuracy
+    epochs.fill("5")
+    epochs.press("Enter")
+    page.wait_for_timeout(800)
     _select(page, "Common mistake", "T² left out")
     page.get_by_text("shrink like 1/T²").first.wait_for()
     page.get_by_role("button", name="Start run").click()
