@@ -11,18 +11,10 @@ from streamlit.testing.v1 import AppTest
 from conftest import wait_until
 from kdviz import ui
 from kdviz.runs import tasks
+from tests.test_soft_labels_page import open_page as open_soft_labels
 
 ROOT = Path(__file__).resolve().parents[1]
-SOFT_LABELS = next(plan.path for plan in ui.PAGES if plan.path.endswith("soft_labels.py"))
 LIVE = "pages/live_distillation.py"
-
-
-def open_soft_labels(query: dict | None = None) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
-    at.query_params.update(query or {})
-    at.switch_page(SOFT_LABELS).run()
-    assert not at.exception, at.exception
-    return at
 
 
 def mistake_table(at: AppTest) -> str | None:
