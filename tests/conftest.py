@@ -307,13 +307,34 @@ def page(browser, app_server):
     context.close()
 
 
+def select_option(page, label: str, option: str, tries: int = 4) -> None:
+    """Pick option in the Streamlit selectbox whose label contains label, in Chromium.
+
+    A click can land while the page reruns: the selectbox it opened is replaced and no list shows (a flake seen on a
+    loaded CI machine). So each try waits for the app to be idle, opens the list, and if the option has not shown
+    within 10 s closes it and tries again."""
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label)
+    wanted = page.get_by_role("option", name=option)
+    for attempt in range(tries):
+        page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=60_000)
+        box.click()
+        try:
+            wanted.wait_for(timeout=10_000)
+        except Exception:
+            if attempt == tries - 1:
+                raise
+            page.keyboard.press("Escape")
+            continue
+        wanted.click()
+        return
+
+
 def choose_quick_preset(page, timeout: float = 60.0) -> None:
     """Pick the quick preset in the Live page's form in Chromium and wait until the form shows its values: until the
     rerun has finished the lecture preset's form can still be on the page beside the new one (two "Epochs" fields)."""
     from kdviz.core.presets import get_preset
 
-    page.locator('[data-testid="stSelectbox"]').filter(has_text="Preset").click()
-    page.get_by_role("option", name="digits 8×8, seconds on a laptop (offline)").click()
+    select_option(page, "Preset", "digits 8×8, seconds on a laptop (offline)")
     epochs, wanted = page.get_by_label("Epochs", exact=True), str(get_preset("quick").epochs)
     def shows_quick() -> bool:  # every Epochs field read at once: one can appear between a count and a read
         return epochs.evaluate_all("fields => fields.map(field => field.value)") == [wanted]

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import choose_quick_preset, wait_until
+from conftest import choose_quick_preset, select_option, wait_until
 
 pytestmark = pytest.mark.browser
 VIEWPORTS = {"projector": {"width": 1280, "height": 2400}, "phone": {"width": 390, "height": 2400}}
-
-
-def _select(page, label: str, option: str) -> None:
-    page.locator('[data-testid="stSelectbox"]').filter(has_text=label).click()
-    page.get_by_role("option", name=option).click()
 
 
 def _scroll_to_top(page, text: str, exact: bool = True) -> None:
@@ -29,7 +24,7 @@ def test_the_soft_labels_switch_shows_nan_beside_the_log_space_loss(browser, app
         if name == "projector":  # the switch, clicked
             page.goto(app_server + "/soft_labels?temperature=0.1")
             page.get_by_text("Pick a mistake to see its numbers").wait_for()
-            _select(page, "Common mistakes", "KL as p·(log p − log q) on probabilities")
+            select_option(page, "Common mistakes", "KL as p·(log p − log q) on probabilities")
         else:  # the link it writes, opened on a phone
             page.goto(app_server + "/soft_labels?temperature=0.1&mistake=naive-kl")
         page.get_by_text("gives nan where the log-space form gives 0.4000").wait_for()
@@ -51,7 +46,7 @@ def test_a_live_run_with_a_mistake_draws_its_third_student(browser, app_server, 
     epochs.fill("5")
     epochs.press("Enter")
     page.wait_for_timeout(800)
-    _select(page, "Common mistake", "T² left out")
+    select_option(page, "Common mistake", "T² left out")
     page.get_by_text("shrink like 1/T²").first.wait_for()
     page.get_by_role("button", name="Start run").click()
     page.get_by_text("makes a common mistake: T² left out").wait_for()
