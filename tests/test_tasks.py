@@ -177,6 +177,29 @@ def test_the_default_teacher_is_trained_again_after_a_failure(monkeypatch):
     assert retried.state == "completed"
 
 
+def test_a_teacher_whose_file_is_gone_is_trained_again_not_reported_unreadable(monkeypatch):
+    """The disk quota may remove a cached teacher while its completed task is still kept: the next page that asks
+    for the teacher starts the task again instead of saying "restart the server"."""
+    from kdviz import ui
+    from kdviz.core import presets
+    from kdviz.core.teachers import is_cached, teacher_path
+
+    monkeypatch.setattr(presets, "DEFAULT_TEACHER", TeacherConfig("digits", ModelSpec("mlp", 8, 1), epochs=1))
+    first = ui.default_teacher_task()
+    first.join(TIMEOUT)
+    assert first.state == "completed" and ui.default_teacher_task() is first  # kept while its file is there
+    teacher_path(presets.DEFAULT_TEACHER).unlink()  # what the disk quota does to the least recently used teacher
+    again = ui.default_teacher_task()
+    assert again is not first
+    again.join(TIMEOUT)
+    assert again.state == "completed" and is_cached(presets.DEFAULT_TEACHER)
+    other = TeacherConfig("digits", ModelSpec("mlp", 4, 1), epochs=1)  # any page's teacher, not only the default
+    task = ui.teacher_task(other)
+    task.join(TIMEOUT)
+    teacher_path(other).unlink()
+    assert ui.teacher_task(other) is not task
+
+
 def test_a_background_teacher_takes_a_worker_as_a_run_does(make_manager, monkeypatch):
     """A one-worker server never trains two things at once: a teacher started in the background waits while a run
     trains (the page says so), and a run submitted while the teacher trains waits in the queue until it ends."""

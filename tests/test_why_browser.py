@@ -32,7 +32,8 @@ def test_the_gradient_variance_experiment_in_the_browser(browser, app_server, sc
 
 
 def test_the_capacity_experiment_in_the_browser(browser, app_server, screenshot_dir):
-    """The offline default (10 cells, about 10 s): no field is changed, so no rerun can switch the tab back."""
+    """A small grid typed into the form (5 small cells instead of the default's 10): the keyed tab bar keeps its tab
+    through the reruns the fields cause."""
     context = browser.new_context(viewport={"width": 1400, "height": 1700})
     page = context.new_page()
     page.set_default_timeout(90_000)
@@ -41,9 +42,14 @@ def test_the_capacity_experiment_in_the_browser(browser, app_server, screenshot_
         run = page.locator(".st-key-exp-run-capacity button")  # Streamlit's class for the widget's key
         run.wait_for(state="attached")
         page.get_by_role("tab", name="Student size and data").click()
+        for label, value in (("Student widths", "16, 64"), ("Training images (0 = all)", "50, 300")):
+            field = page.get_by_role("textbox", name=label)
+            field.fill(value)
+            field.press("Enter")
+            page.wait_for_timeout(800)
         run.click()
         page.wait_for_timeout(1000)
-        page.get_by_role("tab", name="Student size and data").click()  # the rerun may show the first tab again
+        assert page.get_by_role("tab", name="Student size and data").get_attribute("aria-selected") == "true"
         try:
             page.get_by_text(re.compile(r"Run \S+: completed")).last.wait_for(timeout=150_000)
         finally:

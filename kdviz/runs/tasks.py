@@ -123,12 +123,15 @@ def stop_all_tasks(timeout: float = 30.0) -> None:
             task.join(max(0.0, deadline - time.monotonic()))
 
 
-def task_for(name: str, make_events: StreamFactory, retry_after: float = 0.0) -> BackgroundTask:
+def task_for(name: str, make_events: StreamFactory, retry_after: float = 0.0,
+             gone: Callable[[], bool] | None = None) -> BackgroundTask:
     """The process-wide task with this name, started on first request; a failed or cancelled one is started again
     when asked for at least retry_after seconds after it ended (pages that poll every second pass a delay, so that a
-    task that cannot succeed, e.g. a download without a network, is not restarted every second)."""
+    task that cannot succeed, e.g. a download without a network, is not restarted every second). gone: whether what
+    a completed task made has gone since (a teacher's file removed by the disk quota): then it is started again."""
     with _tasks_guard:
         task = _tasks.get(name)
-        if task is None or task.retry_in(retry_after) == 0.0:
+        if task is None or task.retry_in(retry_after) == 0.0 or \
+                (task.state == "completed" and gone is not None and gone()):
             task = _tasks[name] = BackgroundTask(name, make_events).start()
         return task

@@ -49,14 +49,14 @@ def teacher(config):
 def teacher_task(config):
     """The background task preparing this teacher: the home page's for the default teacher, else its own."""
     from kdviz.core import presets
-    from kdviz.core.teachers import prepare_teacher, teacher_key
+    from kdviz.core.teachers import is_cached, prepare_teacher, teacher_key
     from kdviz.runs import tasks
 
     if config == presets.DEFAULT_TEACHER:
         return default_teacher_task()
     return tasks.task_for(f"teacher-{teacher_key(config)}",
                           lambda should_stop: prepare_teacher(config, "auto", should_stop),
-                          retry_after=core.TEACHER_RETRY_S)
+                          retry_after=core.TEACHER_RETRY_S, gone=lambda: not is_cached(config))
 
 
 def teacher_name(config) -> str:
@@ -102,7 +102,8 @@ def teacher_progress(config, waiting: bool = True) -> None:
     elif task.state == "completed" and waiting:
         if teacher(config) is not None:
             st.rerun(scope="app")  # the whole page, now with its teacher
-        st.error(f"{which} was trained but its cache file cannot be read; restart the server to train it again.",
+        st.error(f"{which} was trained but its cache file cannot be read; restart the server to train it again "
+                 "(a file that is gone, e.g. removed by the disk quota, is trained again by itself).",
                  icon=":material/error:")
     elif task.state == "completed":
         facts = task.finished.summary["teacher"]
