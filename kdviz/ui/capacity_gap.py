@@ -1,0 +1,1 @@
+"""The capacity_gap experiment's form and results on the When it fails page (being built)."""
