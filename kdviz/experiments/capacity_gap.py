@@ -320,21 +320,54 @@ def seed_agreement(runs: list[dict]) -> dict:
     return {"agree": sum(best_teacher_taught_best(run["rows"]) for run in complete), "of": len(complete)}
 
 
+def paired(runs: list[dict], first: dict, second: dict, key: str) -> dict | None:
+    """Seed by seed, first's student minus second's on key ("kd_val_accuracy", "kd_accuracy"): their students share
+    initial weights and batches, so the paired difference is the fair spread. {"mean", "std", "better", "tied", "n"}
+    over the seeds that measured both; None if none did."""
+    from kdviz.core.results import mean_std
+
+    def of(run, row):
+        return next((r for r in run.get("rows", []) if (r["width"], r["epochs"]) == (row["width"], row["epochs"])),
+                    None)
+
+    pairs = [(of(run, first), of(run, second)) for run in runs]
+    gaps = [a[key] - b[key] for a, b in pairs if a is not None and b is not None]
+    if not gaps:
+        return None
+    mean, std = mean_std(gaps)
+    mean = round(mean, 7) + 0.0  # accuracies are float32 means: equal students differ by 1e-8, not "-0.00"
+    return {"mean": mean, "std": std, "better": sum(g > 0 for g in gaps), "tied": sum(g == 0 for g in gaps),
+            "n": len(gaps)}
+
+
+def early_stopped_pair(rows: list[dict]) -> tuple[dict, dict] | None:
+    """(the early-stopped teacher's row, the same teacher's fully trained row), if both were measured."""
+    early = next((r for r in rows if r["early_stopped"]), None)
+    full = next((r for r in rows if early and not r["early_stopped"] and r["width"] == early["width"]), None)
+    return (early, full) if early and full else None
+
+
 def report(config: CapacityGapConfig, runs: list[dict]) -> dict:
     """The JSON of `python -m kdviz experiment capacity-gap`: runs is [{"seed", **Finished.summary}]. "rows" are the
-    per-teacher means over seeds (with _std keys), "runs" the per-seed rows; the choices are made on validation."""
+    per-teacher means over seeds (with _std keys), "runs" the per-seed rows; the choices are made on validation.
+    "best_student_vs_best_teacher" and "early_stopped_vs_full" are paired per-seed differences of their students."""
     from kdviz.core.budget import dataset_facts, model_cost
 
     rows = summarise(runs)
     teacher, student = best_teacher(rows), best_student(rows)
     facts = dataset_facts(config.distill.dataset)
+    early = early_stopped_pair(rows)
     result = {"experiment": NAME, "dataset": config.distill.dataset, "rows": rows, "runs": runs,
               "student": {"spec": dataclasses.asdict(config.distill.student),
                           "params": model_cost(config.distill.student, facts.input_shape, facts.num_classes).params},
               "temperatures": list(temperatures(config)),
               "best_teacher_on_validation": teacher, "best_student_on_validation": student,
               "seeds_best_teacher_taught_best": seed_agreement(runs),
-              "claim_holds": bool(rows) and not best_teacher_taught_best(rows)}
+              "claim_holds": bool(rows) and not best_teacher_taught_best(rows),
+              "best_student_vs_best_teacher": {split: paired(runs, student, teacher, key) for split, key in
+                                               (("val", "kd_val_accuracy"), ("test", "kd_accuracy"))} if rows else None,
+              "early_stopped_vs_full": {split: paired(runs, *early, key) for split, key in
+                                        (("val", "kd_val_accuracy"), ("test", "kd_accuracy"))} if early else None}
     result["verdict"] = verdict(result)
     return result
 
@@ -343,13 +376,23 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f} %"
 
 
-def _with_std(row: dict, key: str) -> str:
-    return _pct(row[key]) if row["n_seeds"] == 1 else f"{100 * row[key]:.2f} ± {100 * row[key + '_std']:.2f} %"
+def _difference(pair: dict | None) -> str:
+    """A paired difference in words: "+0.91 ± 0.84 points (better on 3 of 5 seeds, worse on 1, tied on 1)"; one
+    seed: no spread."""
+    if pair is None:
+        return ""
+    if pair["n"] == 1:
+        return f"{100 * pair['mean']:+.2f} points"
+    worse = pair["n"] - pair["better"] - pair["tied"]
+    rest = "".join(f", {word} on {count}" for word, count in (("worse", worse), ("tied", pair["tied"])) if count)
+    return (f"{100 * pair['mean']:+.2f} ± {100 * pair['std']:.2f} points (better on {pair['better']} of "
+            f"{pair['n']} seeds{rest})")
 
 
 def verdict(result: dict) -> str:
     """Plain sentences: the most accurate teacher on validation, the teacher whose student is best on validation
-    (its test accuracy reported), whether the paper's claim holds here, and on how many seeds."""
+    (its test accuracy reported), whether the paper's claim holds here and how clearly (the paired difference over
+    seeds), what the early-stopped teacher did, and the hard-label student for scale."""
     rows = result["rows"]
     if not rows:
         return "No teacher was measured."
@@ -359,22 +402,35 @@ def verdict(result: dict) -> str:
     lines = [f"On validation{over} the most accurate teacher is {teacher['teacher']} "
              f"({_pct(teacher['teacher_val_accuracy'])}; test {_pct(teacher['teacher_accuracy'])}), and its student "
              f"reaches {_pct(teacher['kd_val_accuracy'])} (test {_pct(teacher['kd_accuracy'])})."]
-    if student is teacher or student["kd_val_accuracy"] <= teacher["kd_val_accuracy"]:
+    if not result["claim_holds"]:
         lines.append("No other teacher taught a better student on validation, so the paper's claim does not show "
                      "here: the best teacher also teaches best.")
     else:
-        gap = student["kd_val_accuracy"] - teacher["kd_val_accuracy"]
+        gaps = result["best_student_vs_best_teacher"]
+        val, test = gaps["val"], gaps["test"]
+        clear = n > 1 and val["better"] == val["n"]
         lines.append(f"The best student on validation learnt from {student['teacher']}, a less accurate teacher "
-                     f"({_pct(student['teacher_val_accuracy'])} on validation): {_pct(student['kd_val_accuracy'])}, "
-                     f"{100 * gap:+.2f} points (test {_pct(student['kd_accuracy'])} vs {_pct(teacher['kd_accuracy'])})."
-                     " So the paper's claim holds here: the most accurate teacher is not the best teacher")
-        spread = max(student["kd_val_accuracy_std"], teacher["kd_val_accuracy_std"]) if n > 1 else 0.0
-        lines[-1] += f", though by less than the spread over seeds (± {100 * spread:.2f} points)." if gap <= spread \
-            else "."
+                     f"({_pct(student['teacher_val_accuracy'])} on validation): {_pct(student['kd_val_accuracy'])} on "
+                     f"validation, "
+                     f"{_difference(val)}; on test {_pct(student['kd_accuracy'])}, {_difference(test)}. "
+                     "So the paper's claim holds here: the most accurate teacher is not the best teacher"
+                     + ("." if clear or n == 1 else ", though not on every seed."))
+        if test["mean"] <= 0:
+            lines.append("Test does not confirm it: there the best teacher's student is as good or better.")
     agreement = result["seeds_best_teacher_taught_best"]
     if n > 1 and agreement["of"]:
         lines.append(f"Seed by seed, the most accurate teacher also taught a best student on {agreement['agree']} of "
                      f"{agreement['of']} seeds.")
+    early = early_stopped_pair(rows)
+    if early:
+        stopped, full = early
+        val = result["early_stopped_vs_full"]["val"]
+        word = "taught better than" if val["mean"] > 0 else "taught worse than" if val["mean"] < 0 else \
+            "taught as well as"
+        lines.append(f"The early-stopped teacher ({stopped['teacher']}, {_pct(stopped['teacher_val_accuracy'])} on "
+                     f"validation) {word} the same teacher fully trained: its student reaches "
+                     f"{_pct(stopped['kd_val_accuracy'])} on validation (test {_pct(stopped['kd_accuracy'])} vs "
+                     f"{_pct(full['kd_accuracy'])}), {_difference(val)} on validation.")
     hard = rows[0]
     lines.append(f"The hard-label student: {_pct(hard['hard_val_accuracy'])} on validation, "
                  f"{_pct(hard['hard_accuracy'])} on test.")
