@@ -52,13 +52,14 @@ class CapacityGapConfig:
 
 
 def default_config() -> CapacityGapConfig:
-    """The offline default (about 30-40 s a seed on one thread of a 2-core machine, its five teachers included): the
-    quick preset's digits teachers (mlp ×2, 30 epochs, batch 64, Adam 1e-3, all 1151 training images) at widths 16 to
-    1024, and the 1024×2 teacher stopped after 2 epochs; the quick preset's students' settings (100 images, α = 0.9,
-    80 epochs, AdamW 1e-2, batch 64) without jitter, like the capacity experiment's default, but a small student:
-    mlp 16×1 (1,210 parameters, about the smallest teacher's 1,482), chosen before any run so that the widest teacher
-    has ~900× its parameters, a wider gap than the paper's (there a ResNet-18 student and up to ResNet-152 teachers).
-    T ∈ {4, 20}: 20 is the quick preset's (chosen on validation for the 128×2 student), 4 a milder one."""
+    """The offline default (14 s a seed on one thread of a 2-core machine, its five teachers trained; 45-90 s while
+    two other jobs share the cores): the quick preset's digits teachers (mlp ×2, 30 epochs, batch 64, Adam 1e-3, all
+    1151 training images) at widths 16 to 1024, and the 1024×2 teacher stopped after 2 epochs; the quick preset's
+    students' settings (100 images, α = 0.9, 80 epochs, AdamW 1e-2, batch 64) without jitter, like the capacity
+    experiment's default, but a small student: mlp 16×1 (1,210 parameters, about the smallest teacher's 1,482), chosen
+    before any run so that the widest teacher has ~930× its parameters, a wider gap than the paper's (on ImageNet, a
+    ResNet-18 student and teachers up to ResNet-152). T ∈ {4, 20}: 20 is the quick preset's (chosen on validation for
+    its 128×2 student), 4 a milder one."""
     from kdviz.core.models import ModelSpec
     from kdviz.core.presets import get_preset
 
