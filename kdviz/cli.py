@@ -118,6 +118,14 @@ def cmd_prepare(args) -> int:
     return 0
 
 
+def yes_no(text: str) -> bool:
+    """An argparse type for a yes/no flag value (yes, no, true, false, 1, 0)."""
+    value = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}.get(text.strip().lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"give yes or no, got {text!r}")
+    return value
+
+
 OVERRIDES = [  # (flag, config field, type, help): every engine option is settable and overrides the preset
     ("--dataset", "teacher_dataset", str, "dataset name (see `python -m kdviz list`)"),
     ("--teacher", "teacher_arch", str, "teacher architecture"),
@@ -126,6 +134,8 @@ OVERRIDES = [  # (flag, config field, type, help): every engine option is settab
     ("--teacher-epochs", "teacher_epochs", int, "teacher training epochs"),
     ("--teacher-augment", "teacher_augment", int, "teacher jitter in pixels"),
     ("--teacher-dropout", "teacher_dropout", float, "teacher dropout probability, in [0, 1)"),
+    ("--teacher-label-smoothing", "teacher_label_smoothing", float,
+     "label smoothing ε of the teacher's hard labels, in [0, 1) (default 0)"),
     ("--student", "student_arch", str, "student architecture"),
     ("--student-width", "student_width", int, "student width"),
     ("--student-depth", "student_depth", int, "student depth"),
@@ -138,6 +148,9 @@ OVERRIDES = [  # (flag, config field, type, help): every engine option is settab
     ("--weight-decay", "weight_decay", float, "students' AdamW weight decay, >= 0 with lr × wd < 1"),
     ("--augment", "augment", int, "student jitter in pixels (0: off; then teacher logits are cached)"),
     ("--train-subset", "train_subset", int, "train the students on this many images (0: all)"),
+    ("--consistent-teacher", "consistent_teacher", yes_no, "with --augment: yes (default), the teacher labels the "
+     "student's own jittered view every batch; no, its logits are computed once on the unjittered images (a fixed "
+     "teacher)"),
     ("--device", "device", str, "auto, cpu, cuda or mps"),
     ("--mistake", "mistake", str, "train a third student with a common KD mistake beside the two (distill only): "
                                   "mean-reduction, no-t-squared, naive-kl, reverse-kl, teacher-train-mode, "

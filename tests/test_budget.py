@@ -118,6 +118,17 @@ def test_run_cost_counts_students_teacher_and_evaluation():
     assert run_cost(config).teacher_cached is False  # None asks the (empty) cache
 
 
+def test_a_fixed_teacher_labels_the_training_images_once_in_the_estimate():
+    """With jitter a consistent teacher labels every batch (epochs × images); a fixed one (consistent_teacher=False)
+    labels the unjittered images once, like a run without jitter."""
+    config = presets.get_preset("lecture")  # jitter ±2
+    facts = DATASET_FACTS["mnist5k"]
+    teacher = model_cost(config.teacher.model, facts.input_shape, 10).flops_per_sample
+    consistent = run_cost(config, True).work_flops
+    fixed = run_cost(dataclasses.replace(config, consistent_teacher=False), True).work_flops
+    assert consistent - fixed == pytest.approx(teacher * config.train_subset * (config.epochs - 1))
+
+
 def test_a_bigger_batch_needs_more_memory_and_fewer_steps():
     config = presets.get_preset("lecture")
     small, big = run_cost(config, True), run_cost(dataclasses.replace(config, batch_size=512), True)

@@ -339,6 +339,46 @@ def test_teacher_labels_every_augmented_batch(teacher):
     assert two_epochs - one_epoch == steps_per_epoch
 
 
+def test_a_fixed_teacher_labels_the_unjittered_images_once_while_the_student_sees_jittered_ones(teacher):
+    """consistent_teacher=False (Beyer et al. 2022's "fixed teacher"): with jitter the teacher is asked once, like
+    without jitter, and its targets are its logits on the unjittered images: the run equals one whose teacher is
+    asked every batch but answers for the unjittered image of each batch's index."""
+    one_epoch, _ = _teacher_calls(teacher, epochs=1, augment=1, consistent_teacher=False)
+    two_epochs, _ = _teacher_calls(teacher, epochs=2, augment=1, consistent_teacher=False)
+    assert one_epoch == two_epochs <= 3
+    fixed = run(TINY, teacher, augment=1, consistent_teacher=False)
+    consistent = run(TINY, teacher, augment=1)
+    assert _numbers(fixed) != _numbers(consistent)  # the targets differ...
+    hard = lambda events: [e.losses["hard"] for e in of_type(events, StepLosses)]  # noqa: E731
+    assert hard(fixed) == hard(consistent)  # ...the batches and the jitter do not
+    plain = run(TINY, teacher)  # without jitter the switch changes nothing
+    assert _numbers(run(TINY, teacher, consistent_teacher=False)) == _numbers(plain)
+
+
+def test_a_fixed_teachers_soft_term_is_the_kd_loss_towards_the_unjittered_images_logits(teacher):
+    """The first step's soft term, recomputed by hand from the teacher's logits on the unjittered training images."""
+    from kdviz.core.data import stratified_subset
+    from kdviz.core.engine import epoch_batches, generator, initial_student, predict_logits
+    from kdviz.core.data import random_shift
+    from kdviz.core.kd import distillation_loss
+
+    config = dataclasses.replace(TINY, augment=1, consistent_teacher=False)
+    first = of_type(run(config, teacher), StepLosses)[0].losses
+    dataset = load_dataset(config.dataset)
+    subset = stratified_subset(dataset.train_y, config.train_subset, config.seed)
+    x_all, y_all = dataset.train_x[subset], dataset.train_y[subset]
+    batches = generator(config.seed, "batches")
+    index = epoch_batches(len(x_all), config.batch_size, batches)[0]
+    x = random_shift(x_all[index], config.augment, batches, dataset.background)
+    student = initial_student(config, dataset)
+    targets = predict_logits(teacher, x_all)[index]
+    expected = distillation_loss(student(x), targets, y_all[index], config.temperature, config.alpha)
+    assert math.isclose(first["kd_soft"], float(expected["soft"]), rel_tol=1e-5)
+    consistent = distillation_loss(student(x), predict_logits(teacher, x), y_all[index], config.temperature,
+                                   config.alpha)
+    assert not math.isclose(float(consistent["soft"]), float(expected["soft"]), rel_tol=1e-3)
+
+
 def test_augmentation_changes_the_batches_but_keeps_the_run_deterministic(teacher):
     plain, jittered, again = run(TINY, teacher), run(TINY, teacher, augment=1), run(TINY, teacher, augment=1)
     assert _numbers(jittered) == _numbers(again)

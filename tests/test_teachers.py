@@ -47,6 +47,31 @@ def test_teacher_key_depends_on_the_config():
     assert teacher_path(TINY).name.startswith("digits-") and teacher_path(TINY).suffix == ".pt"
 
 
+def test_label_smoothing_is_part_of_a_teachers_identity_and_zero_keeps_the_old_key():
+    """A teacher without label smoothing keeps the key it had before the field existed (its cache file stays
+    valid); a smoothed teacher is another teacher."""
+    identity = teachers.teacher_identity(TINY, "cpu")
+    assert "label_smoothing" not in identity["config"]
+    smoothed = dataclasses.replace(TINY, label_smoothing=0.1)
+    assert teachers.teacher_identity(smoothed, "cpu")["config"]["label_smoothing"] == 0.1
+    assert teacher_key(smoothed, "cpu") != teacher_key(TINY, "cpu")
+
+
+def test_a_teacher_trained_with_label_smoothing_learns_less_confident_logits(kdviz_home):
+    """Label smoothing ε: targets (1 − ε)·one-hot + ε/C; its teacher's largest softmax probabilities stay lower."""
+    from kdviz.core.data import load_dataset
+    from kdviz.core.engine import predict_logits
+
+    config = dataclasses.replace(TINY, epochs=8)
+    plain, _ = get_teacher(config, "cpu")
+    smoothed, _ = get_teacher(dataclasses.replace(config, label_smoothing=0.3), "cpu")
+    x = load_dataset("digits").val_x
+    confidence = [float(predict_logits(model, x).softmax(-1).max(-1).values.mean()) for model in (plain, smoothed)]
+    assert confidence[1] < confidence[0] - 0.05, confidence
+    with pytest.raises(ValueError, match="label smoothing"):
+        list(prepare_teacher(dataclasses.replace(TINY, label_smoothing=1.0), "cpu"))
+
+
 def test_teacher_key_covers_the_split_the_versions_the_threads_and_the_device(monkeypatch):
     """Everything that changes a teacher's weights but is not in its config changes its key too."""
     from kdviz.core import data

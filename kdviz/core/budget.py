@@ -202,9 +202,10 @@ def run_cost(config: DistillConfig, teacher_cached: bool | None = None) -> RunCo
     students = count * (16 * student.params + BACKWARD_FACTOR * student.activation_bytes_per_sample * config.batch_size)
     students += (4 + 8) * student.params
     students_eval = count * student.largest_activation_bytes_per_sample * eval_batch
-    teacher_batch = config.batch_size if config.augment else eval_batch  # logits per batch, or once in chunks
+    per_batch = config.augment and config.consistent_teacher  # the teacher labels each batch's jittered view
+    teacher_batch = config.batch_size if per_batch else eval_batch  # logits per batch, or once in chunks
     teacher_inference = 4 * teacher.params + 2 * teacher.largest_activation_bytes_per_sample * teacher_batch
-    logits = 0 if config.augment else 4 * n * classes
+    logits = 0 if per_batch else 4 * n * classes
     distilling = students + max(students_eval, teacher_inference) + logits
     teaching = 0 if teacher_cached else _teacher_training(config.teacher)[0]
     memory = data + max(distilling, teaching) + ALLOCATOR_SLACK  # the teacher's optimizer is gone before the students
@@ -213,7 +214,7 @@ def run_cost(config: DistillConfig, teacher_cached: bool | None = None) -> RunCo
     # training images once, or every epoch when they are jittered; an uncached teacher trains first.
     work = count * BACKWARD_FACTOR * student.flops_per_sample * config.epochs * n
     work += count * student.flops_per_sample * (n_eval + config.probe_size) * (config.epochs + 1)
-    work += teacher.flops_per_sample * (n * (config.epochs if config.augment else 1) + n_eval)
+    work += teacher.flops_per_sample * (n * (config.epochs if per_batch else 1) + n_eval)
     if config.mistake == "teacher-train-mode":  # the mistaken student's teacher labels every batch, in train mode
         work += teacher.flops_per_sample * n * config.epochs
     if not teacher_cached:

@@ -57,6 +57,9 @@ class TeacherConfig:
     augment: int = 2  # jitter: shift each image by up to this many pixels (Hinton 2015 §3 trains on jittered MNIST)
     seed: int = 0
     weight_decay: float = 0.0  # AdamW's decoupled weight decay
+    # Label smoothing ε of the teacher's hard labels (Müller, Kornblith & Hinton 2019): its targets are
+    # (1 − ε)·one-hot + ε/C. 0 leaves the teacher's identity in the cache as it was before the field existed.
+    label_smoothing: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,10 @@ class DistillConfig:
     device: str = "auto"
     probe_size: int = 30  # test images whose logits are snapshotted every epoch: probe_indices() picks them
     mistake: str = "none"  # kd.MISTAKE_NAMES: a third student learns with this mistake, beside the two (same batches)
+    # With jitter (augment > 0): True, the teacher labels the very view the student sees, each batch (Beyer et al.
+    # 2022's "consistent" teaching); False, its logits are computed once on the unjittered images and reused every
+    # epoch (a "fixed teacher", the cheap way). Without jitter both are the same: the logits are cached once.
+    consistent_teacher: bool = True
 
     @property
     def dataset(self) -> str:
@@ -115,6 +122,9 @@ def check_teacher_config(config: TeacherConfig) -> TeacherConfig:
     check_dataset_name(config.dataset)
     check_spec(config.model)
     _check_training(config.epochs, config.batch_size, config.learning_rate, config.augment, config.weight_decay)
+    smoothing = config.label_smoothing
+    if not (isinstance(smoothing, (int, float)) and not isinstance(smoothing, bool) and 0 <= smoothing < 1):
+        raise ValueError(f"label smoothing must be a number in [0, 1), got {smoothing!r}")
     return config
 
 
@@ -131,6 +141,8 @@ def check_config(config: DistillConfig) -> DistillConfig:
         raise ValueError(f"probe size must be an integer in [0, 256], got {config.probe_size!r}")
     resolve_device(config.device)
     check_mistake(config.mistake)
+    if not isinstance(config.consistent_teacher, bool):
+        raise ValueError(f"consistent teacher must be true or false, got {config.consistent_teacher!r}")
     if config.mistake == "teacher-train-mode" and not changes_in_training_mode(config.teacher.model):
         raise ValueError(f"the teacher-train-mode mistake needs a teacher with dropout or batch norm (training mode "
                          f"changes nothing else): this {config.teacher.model.arch} teacher has neither; give it "
@@ -336,7 +348,7 @@ def train_teacher(config: TeacherConfig, device: str = "auto", should_stop: Stop
                 status = "cancelled"
                 break
             with plan.autocast():
-                loss = F.cross_entropy(train(x), y)
+                loss = F.cross_entropy(train(x), y, label_smoothing=float(config.label_smoothing))
             step += 1
             log.add(step, epoch, {"teacher": loss})
             events, diverged, _ = log.read(("teacher",)) if log.due() else ([], None, False)
@@ -448,7 +460,8 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
     """Train a hard-label student and a KD student from the same initial weights on the same batches.
 
     The only difference between the two is the loss, which makes the comparison a fair experiment. Without
-    augmentation the teacher's logits are computed once for the training set and reused (offline distillation).
+    augmentation (or with config.consistent_teacher False) the teacher's logits are computed once for the unjittered
+    training set and reused (offline distillation); with it the teacher labels each batch's jittered view.
     students: the roles to train (default: student_roles(config)); a sweep that tunes only the hard-label baseline
     passes ("hard",). With config.mistake, a third student (roles.MISTAKE) learns with that mistake in its KD loss,
     from the same initial weights on the same batches: the mistake beside the correct loss, in one run. When its
@@ -489,7 +502,8 @@ def distill(config: DistillConfig, teacher: nn.Module, should_stop: StopCheck | 
     batches = generator(config.seed, "batches")
     jitter = jitter_generator(config.seed, batches, device)
     needs_teacher = "kd" in models or MISTAKE in models  # a baseline trained alone never asks the teacher
-    cached_teacher_logits = predict_logits(teacher, data.train_x) if needs_teacher and not config.augment else None
+    cached = needs_teacher and (not config.augment or not config.consistent_teacher)  # a fixed teacher's logits
+    cached_teacher_logits = predict_logits(teacher, data.train_x) if cached else None
     noisy_teacher = _training_mode_teacher(teacher, config, device, shard) \
         if MISTAKE in models and config.mistake == "teacher-train-mode" else None
     probe = probe_indices(dataset.test_y, config.probe_size)

@@ -32,7 +32,10 @@ _locks_guard = threading.Lock()
 
 def teacher_identity(config: TeacherConfig, device: str = "auto") -> dict:
     """Everything that changes a teacher's trained weights, as plain JSON (what the cache key hashes)."""
-    identity = {"config": json.loads(json.dumps(dataclasses.asdict(config))), "format": FORMAT,
+    fields = dataclasses.asdict(config)
+    if not fields["label_smoothing"]:  # added later: a teacher without it keeps the cache key it always had
+        del fields["label_smoothing"]
+    identity = {"config": json.loads(json.dumps(fields)), "format": FORMAT,
                 "split": check_dataset_name(config.dataset).split_spec, "threads": thread_count(),
                 "device_type": resolve_device(device).type}
     if identity["device_type"] == "cuda":  # a GPU trains convolutional teachers in bf16 (engine.DeviceOptions)

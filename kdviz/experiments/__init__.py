@@ -26,6 +26,9 @@ EXPERIMENTS = {  # name → (module, one line for `python -m kdviz list` and the
                  "an ensemble of N teachers distilled into one student, against the best single teacher's student"),
     "compression": ("kdviz.experiments.compression",
                     "what a smaller student saves: parameters, FLOPs, latency and energy per prediction"),
+    "capacity-gap": ("kdviz.experiments.capacity_gap",
+                     "one small student taught by teachers of growing size and an early-stopped one: does the best "
+                     "teacher teach best? (Cho & Hariharan 2019)"),
 }
 
 

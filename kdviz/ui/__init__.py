@@ -74,7 +74,7 @@ from kdviz.ui.explorer import (  # noqa: F401
     explorer_upload,
     explorer_upload_preview,
 )
-from kdviz.ui import why, ensembles, compression  # noqa: F401,E402 — each registers its experiments' forms
+from kdviz.ui import why, ensembles, compression, papers  # noqa: F401,E402 — each registers its experiments' forms
 from kdviz.ui.experiments import (  # noqa: F401
     experiment_tab,
     experiment_tab as why_experiment,

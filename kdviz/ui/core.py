@@ -29,6 +29,9 @@ PAGES = [
     PagePlan("pages/ensembles.py", "Ensembles", ":material/groups:", "Distil many teachers into one student.", True),
     PagePlan("pages/compression.py", "Compression & energy", ":material/bolt:",
              "Parameters, size, latency and the energy a smaller student saves.", True),
+    PagePlan("pages/when_it_fails.py", "When it fails", ":material/report:",
+             "Common KD mistakes, and three later papers (capacity gap, label smoothing, patient teacher) re-run.",
+             True),
 ]
 
 

@@ -1,0 +1,1 @@
+"""The patient_consistent experiment's form and results on the When it fails page (being built)."""
