@@ -26,6 +26,8 @@ EXPERIMENTS = {  # name → (module, one line for `python -m kdviz list` and the
                  "an ensemble of N teachers distilled into one student, against the best single teacher's student"),
     "compression": ("kdviz.experiments.compression",
                     "what a smaller student saves: parameters, FLOPs, latency and energy per prediction"),
+    "label-smoothing": ("kdviz.experiments.label_smoothing",
+                        "a teacher trained with label smoothing ε: flatter dark knowledge, a worse student?"),
 }
 
 
