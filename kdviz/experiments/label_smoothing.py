@@ -240,7 +240,7 @@ def _measure(config: LabelSmoothingConfig, teacher: nn.Module, should_stop, summ
     summary["n_train"] = finished.summary["n_train"]
     summary["hard"] = {key: finished.summary["hard"][key] for key in ("accuracy", "val_accuracy")}
     done += 1
-    yield Measured(done, total, {"kind": "hard", **summary["hard"]})
+    yield Measured(done, total, {"kind": "hard", **summary["hard"], "classes": summary["classes"]})
 
     for smoothing in smoothings:
         if stopped():
@@ -286,7 +286,8 @@ def _ended(finished, what: str):
 def summary_from_points(points: list[dict]) -> dict:
     """A live run's partial summary from its Measured points (what run() fills as it goes), for the page."""
     hard = next((p for p in points if p.get("kind") == "hard"), None)
-    return {"hard": {k: hard[k] for k in ("accuracy", "val_accuracy")} if hard else None,
+    return {"classes": hard.get("classes") if hard else None,
+            "hard": {k: hard[k] for k in ("accuracy", "val_accuracy")} if hard else None,
             "teachers": [{k: v for k, v in p.items() if k != "kind"} for p in points if p.get("kind") == "teacher"],
             "rows": [{k: v for k, v in p.items() if k != "kind"} for p in points if p.get("kind") == "kd"]}
 
@@ -390,18 +391,23 @@ def claims(summary: dict, chosen: list[dict]) -> dict:
     return out
 
 
-def report(config: LabelSmoothingConfig, runs: list[dict]) -> dict:
-    """The JSON of `python -m kdviz experiment label-smoothing`: runs is [{"seed", "status", **Finished.summary}].
-    "teachers" and "rows" are means over seeds (_std keys); "chosen" is each ε's T chosen on validation (means over
-    seeds) with its test accuracy; "claims" the paper's claim part by part; "verdict" in words."""
+def analyse(runs: list[dict]) -> dict:
+    """What report() and the page show of runs ([{"seed", **Finished.summary}], or one live run's partial summary):
+    "teachers" and "rows" as means over seeds (_std keys), "chosen" each ε's T chosen on validation with its test
+    accuracy, "claims" the paper's claim part by part and "verdict" in words."""
     summary = summarise(runs)
     chosen = choose_temperatures(summary["rows"])
     found = claims(summary, chosen)
-    classes = next((run["classes"] for run in runs if run.get("classes")), None)
-    return {"experiment": NAME, "dataset": config.distill.dataset, "smoothings": smoothing_values(config),
-            "temperatures": temperature_values(config), "classes": classes, "hard": summary["hard"],
+    return {"classes": next((run["classes"] for run in runs if run.get("classes")), None), "hard": summary["hard"],
             "teachers": summary["teachers"], "rows": summary["rows"], "chosen": chosen, "claims": found,
-            "verdict": verdict(summary, chosen, found), "runs": runs}
+            "verdict": verdict(summary, chosen, found)}
+
+
+def report(config: LabelSmoothingConfig, runs: list[dict]) -> dict:
+    """The JSON of `python -m kdviz experiment label-smoothing`: runs is [{"seed", "status", **Finished.summary}];
+    analyse()'s keys, the settings and the per-seed runs."""
+    return {"experiment": NAME, "dataset": config.distill.dataset, "smoothings": smoothing_values(config),
+            "temperatures": temperature_values(config), **analyse(runs), "runs": runs}
 
 
 def _pct(value: float) -> str:
