@@ -74,7 +74,8 @@ def similarity_heatmaps(teachers: list[dict], classes, lecture: bool = False) ->
                                     "tickfont": tick, "showgrid": False, "range": [-0.5, n - 0.5],
                                     "title": {"text": "wrong class", "font": axis_title}}
         layout[f"yaxis{suffix}"] = {"anchor": f"x{suffix}", "type": "category", "tickfont": tick, "showgrid": False,
-                                    "range": [n - 0.5, -0.5], "title": {"text": "true class" if index == 0 else "", "font": axis_title}}
+                                    "range": [n - 0.5, -0.5],
+                                    "title": {"text": "true class" if index == 0 else "", "font": axis_title}}
         annotations.append({"text": f"ε = {teacher['smoothing']:g} · flatness {teacher['flatness']:.2f}",
                             "x": left + width / 2, "xref": "paper", "xanchor": "center", "y": 1.0, "yref": "paper",
                             "yanchor": "bottom", "showarrow": False, "font": {"size": 20 if lecture else 15}})
