@@ -166,7 +166,13 @@ def test_report_chooses_t_on_validation_not_on_test():
     assert result["hard"]["accuracy"] == pytest.approx(0.79)
     assert result["claims"] == {"teacher_more_accurate": True, "flatter": True, "student_worse": True,
                                 "teaches_at_low_t": True}
+    # seed by seed (the same seed's students start from the same weights): −2 and −6 points at each one's chosen T
+    student, teachers = result["paired"]["student_test"], result["paired"]["teacher_val"]
+    assert student["mean"] == pytest.approx(-0.04)
+    assert (student["n"], student["smaller"], student["larger"]) == (2, 2, 0)
+    assert teachers["mean"] == pytest.approx(0.03) and teachers["larger"] == 2
     text = ls.format_text(result)
+    assert "worse on 2 of 2 seeds, seed by seed -4.00 points ± 2.83 at each one's T" in text
     assert "smoothing with ε = 0.3 made it more accurate on validation (91.00 % at ε = 0 → 94.00 %" in text
     assert "went from 0.400 to 0.900" in text
     assert "the ε = 0 teacher's at T = 4 87.00 % on test, the ε = 0.3 teacher's at T = 1 83.00 %" in text

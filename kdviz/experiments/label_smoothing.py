@@ -391,16 +391,58 @@ def claims(summary: dict, chosen: list[dict]) -> dict:
     return out
 
 
+def _value(run: dict, smoothing: float, temperature: float | None, key: str) -> float | None:
+    """One seed's value: its teacher's (temperature None) or its KD student's at T; None where not measured."""
+    rows = run.get("teachers") if temperature is None else run.get("rows")
+    found = [r[key] for r in rows or [] if r["smoothing"] == smoothing and
+             (temperature is None or r["temperature"] == temperature)]
+    return found[0] if found else None
+
+
+def paired(runs: list[dict], low: tuple, high: tuple, key: str) -> dict | None:
+    """high − low seed by seed (the same seed: the same initial weights and batches, only ε and T differ): low and
+    high are (ε, T or None for the teacher). Mean and std of the differences, on how many seeds high was larger
+    and smaller (of n); None where no seed has both."""
+    from kdviz.core.results import mean_std
+
+    pairs = [(_value(run, *low, key), _value(run, *high, key)) for run in runs]
+    differences = [b - a for a, b in pairs if a is not None and b is not None]
+    if not differences:
+        return None
+    mean, std = mean_std(differences)
+    return {"mean": mean, "std": std, "n": len(differences), "larger": sum(d > 0 for d in differences),
+            "smaller": sum(d < 0 for d in differences)}
+
+
+def comparisons(runs: list[dict], summary: dict, chosen: list[dict]) -> dict:
+    """The most smoothed teacher against the least, seed by seed: the teachers' validation accuracy, their students'
+    test accuracy at each one's T chosen on validation, and their students' validation accuracy at the lowest T."""
+    teachers = summary["teachers"]
+    if len(teachers) < 2:
+        return {}
+    low, high = teachers[0]["smoothing"], teachers[-1]["smoothing"]
+    out = {"teacher_val": paired(runs, (low, None), (high, None), "val_accuracy")}
+    picked = {row["smoothing"]: row["temperature"] for row in chosen}
+    if low in picked and high in picked:
+        out["student_test"] = paired(runs, (low, picked[low]), (high, picked[high]), "accuracy")
+    if summary["rows"]:
+        coolest = min(row["temperature"] for row in summary["rows"])
+        out["lowest_t_val"] = paired(runs, (low, coolest), (high, coolest), "val_accuracy")
+    return out
+
+
 def analyse(runs: list[dict]) -> dict:
     """What report() and the page show of runs ([{"seed", **Finished.summary}], or one live run's partial summary):
     "teachers" and "rows" as means over seeds (_std keys), "chosen" each ε's T chosen on validation with its test
-    accuracy, "claims" the paper's claim part by part and "verdict" in words."""
+    accuracy, "paired" the most against the least smoothed teacher seed by seed, "claims" the paper's claim part by
+    part and "verdict" in words."""
     summary = summarise(runs)
     chosen = choose_temperatures(summary["rows"])
     found = claims(summary, chosen)
+    pairs = comparisons(runs, summary, chosen)
     return {"classes": next((run["classes"] for run in runs if run.get("classes")), None), "hard": summary["hard"],
-            "teachers": summary["teachers"], "rows": summary["rows"], "chosen": chosen, "claims": found,
-            "verdict": verdict(summary, chosen, found)}
+            "teachers": summary["teachers"], "rows": summary["rows"], "chosen": chosen, "paired": pairs,
+            "claims": found, "verdict": verdict(summary, chosen, found, pairs)}
 
 
 def report(config: LabelSmoothingConfig, runs: list[dict]) -> dict:
@@ -418,16 +460,21 @@ def _points(value: float) -> str:
     return f"{100 * value:+.2f} points"
 
 
-def _spread(difference: float, *stds: float) -> str:
-    """", within the spread over seeds" when a difference is no larger than the larger of the stds."""
-    spread = max((s for s in stds if s), default=0.0)
-    return f", within the spread over seeds (± {100 * spread:.2f})" if spread and abs(difference) <= spread else ""
+def _seeds(pair: dict | None, larger: str, smaller: str) -> str:
+    """"; worse on 4 of 5 seeds, seed by seed -2.28 points ± 2.02" for a seed-by-seed comparison of several seeds
+    (the count in the direction of the mean difference)."""
+    if not pair or pair["n"] < 2:
+        return ""
+    words, count = (larger, pair["larger"]) if pair["mean"] >= 0 else (smaller, pair["smaller"])
+    text = f"; {words} on {count} of {pair['n']} seeds, seed by seed {_points(pair['mean'])} " \
+           f"± {100 * pair['std']:.2f}"
+    return text + (", a difference within its spread" if abs(pair["mean"]) <= pair["std"] else "")
 
 
-def verdict(summary: dict, chosen: list[dict], found: dict) -> str:
+def verdict(summary: dict, chosen: list[dict], found: dict, pairs: dict | None = None) -> str:
     """Plain sentences: the teacher's accuracy, its flatness, its student at the T chosen on validation, at the lowest
-    T, and where the paper's claim does not hold here."""
-    teachers, hard = summary["teachers"], summary["hard"]
+    T, and where the paper's claim does not hold here; pairs (comparisons()) adds the seed-by-seed counts."""
+    teachers, hard, pairs = summary["teachers"], summary["hard"], pairs or {}
     if not teachers:
         return "No teacher was measured yet."
     n = max(t["n_seeds"] for t in teachers)
@@ -440,7 +487,7 @@ def verdict(summary: dict, chosen: list[dict], found: dict) -> str:
     lines = [f"Teacher, {over}: smoothing with {name} made it "
              f"{'more' if change > 0 else 'less' if change < 0 else 'no more'} accurate on validation "
              f"({_pct(low['val_accuracy'])} at ε = {low['smoothing']:g} → {_pct(high['val_accuracy'])}, "
-             f"{_points(change)}{_spread(change, low['val_accuracy_std'], high['val_accuracy_std'])}; test "
+             f"{_points(change)}{_seeds(pairs.get('teacher_val'), 'more accurate', 'less accurate')}; test "
              f"{_pct(low['accuracy'])} → {_pct(high['accuracy'])}).",
              f"Its dark knowledge {'flattened' if found['flatter'] else 'did not flatten'}: the flatness of the wrong "
              f"classes at T = 1 went from {low['flatness']:.3f} to {high['flatness']:.3f} (1 = all wrong classes "
@@ -453,14 +500,20 @@ def verdict(summary: dict, chosen: list[dict], found: dict) -> str:
         lines.append(f"Students at the T chosen on validation: the ε = {low['smoothing']:g} teacher's at "
                      f"T = {a['temperature']:g} {_pct(a['accuracy'])} on test, the {name} teacher's at "
                      f"T = {b['temperature']:g} {_pct(b['accuracy'])} ({_points(diff)}"
-                     f"{_spread(diff, a['accuracy_std'], b['accuracy_std'])}); the hard-label student "
-                     f"{_pct(hard['accuracy'])}.")
+                     f"{_seeds(pairs.get('student_test'), 'better', 'worse')} at each one's T); the hard-label "
+                     f"student {_pct(hard['accuracy'])}.")
     coolest = min((row for row in summary["rows"] if row["smoothing"] == high["smoothing"]),
                   key=lambda row: row["temperature"], default=None)
     if coolest is not None and found["teaches_at_low_t"] is not None:
+        same_t = next((row for row in summary["rows"] if row["smoothing"] == low["smoothing"]
+                       and row["temperature"] == coolest["temperature"]), None)
+        better, worse = (f"the {name} teacher's student {word}" for word in ("better", "worse"))
+        beside = "" if same_t is None else (
+            f"; the ε = {low['smoothing']:g} teacher's student there {_pct(same_t['val_accuracy'])}"
+            f"{_seeds(pairs.get('lowest_t_val'), better, worse)}")
         lines.append(f"At the lowest T ({coolest['temperature']:g}) the {name} teacher's student "
                      f"{'still beat' if found['teaches_at_low_t'] else 'did not beat'} the hard-label student on "
-                     f"validation ({_pct(coolest['val_accuracy'])} vs {_pct(hard['val_accuracy'])}).")
+                     f"validation ({_pct(coolest['val_accuracy'])} vs {_pct(hard['val_accuracy'])}{beside}).")
     failed = [words for key, words in (("teacher_more_accurate", "the smoothed teacher is not more accurate"),
                                        ("flatter", "its soft labels are not flatter"),
                                        ("student_worse", "its student is not worse at its best T"))
