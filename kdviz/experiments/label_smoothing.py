@@ -32,7 +32,7 @@ import numpy as np
 from torch import nn
 
 from kdviz.core.engine import (DistillConfig, Diverged, Finished, Notice, StopCheck, TeacherConfig, check_config,
-                               check_teacher_config, distill, predict_logits, resolve_device)
+                               check_teacher_config, distill, predict_logits)
 from kdviz.core.flags import flag
 from kdviz.experiments.events import Measured
 
@@ -55,11 +55,12 @@ class LabelSmoothingConfig:
 
 
 def default_config() -> LabelSmoothingConfig:
-    """The offline default (about 20 s a seed on one thread of a 2-core machine, its three teachers included): the
-    quick preset's digits teacher (mlp 256×2, 30 epochs) smoothed with ε 0, 0.1 and 0.3, and its students' settings
-    (mlp 128×2 on 100 images, α = 0.9, 80 epochs, AdamW 1e-2, batch 64) without jitter, like the capacity
-    experiment's default; KD students at T 1, 2, 4, 8 and 20 (the preset's T, chosen on validation for the unsmoothed
-    teacher with jitter: sweeps/SWEEP_QUICK.md)."""
+    """The offline default (about 10 s of one thread's CPU time a seed, its three teachers included, on a 2-core AMD
+    EPYC; 19-40 s of wall time while that machine was shared: docs/PAPERS.md): the quick preset's digits teacher
+    (mlp 256×2, 30 epochs) smoothed with ε 0, 0.1 and 0.3, and its students' settings (mlp 128×2 on 100 images,
+    α = 0.9, 80 epochs, AdamW 1e-2, batch 64) without jitter, like the capacity experiment's default; KD students at
+    T 1, 2, 4, 8 and 20 (20 is the preset's T, chosen on validation for the unsmoothed teacher with jitter:
+    sweeps/SWEEP_QUICK.md)."""
     from kdviz.core.presets import get_preset
 
     return LabelSmoothingConfig(dataclasses.replace(get_preset("quick"), augment=0))
@@ -189,10 +190,12 @@ def _accuracy(logits, labels) -> float:
     return float((logits.argmax(-1) == labels).float().mean())
 
 
-def teacher_facts(model: nn.Module, dataset, device) -> dict:
-    """A teacher's accuracies, and on validation its flatness, off-target mass and class-similarity matrix at T = 1."""
+def teacher_facts(model: nn.Module, dataset) -> dict:
+    """A teacher's accuracies, and on validation its flatness, off-target mass and class-similarity matrix at T = 1
+    (computed where the teacher is: a cached one is loaded on the CPU, a fresh one may be on the GPU)."""
     from kdviz.core import kd
 
+    device = next(model.parameters()).device
     val_logits = predict_logits(model, dataset.val_x.to(device))
     test_logits = predict_logits(model, dataset.test_x.to(device))
     logits, labels = val_logits.double().cpu().numpy(), dataset.val_y.numpy()
@@ -223,7 +226,6 @@ def _measure(config: LabelSmoothingConfig, teacher: nn.Module, should_stop, summ
     from kdviz.core.data import load_dataset
 
     base = config.distill
-    device = resolve_device(base.device)
     dataset = load_dataset(base.dataset)
     summary["classes"] = list(dataset.classes)
     smoothings, temperatures = summary["smoothings"], summary["temperatures"]
@@ -253,7 +255,7 @@ def _measure(config: LabelSmoothingConfig, teacher: nn.Module, should_stop, summ
             if finished is None or finished.status != "completed":
                 return (yield from _ended(finished, f"the teacher with ε = {smoothing:g}"))
             model, cached = finished.models["teacher"], bool(finished.summary.get("cached"))
-        facts = {"smoothing": smoothing, "seed": wanted.seed, **teacher_facts(model, dataset, device),
+        facts = {"smoothing": smoothing, "seed": wanted.seed, **teacher_facts(model, dataset),
                  "cached": cached}
         summary["teachers"].append(facts)
         done += 1
