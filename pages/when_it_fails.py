@@ -34,8 +34,9 @@ with smoothing:
     st.markdown("**Claim** (Müller, Kornblith & Hinton 2019, *When does label smoothing help?*): a teacher trained "
                 "with label smoothing is more accurate, but its soft labels lose how alike the classes are, and its "
                 "student distils worse. Chandrasegaran et al. (2022) report that such teachers can still teach at a "
-                "low temperature. **Here:** teachers trained with label smoothing ε, their dark knowledge, and "
-                "their students at several T.")
+                "low temperature. **Here:** digits teachers trained with label smoothing ε, how evenly their soft "
+                "labels spread over the wrong classes (their dark knowledge), and their students at several T, each "
+                "teacher's T chosen on validation.")
     ui.experiment_tab("label-smoothing")
 with patient:
     st.markdown("**Claim** (Beyer et al. 2022, *Knowledge distillation: a good teacher is patient and "

@@ -29,6 +29,8 @@ EXPERIMENTS = {  # name → (module, one line for `python -m kdviz list` and the
     "capacity-gap": ("kdviz.experiments.capacity_gap",
                      "one small student taught by teachers of growing size and an early-stopped one: does the best "
                      "teacher teach best? (Cho & Hariharan 2019)"),
+    "label-smoothing": ("kdviz.experiments.label_smoothing",
+                        "a teacher trained with label smoothing ε: flatter dark knowledge, a worse student? (Müller et al. 2019)"),
 }
 
 
