@@ -30,7 +30,8 @@ EXPERIMENTS = {  # name → (module, one line for `python -m kdviz list` and the
                      "one small student taught by teachers of growing size and an early-stopped one: does the best "
                      "teacher teach best? (Cho & Hariharan 2019)"),
     "label-smoothing": ("kdviz.experiments.label_smoothing",
-                        "a teacher trained with label smoothing ε: flatter dark knowledge, a worse student? (Müller et al. 2019)"),
+                        "a teacher trained with label smoothing ε: flatter dark knowledge, a worse student? "
+                        "(Müller et al. 2019)"),
 }
 
 
