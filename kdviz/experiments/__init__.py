@@ -26,6 +26,9 @@ EXPERIMENTS = {  # name → (module, one line for `python -m kdviz list` and the
                  "an ensemble of N teachers distilled into one student, against the best single teacher's student"),
     "compression": ("kdviz.experiments.compression",
                     "what a smaller student saves: parameters, FLOPs, latency and energy per prediction"),
+    "patient-consistent": ("kdviz.experiments.patient_consistent",
+                           "with jitter, a teacher labelling the student's own view vs logits cached once, at growing "
+                           "epochs (Beyer et al. 2022)"),
 }
 
 
