@@ -8,7 +8,7 @@ import json
 import pytest
 
 from conftest import experiment_config, open_app_page, wait_run_completed
-from kdviz.core.engine import DistillConfig, Finished, TeacherConfig, distill, run_to_end, train_teacher
+from kdviz.core.engine import DistillConfig, Diverged, Finished, TeacherConfig, distill, run_to_end, train_teacher
 from kdviz.core.models import ModelSpec
 from kdviz.experiments import patient_consistent as pc
 from kdviz.experiments.events import Measured
@@ -95,6 +95,13 @@ def test_a_stop_keeps_what_was_measured(teacher):
     assert isinstance(finished, Finished) and finished.status == "cancelled"
     assert finished.summary["points"] == seen and len(seen) == 3
     assert [r["epoch"] for r in pc.by_epoch(seen)] == [1]  # epoch 2 of the fixed run was never measured
+
+
+def test_a_diverged_run_ends_the_experiment_there(teacher):
+    config = dataclasses.replace(CONFIG, distill=dataclasses.replace(TINY, learning_rate=1e30))
+    events = list(pc.run(config, teacher))
+    assert events[-1].status == "diverged" and any(isinstance(e, Diverged) for e in events)
+    assert events[-1].summary["points"] == [e.point for e in events if isinstance(e, Measured)]
 
 
 # ---- report, choice on validation, verdict --------------------------------------------------------------------
