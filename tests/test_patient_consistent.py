@@ -50,6 +50,9 @@ def test_a_tiny_run_measures_every_epoch_of_both_runs(tiny_run):
     assert all("hard_accuracy" in p for p in points if p["mode"] == "consistent")
     assert not any("hard_accuracy" in p for p in points if p["mode"] == "fixed")
     assert finished.summary["n_train"] == 200 and finished.summary["epochs"] == [1, 3]
+    views = finished.summary["teacher_views"]
+    assert views["kl"] > 0 and 0 < views["same_top_class"] <= 1 and views["n_images"] == 200
+    assert 0 <= views["view_accuracy"] <= 1 and 0 <= views["image_accuracy"] <= 1
     json.dumps(finished.summary)
 
 
@@ -114,8 +117,10 @@ def fake_run(seed, cells):
         points.append({"mode": "consistent", "epoch": epoch, "reported": True, "kd_val_accuracy": cv,
                        "kd_accuracy": ct, "hard_val_accuracy": hv, "hard_accuracy": ht})
         points.append({"mode": "fixed", "epoch": epoch, "reported": True, "kd_val_accuracy": fv, "kd_accuracy": ft})
+    views = {"kl": 0.01, "same_top_class": 0.98, "view_accuracy": 0.97, "image_accuracy": 0.99, "temperature": 20.0,
+             "draws": 5, "n_images": 1000}
     return {"seed": seed, "status": "completed", "points": points, "teacher": {"accuracy": 0.96, "val_accuracy": 0.97},
-            "seconds": 2.0, "epochs": [c[0] for c in cells], "n_train": 1000}
+            "teacher_views": views, "seconds": 2.0, "epochs": [c[0] for c in cells], "n_train": 1000}
 
 
 def test_report_means_over_seeds_and_chooses_on_validation():
@@ -143,6 +148,7 @@ def test_report_means_over_seeds_and_chooses_on_validation():
     assert "consistent − fixed on test +3.00 points, consistent better on 2 of 2 seeds" in text
     assert "the gap does not grow with training" in text and "best on validation before the longest run" in text
     assert not pc.agrees(result["rows"], chosen)
+    assert "KL(view ‖ image) 0.0100 nats, the same top class on 98.0 % of views" in text
 
 
 def test_the_verdict_says_when_the_claim_holds_and_when_fixed_is_below_hard():

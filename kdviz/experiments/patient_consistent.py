@@ -33,6 +33,7 @@ MAX_EPOCHS = 1000
 MAX_REPORTED = 24
 MODES = ("consistent", "fixed")  # the two runs, in the order each epoch is measured
 STUDENTS = ("consistent", "fixed", "hard")  # the three students compared: KD (consistent), KD (fixed), hard labels
+VIEW_DRAWS = 5  # jitter draws over the training images when measuring how far the two teachers' labels are apart
 STUDENT_NAMES = {"consistent": "KD, consistent teacher", "fixed": "KD, fixed teacher", "hard": "hard-label student"}
 
 
@@ -98,12 +99,45 @@ def _point(mode: str, end: EpochEnd, reported: tuple[int, ...]) -> dict:
     return point
 
 
+def teacher_views(config: PatientConsistentConfig, teacher: nn.Module, draws: int = VIEW_DRAWS) -> dict:
+    """How far apart the two teachers' labels are, on the students' training images (the seed's subset, as the engine
+    draws it) and `draws` jitter draws from the seed's own "views" stream: the mean KL(view ‖ image) in nats of the
+    teacher's softened labels at T (what the consistent teacher gives a jittered view against what the fixed one
+    reuses for it), how often its top class is the same, and its accuracy on the views and on the images."""
+    import torch.nn.functional as F
+
+    from kdviz.core.data import load_dataset, random_shift, stratified_subset
+    from kdviz.core.engine import generator, predict_logits
+
+    base = config.distill
+    dataset = load_dataset(base.dataset)
+    index = stratified_subset(dataset.train_y, base.train_subset, base.seed) if base.train_subset else None
+    x = dataset.train_x if index is None else dataset.train_x[index]
+    y = dataset.train_y if index is None else dataset.train_y[index]
+    device = next(teacher.parameters()).device
+    image = predict_logits(teacher, x.to(device)).cpu().float()
+    image_labels = F.log_softmax(image / base.temperature, dim=-1)
+    views = generator(base.seed, "views")
+    kl, same, right = [], [], []
+    for _ in range(draws):
+        view = predict_logits(teacher, random_shift(x, base.augment, views, dataset.background).to(device))
+        view = view.cpu().float()
+        view_labels = F.log_softmax(view / base.temperature, dim=-1)
+        kl.append(float(F.kl_div(image_labels, view_labels, reduction="batchmean", log_target=True)))
+        same.append(float((view.argmax(-1) == image.argmax(-1)).float().mean()))
+        right.append(float((view.argmax(-1) == y).float().mean()))
+    return {"kl": sum(kl) / draws, "same_top_class": sum(same) / draws, "view_accuracy": sum(right) / draws,
+            "image_accuracy": float((image.argmax(-1) == y).float().mean()), "temperature": base.temperature,
+            "draws": draws, "n_images": len(x)}
+
+
 def run(config: PatientConsistentConfig, teacher: nn.Module, should_stop: StopCheck | None = None) -> Iterator:
     """Yield Measured after every epoch of each run (consistent, then fixed, epoch by epoch), the engine's Notice and
     Diverged events, then Finished with {"points": [...], "teacher": {...}, ...}; a stop keeps the points measured so
     far (status "cancelled"), a diverged run ends the experiment there (status "diverged")."""
     check(config)
     teacher = teacher.eval()
+    views = teacher_views(config, teacher)
     last = max(config.epochs)
     streams = {"consistent": distill(run_config(config, "consistent"), teacher, should_stop, students=("hard", "kd")),
                "fixed": distill(run_config(config, "fixed"), teacher, should_stop, students=("kd",))}
@@ -128,7 +162,7 @@ def run(config: PatientConsistentConfig, teacher: nn.Module, should_stop: StopCh
             finished = next((e for e in stream if isinstance(e, Finished)), None)
             n_train = finished.summary["n_train"] if finished is not None else n_train
         stream.close()
-    yield Finished(status, {"points": points, "teacher": facts, "seed": config.distill.seed,
+    yield Finished(status, {"points": points, "teacher": facts, "teacher_views": views, "seed": config.distill.seed,
                             "epochs": list(config.epochs), "n_train": n_train,
                             "seconds": time.perf_counter() - started})
 
@@ -224,9 +258,14 @@ def report(config: PatientConsistentConfig, runs: list[dict]) -> dict:
     teachers = [r["teacher"] for r in runs if r.get("teacher")]
     teacher = {key: mean_std([t[key] for t in teachers])[0] for key in ("accuracy", "val_accuracy")} \
         if teachers else {}
+    seen = [r["teacher_views"] for r in runs if r.get("teacher_views")]
+    views = {key: mean_std([v[key] for v in seen])[0] for key in ("kl", "same_top_class", "view_accuracy",
+                                                                   "image_accuracy")} if seen else {}
+    if seen:
+        views |= {"temperature": seen[0]["temperature"], "draws": seen[0]["draws"], "n_images": seen[0]["n_images"]}
     seconds = [r["seconds"] for r in runs if r.get("seconds") is not None]
     return {"experiment": NAME, "rows": rows, "curves": summarise(runs, reported_only=False), "runs": runs,
-            "chosen_on_validation": chosen_on_validation(rows, runs), "teacher": teacher,
+            "chosen_on_validation": chosen_on_validation(rows, runs), "teacher": teacher, "teacher_views": views,
             "epochs": list(config.epochs), "dataset": config.distill.dataset, "augment": config.distill.augment,
             "seconds_per_seed": mean_std(seconds)[0] if seconds else None}
 
@@ -306,6 +345,14 @@ def agrees(rows: list[dict], chosen: dict | None = None) -> bool:
     return not claim_failures(rows, chosen)
 
 
+def views_words(views: dict) -> str:
+    """teacher_views in one sentence: how different the fixed teacher's labels are from the consistent one's."""
+    return (f"The two teachers' labels for a jittered view (T = {views['temperature']:g}, {views['draws']} jitter "
+            f"draws of the {views['n_images']} training images): KL(view ‖ image) {views['kl']:.4f} nats, the same "
+            f"top class on {100 * views['same_top_class']:.1f} % of views; the teacher is right on "
+            f"{100 * views['view_accuracy']:.1f} % of views and {100 * views['image_accuracy']:.1f} % of the images.")
+
+
 def format_text(result: dict) -> str:
     rows = result["rows"]
     n = rows[0]["n_seeds"] if rows else 1
@@ -329,6 +376,8 @@ def format_text(result: dict) -> str:
     if teacher:
         lines.append(f"teacher: {100 * teacher['val_accuracy']:.2f} % validation, {100 * teacher['accuracy']:.2f} % "
                      "test (the preset's, the same for every seed)")
+    if result.get("teacher_views"):
+        lines.append(views_words(result["teacher_views"]))
     lines.append(verdict(rows, result.get("chosen_on_validation")))
     lines.append("Accuracies in %; c−f: consistent − fixed teacher's KD student, in points; epoch counts chosen on "
                  "validation, test only reported.")

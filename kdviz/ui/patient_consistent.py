@@ -44,6 +44,8 @@ def results(run, points, summary, lecture) -> None:
         if rows:
             (st.success if experiment.agrees(rows, chosen) else st.warning)(
                 experiment.verdict(rows, chosen), icon=":material/rule:")
+    if summary and summary.get("teacher_views"):
+        st.caption(experiment.views_words(summary["teacher_views"]))
     table = views.table(curve)
     if table:
         st.dataframe(table, hide_index=True)
