@@ -84,7 +84,7 @@ def _next_epoch(stream: Iterator):
     """Advance a distill stream to its next trained epoch; yields its Notice and Diverged events on the way and
     returns that EpochEnd, or the Finished event if the run ended first (None if the stream ran dry)."""
     for event in stream:
-        if isinstance(event, (EpochEnd, Finished)) and getattr(event, "epoch", 1) > 0:
+        if isinstance(event, Finished) or (isinstance(event, EpochEnd) and event.epoch > 0):
             return event
         if isinstance(event, (Notice, Diverged)):
             yield event
