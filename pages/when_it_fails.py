@@ -42,5 +42,9 @@ with patient:
     st.markdown("**Claim** (Beyer et al. 2022, *Knowledge distillation: a good teacher is patient and "
                 "consistent*): the teacher should label the very augmented view the student sees (consistent), "
                 "and the student needs long training (patient); teacher logits cached once on unaugmented images "
-                "fall behind. **Here:** both ways, with jitter, at growing epochs.")
+                "fall behind. **Here:** the lecture preset's MNIST student with ±2-pixel jitter, taught both ways "
+                "from the same seed (same initial weights, batches and jitter): a consistent teacher labels each "
+                "jittered view, a fixed teacher's logits are computed once on the unjittered images; the hard-label "
+                "student beside them. One long run each, read at growing epochs (the learning rate is constant, so "
+                "epoch E of a long run is a run of E epochs).")
     ui.experiment_tab("patient-consistent")

@@ -32,6 +32,9 @@ EXPERIMENTS = {  # name → (module, one line for `python -m kdviz list` and the
     "label-smoothing": ("kdviz.experiments.label_smoothing",
                         "a teacher trained with label smoothing ε: flatter dark knowledge, a worse student? "
                         "(Müller et al. 2019)"),
+    "patient-consistent": ("kdviz.experiments.patient_consistent",
+                           "with jitter, a teacher labelling the student's own view vs logits cached once, at growing "
+                           "epochs (Beyer et al. 2022)"),
 }
 
 
