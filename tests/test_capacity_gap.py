@@ -264,11 +264,6 @@ def test_cli_runs_the_experiment_and_refuses_a_bad_value_in_one_line(tmp_path, c
 def page(monkeypatch):
     tiny = dataclasses.replace(CONFIG, distill=dataclasses.replace(TINY, device="auto"), temperatures=(4.0,))
     monkeypatch.setattr(capacity_gap, "default_config", lambda: tiny)
-    from kdviz import experiments
-
-    for name in ("label-smoothing", "patient-consistent"):  # the page's other tabs, maybe not built on this branch:
-        if name not in experiments.EXPERIMENTS:  # an unknown name is a ValueError, an unbuilt module "not built yet"
-            monkeypatch.setitem(experiments.EXPERIMENTS, name, (f"kdviz.experiments.{name.replace('-', '_')}", ""))
     yield from open_app_page("pages/when_it_fails.py")
 
 

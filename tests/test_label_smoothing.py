@@ -286,13 +286,8 @@ PAGE = "pages/when_it_fails.py"
 
 @pytest.fixture
 def page(monkeypatch):
-    from kdviz import experiments
-
     tiny = dataclasses.replace(CONFIG, distill=dataclasses.replace(TINY, device="auto"))
     monkeypatch.setattr(ls, "default_config", lambda: tiny)
-    for name in ("capacity-gap", "patient-consistent"):  # the page's other tabs, built on other branches: until
-        if name not in experiments.EXPERIMENTS:  # they are registered, a module that does not import says "not built"
-            monkeypatch.setitem(experiments.EXPERIMENTS, name, (f"kdviz.experiments.{name.replace('-', '_')}", ""))
     yield from open_app_page(PAGE)
 
 

@@ -238,13 +238,8 @@ def test_cli_runs_the_experiment(tmp_path, capsys):
 
 @pytest.fixture
 def page(monkeypatch):
-    from kdviz import experiments
-
     tiny = pc.PatientConsistentConfig(TINY, epochs=(1, 2))
     monkeypatch.setattr(pc, "default_config", lambda: tiny)
-    for name in ("capacity-gap", "label-smoothing"):  # the page's other tabs, until their experiments are registered:
-        if name not in experiments.EXPERIMENTS:  # a module that does not import draws "not built yet"
-            monkeypatch.setitem(experiments.EXPERIMENTS, name, (f"kdviz.experiments.{name.replace('-', '_')}", ""))
     yield from open_app_page("pages/when_it_fails.py")
 
 

@@ -190,7 +190,8 @@ def explorer_prediction(classes, label, teacher_logits, students: dict, temperat
     hard_label = None if label is None else np.eye(len(classes))[label]
     if len(probs) == 1 and label is not None:
         (role, student), = probs.items()
-        texts = {"teacher": [format_probability(p) for p in teacher], "student": [format_probability(p) for p in student]}
+        texts = {"teacher": [format_probability(p) for p in teacher],
+                 "student": [format_probability(p) for p in student]}
         figure = charts.soft_label_bars(classes, hard_label, teacher, student, temperature, texts, log_scale,
                                         student_role=role, lecture=lecture)
     else:
