@@ -299,8 +299,9 @@ def test_the_page_runs_the_experiment_and_draws_its_charts_and_verdict(page):
     assert run_id
     wait_run_completed(page, "the label-smoothing run")
     specs = [str(chart.proto.spec) for chart in page.get("plotly_chart")]
-    assert any("Students of smoothed teachers" in s for s in specs)
-    assert any("Which wrong classes each teacher thinks alike" in s for s in specs)
+    assert any("Students' test accuracy against T" in s for s in specs)
+    assert sum("flatness" in s for s in specs) == len(CONFIG.smoothings)  # a heatmap per teacher
+    assert any("Which wrong classes each teacher thinks alike" in m.value for m in page.markdown)
     assert any(s.value.startswith("Teacher, on 1 seed") for s in [*page.success, *page.warning])
     run = ui.run_manager().get(run_id)
     assert run.state == "completed" and len(run.summary["rows"]) == 4
@@ -316,3 +317,19 @@ def test_a_bad_setting_on_the_page_gets_a_message(page, key, value, words):
     assert any(words in e.value for e in page.error), [e.value for e in page.error]
     assert next(b for b in page.button if b.key == "exp.run.label-smoothing").disabled
     assert ui.run_manager().list_runs() == []
+
+
+def test_the_heatmaps_are_one_figure_per_teacher_on_one_colour_scale():
+    """Side by side on a projector, stacked on a phone: a figure each, but one scale (separate scales would hide the
+    flattening), the diagonal left out."""
+    from kdviz.views.label_smoothing import similarity_heatmaps
+
+    peaked = [[0.0, 0.9, 0.1], [0.5, 0.0, 0.5], [0.2, 0.8, 0.0]]
+    flat = [[0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0]]
+    figures = similarity_heatmaps([{"smoothing": 0.0, "flatness": 0.4, "matrix": peaked},
+                                   {"smoothing": 0.3, "flatness": 1.0, "matrix": flat}], ["a", "b", "c"])
+    assert len(figures) == 2
+    heatmaps = [figure.data[0] for figure in figures]
+    assert {h.zmax for h in heatmaps} == {0.9} and {h.zmin for h in heatmaps} == {0}
+    assert all(h.z[i][i] is None for h in heatmaps for i in range(3))
+    assert "ε = 0.3" in figures[1].layout.title.text and "flatness 1.00" in figures[1].layout.title.text

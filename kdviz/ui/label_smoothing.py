@@ -34,8 +34,14 @@ def results(run, points, summary, lecture) -> None:
         return
     if shown["rows"]:
         st.plotly_chart(views.students_chart(shown, lecture), key=f"ls.students.{run.id}")
+        st.caption("Each line: the students of one teacher, one per T; the ringed point is the T chosen on "
+                   "validation (test is only reported).")
     classes = shown["classes"] or [str(c) for c in range(len(shown["teachers"][0]["matrix"]))]
-    st.plotly_chart(views.similarity_heatmaps(shown["teachers"], classes, lecture), key=f"ls.heatmaps.{run.id}")
+    st.markdown("**Which wrong classes each teacher thinks alike** (validation, T = 1, % of the wrong classes; one "
+                "colour scale for all)")
+    figures = views.similarity_heatmaps(shown["teachers"], classes, lecture)
+    for index, (column, figure) in enumerate(zip(st.columns(len(figures)), figures)):
+        column.plotly_chart(figure, key=f"ls.heatmaps.{run.id}.{index}")  # side by side; stacked on a phone
     st.caption("Flatness: over the validation images, how evenly the teacher spreads its probability over the wrong "
                "classes at T = 1 (the normalised entropy of that spread): 1 means every wrong class looks equally "
                "(un)like the right one, so the soft label says nothing about which classes are alike.")

@@ -40,8 +40,7 @@ def students_chart(result: dict, lecture: bool = False) -> go.Figure:
         data.append({"type": "scatter", "mode": "lines", "x": [ticks[0], ticks[-1]], "y": [level, level],
                      "name": "hard-label student", "line": {"color": COLORS["hard"], "dash": "dash"},
                      "hovertemplate": "%{y:.2f} % test<extra>hard-label student</extra>"})
-    layout = {"title": title_block("Students of smoothed teachers: test accuracy against T (ringed: chosen on "
-                                   "validation)", lecture),
+    layout = {"title": title_block("Students' test accuracy against T", lecture),
               "margin": top_margin(lecture, bottom=110 if lecture else 90), "legend": bottom_legend(),
               "xaxis": {"title": {"text": "distillation temperature T (log scale)"}, "type": "log",
                         "tickvals": ticks, "ticktext": [f"{t:g}" for t in ticks]},
@@ -49,44 +48,34 @@ def students_chart(result: dict, lecture: bool = False) -> go.Figure:
     return fast_figure(data, layout, lecture, height=600 if lecture else 500)
 
 
-def similarity_heatmaps(teachers: list[dict], classes, lecture: bool = False) -> go.Figure:
-    """One heatmap per ε teacher, side by side on ONE colour scale (separate scales would hide the flattening): row i,
-    the teacher's mean probability of each wrong class over the validation images of class i, renormalised over the
-    wrong classes (rows sum to 100 %; a flat row is 100/(C − 1) % everywhere); the diagonal is left out."""
-    n, count = len(classes), len(teachers)
+def similarity_heatmaps(teachers: list[dict], classes, lecture: bool = False) -> list[go.Figure]:
+    """One heatmap per ε teacher, all on ONE colour scale (separate scales would hide the flattening): row i, the
+    teacher's mean probability of each wrong class over the validation images of class i, renormalised over the wrong
+    classes (rows sum to 100 %; a flat row is 100/(C − 1) % everywhere); the diagonal is left out. A figure each, so
+    that the page sets them side by side on a projector and one under another on a phone (Streamlit's columns)."""
+    n = len(classes)
     grids = [[[None if i == j or not math.isfinite(float(t["matrix"][i][j])) else float(t["matrix"][i][j])
                for j in range(n)] for i in range(n)] for t in teachers]
     top = max((v for grid in grids for row in grid for v in row if v is not None), default=1.0)
-    gap, data, annotations, layout = 0.04, [], [], {}
-    width = (1 - gap * (count - 1)) / max(count, 1)
+    tick, axis_title = {"size": 16 if lecture else 12}, {"size": 18 if lecture else 14}  # every panel alike
+    figures = []
     for index, (teacher, grid) in enumerate(zip(teachers, grids)):
-        suffix = "" if index == 0 else str(index + 1)
-        left = index * (width + gap)
-        data.append({"type": "heatmap", "z": grid, "x": list(classes), "y": list(classes), "coloraxis": "coloraxis",
-                     "xaxis": f"x{suffix}", "yaxis": f"y{suffix}", "xgap": 1, "ygap": 1, "hoverongaps": False,
-                     "text": [["" if v is None else _cell_text(v) for v in row] for row in grid],
-                     "texttemplate": "%{text}" if n <= 12 and count <= 3 else None,
-                     "textfont": {"size": 13 if lecture else 10},
-                     "hovertemplate": "true class %{y}: %{z:.1%} of the wrong-class probability on %{x}"
-                                      f"<extra>ε = {teacher['smoothing']:g}</extra>"})
-        tick, axis_title = {"size": 16 if lecture else 12}, {"size": 18 if lecture else 14}  # every panel alike
-        layout[f"xaxis{suffix}"] = {"domain": [left, left + width], "anchor": f"y{suffix}", "type": "category",
-                                    "tickfont": tick, "showgrid": False, "range": [-0.5, n - 0.5],
-                                    "title": {"text": "wrong class", "font": axis_title}}
-        layout[f"yaxis{suffix}"] = {"anchor": f"x{suffix}", "type": "category", "tickfont": tick, "showgrid": False,
-                                    "range": [n - 0.5, -0.5],
-                                    "title": {"text": "true class" if index == 0 else "", "font": axis_title}}
-        annotations.append({"text": f"ε = {teacher['smoothing']:g} · flatness {teacher['flatness']:.2f}",
-                            "x": left + width / 2, "xref": "paper", "xanchor": "center", "y": 1.0, "yref": "paper",
-                            "yanchor": "bottom", "showarrow": False, "font": {"size": 20 if lecture else 15}})
-    layout |= {"annotations": annotations, "plot_bgcolor": "#F2F4F7", "showlegend": False,
-               "margin": top_margin(lecture), "title": title_block("Which wrong classes each teacher thinks alike "
-                                                                   "(validation, T = 1, % of the wrong classes)",
-                                                                   lecture),
-               "coloraxis": {"colorscale": [[0, "#FFFFFF"], [0.5, "#7FB8DE"], [1, COLORS["teacher"]]],  # explorer's
-                             "cmin": 0, "cmax": top,
-                             "colorbar": {"title": {"text": "of wrong"}, "thickness": 14, "tickformat": ".0%"}}}
-    return fast_figure(data, layout, lecture, height=560 if lecture else 440)
+        data = [{"type": "heatmap", "z": grid, "x": list(classes), "y": list(classes), "zmin": 0, "zmax": top,
+                 "colorscale": [[0, "#FFFFFF"], [0.5, "#7FB8DE"], [1, COLORS["teacher"]]],  # the explorer's
+                 "showscale": index == len(teachers) - 1, "xgap": 1, "ygap": 1, "hoverongaps": False,
+                 "colorbar": {"title": {"text": "of wrong"}, "thickness": 14, "tickformat": ".0%"},
+                 "text": [["" if v is None else _cell_text(v) for v in row] for row in grid],
+                 "texttemplate": "%{text}" if n <= 12 else None, "textfont": {"size": 13 if lecture else 10},
+                 "hovertemplate": "true class %{y}: %{z:.1%} of the wrong-class probability on %{x}"
+                                  f"<extra>ε = {teacher['smoothing']:g}</extra>"}]
+        layout = {"xaxis": {"type": "category", "tickfont": tick, "showgrid": False,
+                            "title": {"text": "wrong class", "font": axis_title}},
+                  "yaxis": {"type": "category", "tickfont": tick, "showgrid": False, "range": [n - 0.5, -0.5],
+                            "title": {"text": "true class", "font": axis_title}},
+                  "plot_bgcolor": "#F2F4F7", "showlegend": False, "margin": top_margin(lecture),
+                  "title": title_block(f"ε = {teacher['smoothing']:g} · flatness {teacher['flatness']:.2f}", lecture)}
+        figures.append(fast_figure(data, layout, lecture, height=520 if lecture else 420))
+    return figures
 
 
 def teachers_table(result: dict) -> list[dict]:

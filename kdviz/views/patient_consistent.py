@@ -33,7 +33,7 @@ def accuracy_chart(rows: list[dict], split: str = "val_", lecture: bool = False)
     words = SPLIT_WORDS[split]
     layout = {"title": title_block(f"With jitter: whose labels, and how long ({words})", lecture),
               "margin": top_margin(lecture, bottom=100 if lecture else 80), "legend": bottom_legend(),
-              "xaxis": {"title": {"text": "epochs of the students' training"}},
+              "xaxis": {"title": {"text": "epochs of the students' training"}, "tickformat": "d"},
               "yaxis": {"title": {"text": f"{words} accuracy (%)"}}}
     return fast_figure(data, layout, lecture, height=600 if lecture else 500)
 
@@ -52,7 +52,7 @@ def gap_chart(rows: list[dict], lecture: bool = False) -> go.Figure:
               "margin": top_margin(lecture, bottom=100 if lecture else 80), "legend": bottom_legend(),
               "shapes": [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": 0, "y1": 0,
                           "line": {"color": COLORS["label"], "width": 2}}],
-              "xaxis": {"title": {"text": "epochs of the students' training"}},
+              "xaxis": {"title": {"text": "epochs of the students' training"}, "tickformat": "d"},
               "yaxis": {"title": {"text": "accuracy difference (points)"}, "zeroline": False}}
     return fast_figure(data, layout, lecture, height=600 if lecture else 500)
 
