@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Callable, Iterator
 
 from kdviz.core.engine import EpochEnd, Finished, Notice, Started, StepLosses
@@ -29,6 +30,7 @@ class BackgroundTask:
     def __init__(self, name: str, make_events: StreamFactory):
         self.name = name
         self._make_events = make_events
+        self.made: Path | None = None  # the file it writes (task_for's makes): gone after it completed, it runs again
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.state = "pending"  # pending → waiting (for a worker) → running → completed | cancelled | diverged | failed
@@ -124,14 +126,20 @@ def stop_all_tasks(timeout: float = 30.0) -> None:
 
 
 def task_for(name: str, make_events: StreamFactory, retry_after: float = 0.0,
-             gone: Callable[[], bool] | None = None) -> BackgroundTask:
+             makes: Callable[[], Path] | None = None) -> BackgroundTask:
     """The process-wide task with this name, started on first request; a failed or cancelled one is started again
     when asked for at least retry_after seconds after it ended (pages that poll every second pass a delay, so that a
-    task that cannot succeed, e.g. a download without a network, is not restarted every second). gone: whether what
-    a completed task made has gone since (a teacher's file removed by the disk quota): then it is started again."""
+    task that cannot succeed, e.g. a download without a network, is not restarted every second). makes: the file the
+    task writes (asked when it starts); a completed task whose file has gone since (a teacher's file removed by the
+    disk quota) is started again."""
     with _tasks_guard:
         task = _tasks.get(name)
-        if task is None or task.retry_in(retry_after) == 0.0 or \
-                (task.state == "completed" and gone is not None and gone()):
-            task = _tasks[name] = BackgroundTask(name, make_events).start()
+        gone = task is not None and task.state == "completed" and task.made is not None and not task.made.exists()
+        if task is None or task.retry_in(retry_after) == 0.0 or gone:
+            task = BackgroundTask(name, make_events)
+            try:  # a config that cannot name its file fails in the task, with the task's message
+                task.made = makes() if makes is not None else None
+            except Exception:
+                task.made = None
+            _tasks[name] = task.start()
         return task

@@ -86,11 +86,11 @@ def _default_teacher_task():
     failure it is tried again (kdviz.runs.tasks.task_for), never stuck on the first failure."""
     from kdviz.runs import tasks
     from kdviz.core import presets
-    from kdviz.core.teachers import is_cached, prepare_teacher
+    from kdviz.core.teachers import prepare_teacher, teacher_path
 
     teacher = presets.DEFAULT_TEACHER
     return tasks.task_for("default-teacher", lambda should_stop: prepare_teacher(teacher, "auto", should_stop),
-                          retry_after=TEACHER_RETRY_S, gone=lambda: not is_cached(teacher))
+                          retry_after=TEACHER_RETRY_S, makes=lambda: teacher_path(teacher))
 
 
 def default_teacher_task():

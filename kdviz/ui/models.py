@@ -49,14 +49,14 @@ def teacher(config):
 def teacher_task(config):
     """The background task preparing this teacher: the home page's for the default teacher, else its own."""
     from kdviz.core import presets
-    from kdviz.core.teachers import is_cached, prepare_teacher, teacher_key
+    from kdviz.core.teachers import prepare_teacher, teacher_key, teacher_path
     from kdviz.runs import tasks
 
     if config == presets.DEFAULT_TEACHER:
         return default_teacher_task()
     return tasks.task_for(f"teacher-{teacher_key(config)}",
                           lambda should_stop: prepare_teacher(config, "auto", should_stop),
-                          retry_after=core.TEACHER_RETRY_S, gone=lambda: not is_cached(config))
+                          retry_after=core.TEACHER_RETRY_S, makes=lambda: teacher_path(config))
 
 
 def teacher_name(config) -> str:
