@@ -43,14 +43,6 @@ SLOW_MODULES = {"test_budget_memory", "test_ddp", "test_live_page", "test_hall_l
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_xdist_auto_num_workers(config):
-    """`--numprocesses=auto`: one worker more than the machine has cores, at most 3 (pytest.ini's maxprocesses). The
-    suite spends much of its time waiting (app servers starting, browsers drawing, subprocesses, polling): on the
-    2-core machine two workers kept the CPUs busy 1.2 cores' worth on average (user + sys 565 s in 480 s), and three
-    finished the suite (110 tests more) in 435 s instead of 480 s."""
-    return min((os.cpu_count() or 1) + 1, 3)
-
-
 def pytest_collection_modifyitems(config, items):
     for item in items:
         module = item.path.stem
