@@ -34,6 +34,7 @@ MB = 2**20
 
 DEFAULT_CASES = ("gradient-variance:default", "missing-class:default", "capacity:default", "ensemble:default",
                  "compression:default", "quick")
+PAPER_CASES = ("capacity-gap:default", "label-smoothing:default", "patient-consistent:default")  # When it fails
 PRESET_CASES = tuple(f"{name}:{preset}" for name in ("gradient-variance", "missing-class", "capacity", "ensemble",
                                                      "compression") for preset in ("lecture", "fashion")) + \
     ("lecture", "fashion")
@@ -72,6 +73,12 @@ def trimmed(config):
                     "width_subset": largest.train_subset, "data_width": largest.student.width}
     elif name == "compression":
         changes |= {"min_run_time": 0.01, "power_watts": 10.0}
+    elif name == "capacity-gap":  # every teacher (they may be held at once), one epoch each; one T
+        changes |= {"early_stop_epochs": 0, "temperatures": config.temperatures[:1]}
+    elif name == "label-smoothing":
+        changes |= {"temperatures": config.temperatures[:1]}
+    elif name == "patient-consistent":  # both runs, one epoch
+        changes |= {"epochs": (1,)}
     return dataclasses.replace(config, **changes)
 
 
@@ -157,7 +164,7 @@ def measure(case: str, timeout: float = 600, allocator: str = "fixed") -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", nargs="+", default=list(DEFAULT_CASES + PRESET_CASES))
+    parser.add_argument("--cases", nargs="+", default=list(DEFAULT_CASES + PAPER_CASES + PRESET_CASES))
     parser.add_argument("--allocator", choices=("fixed", "both"), default="fixed",
                         help="both: also with glibc's dynamic mmap threshold, interleaved (module docstring)")
     parser.add_argument("--repeats", type=int, default=1, help="processes per case (and per allocator)")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from bench.memory_peak import DEFAULT_CASES, measure
+from bench.memory_peak import DEFAULT_CASES, PAPER_CASES, measure
 from kdviz import cli, experiments
 from kdviz.core.budget import MB, Budget, OverBudget, model_cost
 from kdviz.core.presets import get_preset
@@ -17,7 +17,7 @@ from tests.test_cli import _one_error_line
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the resident set from /proc")
-@pytest.mark.parametrize("case", DEFAULT_CASES)
+@pytest.mark.parametrize("case", DEFAULT_CASES + PAPER_CASES)
 def test_the_measured_peak_memory_stays_under_the_estimate(case):
     row = measure(case)
     assert row["status"] == "completed"
