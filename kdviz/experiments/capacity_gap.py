@@ -24,10 +24,10 @@ from typing import Iterator
 from torch import nn
 
 from kdviz.core.flags import flag
-from kdviz.core.engine import (DistillConfig, Diverged, Finished, Notice, StopCheck, TeacherConfig, check_config,
+from kdviz.core.engine import (DistillConfig, Finished, Notice, StopCheck, TeacherConfig, check_config,
                                check_teacher_config, distill)
 from kdviz.core.kd import check_temperature
-from kdviz.experiments.events import Measured
+from kdviz.experiments.events import Measured, relay
 
 NAME = "capacity-gap"
 MAX_TEACHERS = 8  # widths (the early-stopped teacher comes on top)
@@ -153,26 +153,14 @@ def kd_config(config: CapacityGapConfig, teacher: TeacherConfig, temperature: fl
 
 def _distill(config: DistillConfig, teacher: nn.Module, should_stop, students: tuple[str, ...]):
     """distill(), passing its Notice and Diverged events through; returns its Finished event (None if none)."""
-    finished = None
-    for event in distill(config, teacher, should_stop, students):
-        if isinstance(event, Finished):
-            finished = event
-        elif isinstance(event, (Notice, Diverged)):
-            yield event
-    return finished
+    return (yield from relay(distill(config, teacher, should_stop, students)))
 
 
 def _prepare(config: TeacherConfig, device: str, should_stop):
     """prepare_teacher, passing its Notice and Diverged events through; returns its Finished event."""
     from kdviz.core.teachers import prepare_teacher
 
-    finished = None
-    for event in prepare_teacher(config, device, should_stop):
-        if isinstance(event, Finished):
-            finished = event
-        elif isinstance(event, (Notice, Diverged)):
-            yield event
-    return finished
+    return (yield from relay(prepare_teacher(config, device, should_stop)))
 
 
 def choose_temperature(by_temperature: list[dict]) -> dict:

@@ -59,7 +59,7 @@ from kdviz.core.engine import (DistillConfig, Diverged, Finished, Notice, StopCh
                                check_teacher_config, distill, predict_logits, resolve_device)
 from kdviz.core.kd import check_temperature, distillation_loss
 from kdviz.core.roles import ROLE_NAMES
-from kdviz.experiments.events import Measured
+from kdviz.experiments.events import Measured, relay
 
 NAME = "ensemble"
 MIN_TEACHERS = 2
@@ -240,13 +240,7 @@ def run(config: EnsembleConfig, teacher: nn.Module, should_stop: StopCheck | Non
 
 def _distill(config: DistillConfig, teacher: nn.Module, should_stop, students: tuple[str, ...]):
     """distill(), passing its Notice and Diverged events through; returns its Finished event (None if none)."""
-    finished = None
-    for event in distill(config, teacher, should_stop, students):
-        if isinstance(event, Finished):
-            finished = event
-        elif isinstance(event, (Notice, Diverged)):
-            yield event
-    return finished
+    return (yield from relay(distill(config, teacher, should_stop, students)))
 
 
 def _measure(config: EnsembleConfig, teacher: nn.Module, should_stop, summary: dict):

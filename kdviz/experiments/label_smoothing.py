@@ -31,10 +31,10 @@ from typing import Iterator
 import numpy as np
 from torch import nn
 
-from kdviz.core.engine import (DistillConfig, Diverged, Finished, Notice, StopCheck, TeacherConfig, check_config,
+from kdviz.core.engine import (DistillConfig, Finished, Notice, StopCheck, TeacherConfig, check_config,
                                check_teacher_config, distill, predict_logits)
 from kdviz.core.flags import flag
-from kdviz.experiments.events import Measured
+from kdviz.experiments.events import Measured, relay
 
 NAME = "label-smoothing"
 MAX_SMOOTHINGS = 6
@@ -164,26 +164,14 @@ def similarity_matrix(logits: np.ndarray, labels: np.ndarray, num_classes: int, 
 
 def _distill(config: DistillConfig, teacher: nn.Module, should_stop, students: tuple[str, ...]):
     """distill(), passing its Notice and Diverged events through; returns its Finished event (None if none)."""
-    finished = None
-    for event in distill(config, teacher, should_stop, students):
-        if isinstance(event, Finished):
-            finished = event
-        elif isinstance(event, (Notice, Diverged)):
-            yield event
-    return finished
+    return (yield from relay(distill(config, teacher, should_stop, students)))
 
 
 def _prepare(teacher: TeacherConfig, device: str, should_stop):
     """prepare_teacher(), passing its Notice and Diverged events through; returns its Finished event (None if none)."""
     from kdviz.core.teachers import prepare_teacher
 
-    finished = None
-    for event in prepare_teacher(teacher, device, should_stop):
-        if isinstance(event, Finished):
-            finished = event
-        elif isinstance(event, (Notice, Diverged)):
-            yield event
-    return finished
+    return (yield from relay(prepare_teacher(teacher, device, should_stop)))
 
 
 def _accuracy(logits, labels) -> float:
