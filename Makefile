@@ -38,8 +38,8 @@ $(VENV)/.runtime: requirements.txt | $(VENV)/bin/python
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
-$(VENV)/.dev: requirements.txt requirements-dev.txt | $(VENV)/bin/python
-	$(PY) -m pip install -q -r requirements-dev.txt
+$(VENV)/.dev: requirements.txt requirements-dev.txt requirements-lock.txt | $(VENV)/bin/python
+	bash .ci/install-locked $(PY) || $(PY) -m pip install -q -r requirements-dev.txt
 	touch $(VENV)/.runtime $@
 
 clean:
