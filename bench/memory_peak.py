@@ -149,17 +149,86 @@ def child(case: str) -> dict:
 def measure(case: str, timeout: float = 600, allocator: str = "fixed") -> dict:
     """Run child(case) in a fresh interpreter (ru_maxrss is a process's peak: one case per process); allocator
     "dynamic" leaves glibc's mmap threshold dynamic (KDVIZ_MALLOC=default)."""
-    env = {**os.environ, "KDVIZ_THREADS": "1"}
-    env.pop("KDVIZ_MALLOC", None)
-    if allocator == "dynamic":
-        env["KDVIZ_MALLOC"] = "default"
     done = subprocess.run([sys.executable, "-m", "bench.memory_peak", "--child", case], capture_output=True,
-                          text=True, timeout=timeout, env=env,
+                          text=True, timeout=timeout, env=_measure_env(allocator),
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     if done.returncode != 0:
         why = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
         raise RuntimeError(f"{case}: {why}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _measure_env(allocator: str) -> dict:
+    env = {**os.environ, "KDVIZ_THREADS": "1"}
+    env.pop("KDVIZ_MALLOC", None)
+    if allocator == "dynamic":
+        env["KDVIZ_MALLOC"] = "default"
+    return env
+
+
+class WarmParent:
+    """Cases measured in children forked from one warm interpreter: each case still runs in a process of its own (its
+    own peak, VmHWM reset in the child), but the imports every child would repeat (torch, torch.func, torchvision,
+    kdviz: about 3 s of CPU each) are paid once. The parent runs no torch operation before it forks (no thread pool
+    to inherit). For tests/test_budget_memory.py; `measure` (a fresh interpreter a case) stays the benchmark's way."""
+
+    def __init__(self, allocator: str = "fixed", timeout: float = 600):
+        self.timeout = timeout
+        self.process = subprocess.Popen([sys.executable, "-m", "bench.memory_peak", "--serve"], text=True,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_measure_env(allocator),
+                                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+    def measure(self, case: str) -> dict:
+        self.process.stdin.write(case + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{case}: the warm parent ended (exit {self.process.wait(self.timeout)})")
+        row = json.loads(line)
+        if "error" in row:
+            raise RuntimeError(f"{case}: {row['error']}")
+        return row
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(self.timeout)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def serve() -> None:
+    """WarmParent's side: import, then fork a child per case name read from stdin; one JSON line back per case."""
+    import torch  # noqa: F401
+    import torch.func  # noqa: F401
+    import torch.utils.flop_counter  # noqa: F401
+    import torchvision  # noqa: F401
+
+    import kdviz.core.engine  # noqa: F401
+    import kdviz.experiments  # noqa: F401
+
+    for line in sys.stdin:
+        case = line.strip()
+        read, write = os.pipe()
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: one case, its answer through the pipe
+            os.close(read)
+            try:
+                answer = json.dumps(child(case))
+            except BaseException as error:  # noqa: BLE001 — told to the parent, which raises it in the test
+                answer = json.dumps({"case": case, "error": f"{type(error).__name__}: {error}"})
+            with os.fdopen(write, "w") as out:
+                out.write(answer)
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as answer_pipe:
+            answer = answer_pipe.read()
+        _, code = os.waitpid(pid, 0)
+        print(answer or json.dumps({"case": case, "error": f"the child ended with status {code}"}), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,7 +238,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="both: also with glibc's dynamic mmap threshold, interleaved (module docstring)")
     parser.add_argument("--repeats", type=int, default=1, help="processes per case (and per allocator)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.serve:
+        serve()
+        return 0
     if args.child:
         print(json.dumps(child(args.child)))
         return 0

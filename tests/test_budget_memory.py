@@ -1,6 +1,7 @@
 """The budget's memory estimate counts everything a run holds: measured peaks (each experiment's default and a plain
-distillation preset, one fresh process each: bench/memory_peak.py) stay under it, and gradient-variance's per-example
-gradients are in it, so the lecture preset's measurement is refused by a 2 GB server in one line."""
+distillation preset, one process each, forked from one warm interpreter: bench/memory_peak.py) stay under it, and
+gradient-variance's per-example gradients are in it, so the lecture preset's measurement is refused by a 2 GB server
+in one line."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,7 +9,7 @@ import sys
 
 import pytest
 
-from bench.memory_peak import DEFAULT_CASES, PAPER_CASES, measure
+from bench.memory_peak import DEFAULT_CASES, PAPER_CASES, WarmParent
 from kdviz import cli, experiments
 from kdviz.core.budget import MB, Budget, OverBudget, model_cost
 from kdviz.core.presets import get_preset
@@ -16,10 +17,16 @@ from kdviz.experiments import gradient_variance
 from tests.test_cli import _one_error_line
 
 
+@pytest.fixture(scope="module")
+def warm_parent():
+    with WarmParent() as parent:
+        yield parent
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the resident set from /proc")
 @pytest.mark.parametrize("case", DEFAULT_CASES + PAPER_CASES)
-def test_the_measured_peak_memory_stays_under_the_estimate(case):
-    row = measure(case)
+def test_the_measured_peak_memory_stays_under_the_estimate(case, warm_parent):
+    row = warm_parent.measure(case)
     assert row["status"] == "completed"
     assert 0 < row["measured"] <= row["estimate"], f"{case}: measured {row['measured'] / MB:.0f} MB, " \
                                                    f"estimated {row['estimate'] / MB:.0f} MB"

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import wait_until
 from kdviz import ui
+from kdviz.core.presets import get_preset
 from kdviz.runs import tasks
 from tests.test_soft_labels_page import open_page as open_soft_labels
 
@@ -47,7 +48,8 @@ def test_a_bad_mistake_in_a_link_gets_a_notice_and_the_correct_loss():
 
 
 @pytest.fixture
-def live():
+def live(cache_trained_teacher):
+    cache_trained_teacher(get_preset("quick").teacher)  # these tests are about the students, not the teacher
     ui.run_manager.clear()  # a fresh run manager on this test's KDVIZ_HOME
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     at.switch_page(LIVE).run()
@@ -80,7 +82,8 @@ def test_a_run_with_a_mistake_trains_a_third_student_beside_the_two(live):
         assert not live.exception, live.exception
         return any(": completed" in h.value for h in live.subheader) and len(live.dataframe) > 0
 
-    wait_until(completed, 180, what="the run to complete", interval=0.5)
+    wait_until(lambda: not ui.run_manager().get(run_id).live, 180, what="the run to end")  # no page redrawn
+    wait_until(completed, 60, what="the page to draw the completed run", interval=0.5)  # twice a second meanwhile
     assert any("makes a common mistake: T² left out" in i.value for i in live.info)
     table = live.dataframe[0].value
     assert list(table["model"]) == ["teacher", "hard-label student", "KD student", "KD with the mistake"]
