@@ -65,7 +65,8 @@ def test_a_tiny_run_measures_teacher_and_students_with_the_power_given(page):
     run_id = page.query_params["compression"]
     completed(page)
     titles = " ".join(str(chart.proto.spec) for chart in page.get("plotly_chart"))
-    assert "Size in memory" in titles and "Energy per million predictions (estimated)" in titles
+    # "(estimated)", or "(estimated; shared with other runs: ...)" when another test's training stepped meanwhile
+    assert "Size in memory" in titles and "Energy per million predictions (estimated" in titles
     assert any("fewer parameters" in s.value for s in page.success)
     assert any("12 W" in c.value and "the power you entered" in c.value for c in page.caption)
     models = ui.run_manager().get(run_id).summary["models"]
