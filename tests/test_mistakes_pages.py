@@ -82,8 +82,8 @@ def test_a_run_with_a_mistake_trains_a_third_student_beside_the_two(live):
         assert not live.exception, live.exception
         return any(": completed" in h.value for h in live.subheader) and len(live.dataframe) > 0
 
-    wait_until(lambda: not ui.run_manager().get(run_id).live, 180, what="the run to end")  # no page redrawn
-    wait_until(completed, 60, what="the page to draw the completed run", interval=0.5)  # twice a second meanwhile
+    wait_until(lambda: not ui.run_manager().get(run_id).live, 180, what="the run to end")  # the page is not redrawn
+    wait_until(completed, 60, what="the page to draw the completed run", interval=0.5)  # while the students train
     assert any("makes a common mistake: T² left out" in i.value for i in live.info)
     table = live.dataframe[0].value
     assert list(table["model"]) == ["teacher", "hard-label student", "KD student", "KD with the mistake"]
