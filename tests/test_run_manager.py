@@ -308,6 +308,32 @@ def test_deleting_a_live_run_stops_it_and_it_stays_deleted(manager):
     assert wait_for_run(manager, queued).state == "completed"
 
 
+def test_a_read_that_races_a_delete_does_not_bring_the_run_back(make_manager):
+    """Another browser opens a finished run just as its owner deletes it: that read began first and may show it, but
+    what it cached must not bring the run back to the next reader (seen once in tests/test_run_lifecycle.py)."""
+    from run_fakes import FakeExecutor
+
+    run_id = make_manager(executor=FakeExecutor(steps=3)).submit(TINY, "alice")
+    owner = make_manager(executor=FakeExecutor(steps=3))  # a fresh manager on the same folder: nothing cached yet
+    wait_until(lambda: owner.get(run_id) is not None and owner.get(run_id).state == "completed", 30,
+               what="the run to complete")
+    owner._forget(run_id)
+    real_read = owner.store.read_json
+
+    def read_then_delete(read_id, name):
+        found = real_read(read_id, name)
+        if name == "config.json" and read_id == run_id:  # the reader has the record in hand; the owner deletes now
+            owner.store.read_json = real_read
+            owner.delete(run_id, "alice")
+        return found
+
+    owner.store.read_json = read_then_delete
+    owner.get(run_id)  # the racing read (it may show the run it began to read)
+    assert owner.store.read_json is real_read, "the read never reached the run's record"
+    assert not owner.store.folder(run_id).exists()
+    assert owner.get(run_id) is None and owner.list_runs() == []
+
+
 def test_a_sweep_is_accepted_or_refused_whole(make_manager):
     manager = make_manager(max_live_per_browser=12)
     gate = threading.Event()

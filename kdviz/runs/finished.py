@@ -43,9 +43,11 @@ class FinishedRuns:
         else:
             if row is not None and stamp is not None:  # a row behind its folder (a crash between the two): mend it
                 self.store.reindex(run_id)
-            if record is None:
+            if record is None or (stamp is None and not self.store.exists(run_id)):
                 record = self.store.read_json(run_id, "config.json")
-                if record is None:
+                if record is None:  # never was, or deleted: a record cached by a read that raced the delete goes too
+                    with self._lock:
+                        self._records.pop(run_id, None)
                     return None
             status = self.store.read_json(run_id, "status.json") or {"state": "interrupted"}
         run = Run(run_id, record.get("config", {}), record.get("owner", ""), record.get("created", 0.0),
