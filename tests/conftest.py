@@ -31,7 +31,7 @@ def browser_tests_skipped() -> bool:
     return os.environ.get(SKIP_BROWSER_VARIABLE, "").strip() == "1"
 
 
-# ---- two workers (pytest-xdist, --dist loadgroup): a module's tests stay together ------------------------------
+# ---- two workers (pytest-xdist): a module's tests stay together --------------------------------------------------
 
 # Modules that start a Ray cluster share one worker: two clusters at once on a 2-core machine fight for its cores
 # and memory. Every other module is a group of its own, so its module- and session-scoped servers start once.
@@ -42,17 +42,37 @@ SLOW_MODULES = {"test_budget_memory", "test_ddp", "test_live_page", "test_hall_l
                 "test_ensemble", "test_missing_class", "test_capacity", "test_engine"}
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def group_of(nodeid: str) -> str:
+    """The group a test runs in, on one worker: "ray" for the Ray modules, else its module's path."""
+    module = nodeid.split("::", 1)[0]
+    return "ray" if Path(module).stem in RAY_MODULES else module
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's per-file scheduling (--dist loadfile) with the Ray modules as one group. Not --dist loadgroup with
+    xdist_group marks: xdist 3.8 marks a group by rewriting the test's node id, which pytest 9.2 no longer reads
+    (pytest-dev/pytest-xdist#1386), so every test was handed out alone, module fixtures started on both workers and
+    two Ray clusters ran at once."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    return ModuleGroups(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        module = item.path.stem
-        item.add_marker(pytest.mark.xdist_group("ray" if module in RAY_MODULES else module))
         if "browser" in getattr(item, "fixturenames", ()) and item.get_closest_marker("browser") is None:
             item.add_marker(pytest.mark.browser)  # a test that drives Chromium is a browser test, marked or not
         if browser_tests_skipped() and item.get_closest_marker("browser") is not None:
             item.add_marker(pytest.mark.skip(reason=BROWSER_SKIPPED))
     # the longest groups first (the Ray modules, the browser modules, the slow ones), so that two workers finish
-    # together; xdist keeps this order (--no-loadscope-reorder in pytest.ini: by default it sorts by number of tests)
+    # together; the scheduler hands groups out in the order their first test comes (--no-loadscope-reorder in
+    # pytest.ini: by default it sorts them by number of tests)
     items.sort(key=lambda item: 0 if item.path.stem in RAY_MODULES else 1 if item.get_closest_marker("browser")
                else 2 if item.path.stem in SLOW_MODULES else 3)
 
