@@ -1,4 +1,6 @@
-"""The image explorer in Chromium: pick an image, change T, upload a PNG (and a bad file), click the heatmap."""
+"""Pages that read a finished run's students, in Chromium, on a server where one run has finished: the image explorer
+(pick an image, change T, upload a PNG and a bad file, click the heatmap) and the compression & energy page (a bad run
+id and a bad power refused, then that run's teacher and students measured)."""
 from __future__ import annotations
 
 import re
@@ -14,8 +16,9 @@ from upload_fixtures import png_seven, truncated_png
 pytestmark = pytest.mark.browser
 
 
-def _prepare_home(home: Path) -> None:
-    """A stand-in for the default teacher (its architecture, one epoch) cached under its key, and a finished run."""
+def _prepare_home(home: Path) -> str:
+    """A stand-in for the default teacher (its architecture, one epoch) cached under its key, and a finished run (its
+    id returned)."""
     from kdviz.core.engine import DistillConfig
     from kdviz.runs.manager import RunManager
     from kdviz.core.models import ModelSpec
@@ -33,15 +36,17 @@ def _prepare_home(home: Path) -> None:
             assert run.state == "completed", run.message
         finally:
             manager.shutdown()
+    return run_id
 
 
 @pytest.fixture(scope="module")
 def explorer_server(tmp_path_factory):
-    """`streamlit run app.py` on a home where the default teacher is cached and one run has finished."""
+    """`streamlit run app.py` on a home where the default teacher is cached and one run has finished: (its URL, its
+    log, the run's id)."""
     home = tmp_path_factory.mktemp("explorer-server-home")
-    _prepare_home(home)
+    run_id = _prepare_home(home)
     with app_server(home, home / "server.log") as url:
-        yield url, home / "server.log"
+        yield url, home / "server.log", run_id
 
 
 @pytest.fixture
@@ -106,3 +111,52 @@ def test_pick_an_image_change_t_upload_and_click_the_heatmap(explorer_page, scre
     page.mouse.click(box["x"] + 9.5 * box["width"] / 10, box["y"] + 4.5 * box["height"] / 10)
     page.get_by_text(re.compile(r"Test images of class 4 the teacher finds most like 9")).wait_for(timeout=20_000)
     page.screenshot(path=str(screenshot_dir / "image_explorer_dark_knowledge.png"))
+
+
+ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
+
+
+def test_the_compression_page_measures_a_finished_runs_teacher_and_students(browser, explorer_server,
+                                                                             screenshot_dir):
+    """The run's id typed as from a shared link (the run is not this browser's): its teacher, both students and the
+    int8 KD student measured, with the power given. (Training the lecture preset's students from this page is
+    tested with AppTest, tests/test_compression_page.py.)"""
+    url, log, run_id = explorer_server
+    context = browser.new_context(viewport={"width": 1400, "height": 3000})
+    page = context.new_page()
+    page.set_default_timeout(90_000)
+    run = page.get_by_role("button", name="Run the experiment")
+    try:
+        page.goto(f"{url}/compression")
+        page.get_by_text("more than a factor of two").first.wait_for()  # the case study, computed live
+        page.get_by_text("the students of a finished run").click()
+        typed = page.get_by_role("textbox", name=re.compile("or a run id"))
+        typed.fill("20250101-120000-abcdef")
+        typed.press("Enter")
+        page.get_by_text(re.compile("no finished run")).first.wait_for()
+        assert run.is_disabled()
+        typed.fill(run_id)
+        typed.press("Enter")
+        page.get_by_text("estimate from a power figure I give").click()
+        power = page.get_by_role("spinbutton", name=re.compile("Power"))
+        power.fill("-5")
+        power.press("Enter")
+        page.get_by_text(re.compile("power must be")).first.wait_for()
+        assert run.is_disabled()
+        power.fill("20")
+        power.press("Enter")
+        page.wait_for_timeout(1000)
+        run.click()
+        try:
+            page.get_by_text(re.compile(r"Run \S+: completed")).wait_for(timeout=120_000)
+            page.get_by_text("Energy per million predictions").first.wait_for()
+            page.wait_for_timeout(1500)
+        finally:
+            page.screenshot(path=str(screenshot_dir / "compression.png"), full_page=True)
+        assert page.locator(ERRORS).count() == 0
+        assert "compression=" in page.url
+        assert page.locator(".js-plotly-plot").count() >= 4
+        assert page.get_by_text("20 W").count() >= 1 and page.get_by_text("estimated").count() >= 1
+    finally:
+        context.close()
+    assert "Traceback" not in log.read_text()
