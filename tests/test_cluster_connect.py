@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from kdviz.core import cluster
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-TIMEOUT_S = 8
+TIMEOUT_S = 3  # the probe is killed then: each test waits this long, the message is the same
 
 
 @pytest.fixture
