@@ -293,12 +293,35 @@ def cache_default_teacher_stand_in(home: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def app_server(tmp_path_factory):
+def default_teacher_stand_in(tmp_path_factory) -> Callable[[Path], None]:
+    """default_teacher_stand_in(home): cache_default_teacher_stand_in's teachers in home, trained once for the whole
+    run (both xdist workers: the first trains, under a file lock, the other waits and copies) instead of once per
+    server home."""
+    import fcntl
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # this run's folder, above each worker's own
+    trained = shared / "default-teacher-stand-in"
+
+    def copy_into(home: Path) -> None:
+        with open(shared / "default-teacher-stand-in.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if not (trained / "done").exists():
+                cache_default_teacher_stand_in(trained)
+                (trained / "done").touch()
+        shutil.copytree(trained / "teachers", home / "teachers", dirs_exist_ok=True)
+
+    return copy_into
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory, default_teacher_stand_in):
     """`streamlit run app.py` on a free loopback port with its own KDVIZ_HOME; yields the base URL. The lecture tour
     starts no runs of its own there (KDVIZ_TOUR_RUNS=off): minutes of training would slow every other browser test.
     The default teacher is a cached stand-in (cache_default_teacher_stand_in), for the same reason."""
     home = tmp_path_factory.mktemp("server-home")
-    cache_default_teacher_stand_in(home)
+    default_teacher_stand_in(home)
     with app_server_process(home, home / "server.log", env={"KDVIZ_TOUR_RUNS": "off"}) as url:
         yield url
 

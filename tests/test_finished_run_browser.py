@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from tests.support.appserver import app_server
-from conftest import cache_default_teacher_stand_in, wait_for_run
+from conftest import wait_for_run
 from kdviz.views.soft_labels import TEMPERATURES
 from upload_fixtures import png_seven, truncated_png
 
 pytestmark = pytest.mark.browser
 
 
-def _prepare_home(home: Path) -> str:
+def _prepare_home(home: Path, default_teacher_stand_in) -> str:
     """A stand-in for the default teacher (its architecture, one epoch) cached under its key, and a finished run (its
     id returned)."""
     from kdviz.core.engine import DistillConfig
@@ -25,7 +25,7 @@ def _prepare_home(home: Path) -> str:
     from kdviz.core.presets import DEFAULT_TEACHER
     from kdviz.runs.store import RunStore
 
-    cache_default_teacher_stand_in(home)
+    default_teacher_stand_in(home)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("KDVIZ_HOME", str(home))
         manager = RunManager(RunStore(home / "runs"))
@@ -40,11 +40,11 @@ def _prepare_home(home: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def explorer_server(tmp_path_factory):
+def explorer_server(tmp_path_factory, default_teacher_stand_in):
     """`streamlit run app.py` on a home where the default teacher is cached and one run has finished: (its URL, its
     log, the run's id)."""
     home = tmp_path_factory.mktemp("explorer-server-home")
-    run_id = _prepare_home(home)
+    run_id = _prepare_home(home, default_teacher_stand_in)
     with app_server(home, home / "server.log") as url:
         yield url, home / "server.log", run_id
 
