@@ -4,7 +4,10 @@ shared (kdviz.core.activity, kdviz.core.energy, kdviz.experiments.compression, k
 from __future__ import annotations
 
 import threading
+import time
 
+from conftest import wait_until
+from kdviz.core import activity
 from kdviz.core.energy import FixedPower, energy_per_prediction
 from kdviz.core.engine import DistillConfig, StepLosses, TeacherConfig, distill, generator
 from kdviz.core.models import ModelSpec, create_model
@@ -30,7 +33,18 @@ def _training_in_a_thread(stop: threading.Event, stepped: threading.Event) -> th
     return thread
 
 
+def _quiet(seconds: float = 0.3) -> bool:
+    """No training of this process took a step for `seconds`."""
+    with activity.watch() as watch:
+        time.sleep(seconds)
+    return watch.count == 0
+
+
 def test_two_trainings_in_threads_make_the_energy_shared_with_two_runs_and_a_quiet_server_none():
+    # the count is process-wide: a run an earlier test of this worker left winding down would be counted too (seen
+    # once, 3 instead of 2), so the test starts on a quiet process
+    wait_until(_quiet, 120, what=lambda: "the trainings of earlier tests in this process to end (threads: "
+                                         f"{sorted(t.name for t in threading.enumerate())})")
     stop, steps = threading.Event(), [threading.Event(), threading.Event()]
     threads = [_training_in_a_thread(stop, stepped) for stepped in steps]
     try:
