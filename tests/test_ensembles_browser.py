@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-pytestmark = pytest.mark.browser
+from tests.support.appserver import ERRORS
 
-ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
+pytestmark = pytest.mark.browser
 
 
 def test_the_ensembles_page_runs_a_two_teacher_ensemble(browser, app_server, screenshot_dir):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.appserver import app_server
+from tests.support.appserver import ERRORS, app_server
 from conftest import wait_for_run
 from kdviz.views.soft_labels import TEMPERATURES
 from upload_fixtures import png_seven, truncated_png
@@ -113,7 +113,16 @@ def test_pick_an_image_change_t_upload_and_click_the_heatmap(explorer_page, scre
     page.screenshot(path=str(screenshot_dir / "image_explorer_dark_knowledge.png"))
 
 
-ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
+def _enter(field, value: str) -> None:
+    field.fill(value)
+    field.press("Enter")
+
+
+def _refused(page, field, value: str, message: str, run) -> None:
+    """A bad value typed into field gets its message on the page, and the run button stays disabled."""
+    _enter(field, value)
+    page.get_by_text(re.compile(message)).first.wait_for()
+    assert run.is_disabled()
 
 
 def test_the_compression_page_measures_a_finished_runs_teacher_and_students(browser, explorer_server,
@@ -131,20 +140,12 @@ def test_the_compression_page_measures_a_finished_runs_teacher_and_students(brow
         page.get_by_text("more than a factor of two").first.wait_for()  # the case study, computed live
         page.get_by_text("the students of a finished run").click()
         typed = page.get_by_role("textbox", name=re.compile("or a run id"))
-        typed.fill("20250101-120000-abcdef")
-        typed.press("Enter")
-        page.get_by_text(re.compile("no finished run")).first.wait_for()
-        assert run.is_disabled()
-        typed.fill(run_id)
-        typed.press("Enter")
+        _refused(page, typed, "20250101-120000-abcdef", "no finished run", run)
+        _enter(typed, run_id)
         page.get_by_text("estimate from a power figure I give").click()
         power = page.get_by_role("spinbutton", name=re.compile("Power"))
-        power.fill("-5")
-        power.press("Enter")
-        page.get_by_text(re.compile("power must be")).first.wait_for()
-        assert run.is_disabled()
-        power.fill("20")
-        power.press("Enter")
+        _refused(page, power, "-5", "power must be", run)
+        _enter(power, "20")
         page.wait_for_timeout(1000)
         run.click()
         try:

@@ -9,9 +9,11 @@ import time
 import pytest
 
 from conftest import wait_until
+from tests.support.appserver import ERRORS
 
 pytestmark = pytest.mark.browser
-ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
+
+
 TEACHER_DOG = ".kdviz-bar-label[data-series=teacher][data-class=dog]"
 
 

@@ -7,9 +7,11 @@ import re
 
 import pytest
 
+from tests.support.appserver import ERRORS
+
 pytestmark = pytest.mark.browser
 
-ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
+
 TABS = {  # experiment → (its tab's label, the small setting typed into its form: (role, label, value))
     "capacity-gap": ("Capacity gap", [("textbox", "Teacher widths", "16, 64"),
                                       ("textbox", "Temperatures T", "4")]),

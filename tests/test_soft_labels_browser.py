@@ -9,11 +9,12 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from tests.support.appserver import ERRORS
+
 pytestmark = pytest.mark.browser
 
 TEACHER = ".kdviz-bar-label[data-series=teacher]"  # the teacher's probabilities printed over its bars
 ROOT = ".kdviz-sl"  # the widget's root (in its shadow root; Playwright's selectors pierce it)
-ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 
 
 def teacher_labels(page) -> list[str]:

@@ -5,9 +5,9 @@ import re
 
 import pytest
 
-pytestmark = pytest.mark.browser
+from tests.support.appserver import ERRORS
 
-ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
+pytestmark = pytest.mark.browser
 
 
 def test_the_gradient_variance_experiment_in_the_browser(browser, app_server, screenshot_dir):

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parents[2]
+# What a page shows when it went wrong: an exception, or an error alert (a browser test counts these: none expected)
+ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 # Root, no network: without the background-networking flags Chromium keeps dialling out and being refused.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
